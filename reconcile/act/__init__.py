@@ -1,0 +1,1 @@
+"""Act: the only code that changes the system (files, NUT daemons, the run loop)."""

@@ -1,0 +1,190 @@
+"""`nut-reconcile run`: the container's main process.
+
+Every SCAN_INTERVAL seconds (through `schedule`) a tick scans the bus, decides, and
+applies the difference. A bus change is acted on once it has been stable for
+SETTLE_TIME; a tick is also run right at that moment, so a plug is served within
+SCAN_INTERVAL + SETTLE_TIME plus the time to start its driver. A tick that raises is
+logged and the loop goes on. SIGTERM/SIGINT stop upsmon, the drivers and upsd.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+import traceback
+from types import FrameType
+
+import schedule
+
+from reconcile import logfmt, store
+from reconcile.act import apply, daemons
+from reconcile.cycle import Agent
+from reconcile.decide.backoff import Backoff
+from reconcile.decide.settle import Settle
+from reconcile.decide.supervision import hold_back, stale_drivers
+from reconcile.model import ActualState, UsbDevice
+from reconcile.observe import upsd_client, usb_sysfs
+
+SHUTDOWN_BUDGET = 8.0
+
+
+class Runner:
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+        self.settings = agent.settings
+        self.settle = Settle()
+        self.backoff = Backoff()
+        self.stale_since: dict[str, float] = {}
+        self.stopping = threading.Event()
+        self.last_status: dict[str, object] = {}
+        self.ticks = 0
+        self.last_bus: tuple[UsbDevice, ...] = ()
+        self.last_scan: float | None = None
+
+    # --- one tick ------------------------------------------------------------
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        self.ticks += 1
+        bus = self.agent.scan_bus()
+        before = self.settle.settled
+        pending_before = self.settle.pending
+        self.settle = self.settle.observe(bus, now, self.settings.settle_time, self._changed_at(bus, now))
+        if self.settle.pending is not None and self.settle.pending != pending_before:
+            logfmt.info(
+                "bus.change",
+                devices=len(bus),
+                settle_left=f"{self.settle.since + self.settings.settle_time - now:.1f}s",
+            )
+        settled = self.settle.settled or ()
+        if before is not None and settled != before:
+            logfmt.info("bus.settled", devices=len(settled))
+        decision = self.agent.decide(settled, persist=True)
+        actual = self.agent.observe_actual(decision)
+        freshness = self._freshness(actual)
+        restart, self.stale_since = stale_drivers(freshness, self.stale_since, set(actual.drivers), now)
+        for ups in sorted(restart):
+            logfmt.warning("driver.stale", ups=ups, why="data stale too long: restarting the driver")
+        plan, held = hold_back(self.agent.plan(decision, actual, restart), self.backoff, now)
+        for item in held:
+            logfmt.debug("backoff.hold", target=item)
+        outcome = None
+        if not plan.in_sync:
+            outcome = apply.execute(plan, self.settings, self.agent.listen)
+            for key in outcome.started:
+                self.backoff = self.backoff.started(key, now)
+            self.agent.remember(decision)
+            logfmt.info("reconcile.done", steps=len(plan.steps), errors=len(outcome.errors))
+        status = {
+            "devices": [
+                {
+                    "name": decision.names[u.usb.fingerprint],
+                    "driver": u.driver,
+                    "fingerprint": u.usb.fingerprint,
+                    "address": u.usb.address,
+                    "port": u.usb.port,
+                }
+                for u in decision.upses
+            ],
+            "freshness": freshness,
+            "held_back": held,
+        }
+        if outcome is not None or status != self.last_status.get("state"):
+            # Why only on change: the state dir may sit on an SD card; no write every tick.
+            self.last_status = {
+                "state": status,
+                "last_reconcile": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "outcome": "in sync" if outcome is None else ("ok" if outcome.ok else "errors"),
+                "errors": [] if outcome is None else outcome.errors,
+            }
+            store.save_status(self.settings.agent_dir, {**self.last_status, "pid": os.getpid()})
+        daemons.reap()
+
+    def _changed_at(self, bus: tuple[UsbDevice, ...], now: float) -> float | None:
+        """When the newest device appeared (monotonic), no earlier than the previous scan."""
+        previous, floor = self.last_bus, self.last_scan
+        self.last_bus, self.last_scan = bus, now
+        added = [d.port for d in bus if d not in previous]
+        if not added or floor is None:
+            return None
+        stamps = usb_sysfs.appeared(self.settings.usb_sysfs_root, added)
+        if len(stamps) < len(added):
+            return None
+        # Wall-clock stamps to monotonic time; clamped to the previous scan, since the
+        # device was not there then: a clock jump cannot skip the settle time.
+        return max(floor, now - max(0.0, time.time() - max(stamps.values())))
+
+    def _freshness(self, actual: ActualState) -> dict[str, str]:
+        if actual.upsd_pid is None:
+            return {}
+        try:
+            with upsd_client.Connection(*self.agent.listen, timeout=2.0) as conn:
+                return {name: conn.freshness(name).state for name in conn.list_ups()}
+        except upsd_client.UpsdError as exc:
+            logfmt.debug("upsd.unreachable", error=str(exc))
+            return {}
+
+    def safe_tick(self) -> None:
+        try:
+            self.tick()
+        except Exception as exc:  # noqa: BLE001 - the loop must survive one bad tick
+            logfmt.error("tick.failed", error=f"{type(exc).__name__}: {exc}")
+            logfmt.debug("tick.traceback", trace=traceback.format_exc())
+
+    # --- the loop --------------------------------------------------------------
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        logfmt.info("signal", name=signal.Signals(signum).name)
+        self.stopping.set()
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        logfmt.info(
+            "start",
+            scan_interval=f"{self.settings.scan_interval:g}s",
+            settle_time=f"{self.settings.settle_time:g}s",
+            ups_name=self.settings.ups_name,
+            confpath=self.settings.confpath,
+            statepath=self.settings.statepath,
+            usb=self.settings.usb_sysfs_root,
+            drivers_known=len(self.agent.table.by_vidpid),
+        )
+        scheduler = schedule.Scheduler()
+        # schedule types the interval as int, but computes with timedelta, so fractions work.
+        scheduler.every(self.settings.scan_interval).seconds.do(self.safe_tick)  # type: ignore[arg-type]
+        self.safe_tick()
+        while not self.stopping.is_set():
+            deadline = self.settle.deadline(self.settings.settle_time)
+            wait = scheduler.idle_seconds or 0.0
+            if deadline is not None:
+                wait = min(wait, deadline - time.monotonic())
+            if wait > 0 and self.stopping.wait(wait):
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                self.safe_tick()  # the settle time is up: act now, not at the next tick
+            scheduler.run_pending()
+        self.shutdown()
+        return 0
+
+    def shutdown(self) -> None:
+        """upsmon first (it must not see the UPSes vanish), then drivers, then upsd."""
+        started = time.monotonic()
+        actual = self.agent.observe_actual()
+        if actual.upsmon_pid:
+            daemons.stop_upsmon(self.settings, actual.upsmon_pid)
+        for proc in actual.drivers.values():
+            try:
+                os.kill(proc.pid, signal.SIGTERM)  # all at once: the budget is shared
+            except ProcessLookupError:
+                pass
+        remaining = max(1.0, SHUTDOWN_BUDGET - (time.monotonic() - started))
+        for ups, proc in actual.drivers.items():
+            daemons.stop_driver(self.settings, ups, proc.driver, proc.pid)
+        if actual.upsd_pid:
+            daemons.terminate(actual.upsd_pid, "upsd", timeout=remaining / 2)
+            daemons.stop_upsd(self.settings, actual.upsd_pid)
+        daemons.reap()
+        logfmt.info("stopped", seconds=f"{time.monotonic() - started:.2f}")

@@ -1,0 +1,30 @@
+"""Restart with backoff: a daemon or driver that keeps dying is retried ever more slowly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+BASE = 1.0
+CAP = 60.0
+HEALTHY_AFTER = 60.0  # a process that ran this long has its failure count forgotten
+
+
+@dataclass(frozen=True)
+class Backoff:
+    # key (e.g. "driver:my-ups", "upsd") -> (failures, not before, last start)
+    entries: dict[str, tuple[int, float, float]] = field(default_factory=dict)
+
+    def allowed(self, key: str, now: float) -> bool:
+        entry = self.entries.get(key)
+        return entry is None or now >= entry[1]
+
+    def started(self, key: str, now: float) -> Backoff:
+        """Record a start; each start within HEALTHY_AFTER of the previous one counts as a failure."""
+        failures, _, last = self.entries.get(key, (0, 0.0, -HEALTHY_AFTER))
+        failures = failures + 1 if now - last < HEALTHY_AFTER else 0
+        delay = 0.0 if failures == 0 else min(CAP, BASE * 2 ** (failures - 1))
+        return Backoff({**self.entries, key: (failures, now + delay, now)})
+
+    def delay(self, key: str, now: float) -> float:
+        entry = self.entries.get(key)
+        return 0.0 if entry is None else max(0.0, entry[1] - now)

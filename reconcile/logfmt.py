@@ -1,0 +1,76 @@
+"""One line per event, key=value (logfmt), to stdout and to the hotplug log file.
+
+log.info("driver.start", ups="my-ups", driver="usbhid-ups")
+-> ts=2026-11-28T23:30:00+00:00 level=info event=driver.start ups=my-ups driver=usbhid-ups
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+_logger = logging.getLogger("nut-reconcile")
+
+
+def _quote(value: Any) -> str:
+    text = str(value)
+    if text and all(ch.isprintable() and ch not in ' "=\\' for ch in text):
+        return text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def format_event(level: str, event: str, fields: dict[str, Any]) -> str:
+    ts = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    parts = [f"ts={ts}", f"level={level}", f"event={_quote(event)}"]
+    parts += [f"{k}={_quote(v)}" for k, v in fields.items() if v is not None]
+    return " ".join(parts)
+
+
+class _Formatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        fields = getattr(record, "fields", {})
+        return format_event(record.levelname.lower(), record.getMessage(), fields)
+
+
+def setup(debug: bool, log_file: Path | None) -> str | None:
+    """Configure handlers; returns a warning when the log file cannot be used."""
+    _logger.handlers.clear()
+    _logger.setLevel(logging.DEBUG if debug else logging.INFO)
+    _logger.propagate = False
+    out = logging.StreamHandler(sys.stdout)
+    out.setFormatter(_Formatter())
+    _logger.addHandler(out)
+    if log_file is None:
+        return None
+    try:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(log_file, encoding="utf-8")
+    except OSError as exc:
+        # Why not fatal: a full or read-only log volume must not stop the UPS being served.
+        return f"{log_file}: {exc.strerror}"
+    handler.setFormatter(_Formatter())
+    _logger.addHandler(handler)
+    return None
+
+
+def _log(level: int, event: str, fields: dict[str, Any]) -> None:
+    _logger.log(level, event, extra={"fields": fields})
+
+
+def debug(event: str, **fields: Any) -> None:
+    _log(logging.DEBUG, event, fields)
+
+
+def info(event: str, **fields: Any) -> None:
+    _log(logging.INFO, event, fields)
+
+
+def warning(event: str, **fields: Any) -> None:
+    _log(logging.WARNING, event, fields)
+
+
+def error(event: str, **fields: Any) -> None:
+    _log(logging.ERROR, event, fields)

@@ -1,0 +1,43 @@
+"""Ask NUT's nut-scanner which driver fits the USB devices present (-U -P).
+
+It runs only when the bus changed, never every tick, always with a timeout. Its
+output is raw (no escaping), so every field is validated before use.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+_LINE = re.compile(r"USB:(.*)")
+_FIELD = re.compile(r'(\w+)="([^"]*)"')
+_DRIVER = re.compile(r"[a-z0-9][a-z0-9_-]{0,40}")
+_HEX4 = re.compile(r"[0-9a-fA-F]{4}")
+
+
+def parse(output: str) -> dict[str, str]:
+    """'USB:driver="usbhid-ups",port="auto",vendorid="051D",...' lines -> {"051d:0002": driver}."""
+    found: dict[str, str] = {}
+    for line in output.splitlines():
+        m = _LINE.match(line.strip())
+        if not m:
+            continue
+        fields = dict(_FIELD.findall(m.group(1)))
+        vid, pid, driver = fields.get("vendorid", ""), fields.get("productid", ""), fields.get("driver", "")
+        if _HEX4.fullmatch(vid) and _HEX4.fullmatch(pid) and _DRIVER.fullmatch(driver):
+            found.setdefault(f"{vid.lower()}:{pid.lower()}", driver)
+    return found
+
+
+def run(binary: str, timeout: float, env: dict[str, str] | None = None) -> dict[str, str]:
+    """Raises subprocess.TimeoutExpired or OSError; the caller logs and goes on."""
+    result = subprocess.run(
+        [binary, "-U", "-P", "-q"],
+        capture_output=True,
+        text=True,
+        errors="replace",
+        timeout=timeout,
+        env=env,
+        check=False,
+    )
+    return parse(result.stdout)

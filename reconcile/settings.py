@@ -1,0 +1,190 @@
+"""Settings from the environment, validated before anything touches the disk.
+
+A bad value raises SettingsError naming the variable; the CLI turns it into exit code 2.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from reconcile.nutsyntax import NutSyntaxError, validate_name
+
+DEFAULT_CONFIG = "/etc/nut-reconcile/config.toml"
+
+# Where NUT's programs live. /opt/nut is the source build (our image); /lib/nut holds
+# Debian's real upsd and upsmon (Debian's /sbin/upsd is a wrapper that refuses to run
+# unless /etc/nut/nut.conf says standalone or netserver, so it must not be used).
+_SEARCH = {
+    "upsd": ["/opt/nut/sbin", "/lib/nut", "/usr/lib/nut", "/usr/sbin", "/sbin"],
+    "upsmon": ["/opt/nut/sbin", "/lib/nut", "/usr/lib/nut", "/usr/sbin", "/sbin"],
+    "upsdrvctl": ["/opt/nut/sbin", "/opt/nut/bin", "/usr/sbin", "/sbin", "/lib/nut", "/usr/lib/nut"],
+    "upsc": ["/opt/nut/bin", "/usr/bin", "/bin"],
+    "nut-scanner": ["/opt/nut/bin", "/usr/bin", "/bin"],
+}
+_RULES_SEARCH = [
+    "/opt/nut/share/nut/62-nut-usbups.rules",
+    "/etc/udev/rules.d/62-nut-usbups.rules",
+    "/lib/udev/rules.d/62-nut-usbups.rules",
+    "/usr/lib/udev/rules.d/62-nut-usbups.rules",
+]
+
+
+class SettingsError(ValueError):
+    def __init__(self, variable: str, message: str) -> None:
+        super().__init__(f"{variable}: {message}")
+        self.variable = variable
+
+
+@dataclass(frozen=True)
+class Binaries:
+    upsd: str | None
+    upsmon: str | None
+    upsdrvctl: str | None
+    upsc: str | None
+    nut_scanner: str | None
+    usb_rules: str | None
+
+
+@dataclass(frozen=True)
+class Settings:
+    scan_interval: float
+    settle_time: float
+    debug: bool
+    tz: str | None
+    ups_name: str
+    usb_sysfs_root: Path
+    config_file: Path | None
+    confpath: Path
+    statepath: Path
+    log_file: Path | None
+    run_user: str
+    command_timeout: float
+    binaries: Binaries
+
+    @property
+    def agent_dir(self) -> Path:
+        """The agent's own state (names, secrets, PIDs, last outcome): inside NUT's state dir."""
+        return self.statepath / "reconcile"
+
+    def nut_env(self) -> dict[str, str]:
+        """Environment for every NUT program we run: points them at our dirs."""
+        env = dict(os.environ)
+        env["NUT_CONFPATH"] = str(self.confpath)
+        env["NUT_STATEPATH"] = str(self.statepath)
+        env["NUT_ALTPIDPATH"] = str(self.statepath)
+        return env
+
+
+def _number(env: Mapping[str, str], var: str, default: float, low: float, high: float) -> float:
+    raw = env.get(var, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(var, f"{raw!r} is not a number (seconds)") from None
+    if not (low <= value <= high):  # also refuses nan and inf
+        raise SettingsError(var, f"{raw!r} must be between {low:g} and {high:g} seconds")
+    return value
+
+
+def _bool(env: Mapping[str, str], var: str) -> bool:
+    raw = env.get(var, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise SettingsError(var, f"{raw!r} is not a boolean (use 1/0, true/false, yes/no)")
+
+
+def _path(env: Mapping[str, str], var: str, default: str) -> Path:
+    raw = env.get(var, "") or default
+    if "\n" in raw or "\x00" in raw or not raw.startswith("/"):
+        raise SettingsError(var, f"{raw!r} must be an absolute path")
+    return Path(raw)
+
+
+def _tz(env: Mapping[str, str]) -> str | None:
+    raw = env.get("TZ")
+    if raw is None or raw == "":
+        return None
+    # Either an IANA name (Europe/Berlin), a ":path", or a POSIX rule (CET-1CEST,M3.5.0,M10.5.0/3).
+    if not re.fullmatch(r"[A-Za-z0-9_+\-/:.,<>]{1,64}", raw) or ".." in raw:
+        raise SettingsError("TZ", f"{raw!r} is not a time zone (e.g. Europe/Berlin or UTC)")
+    return raw
+
+
+def _binary(env: Mapping[str, str], var: str, program: str) -> str | None:
+    override = env.get(var)
+    if override:
+        if not (os.path.isfile(override) and os.access(override, os.X_OK)):
+            raise SettingsError(var, f"{override!r} is not an executable file")
+        return override
+    for directory in _SEARCH[program]:
+        candidate = os.path.join(directory, program)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return shutil.which(program)
+
+
+def _rules(env: Mapping[str, str]) -> str | None:
+    override = env.get("NUT_USB_RULES")
+    if override:
+        if not os.path.isfile(override):
+            raise SettingsError("NUT_USB_RULES", f"{override!r} is not a file")
+        return override
+    return next((p for p in _RULES_SEARCH if os.path.isfile(p)), None)
+
+
+def load(env: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+    ups_name = env.get("UPS_NAME", "") or "my-ups"
+    try:
+        validate_name(ups_name, "UPS_NAME")
+    except NutSyntaxError as exc:
+        raise SettingsError("UPS_NAME", str(exc).split(": ", 1)[-1]) from None
+
+    config_raw = env.get("RECONCILE_CONFIG", "")
+    config_file: Path | None
+    if config_raw:
+        config_file = _path(env, "RECONCILE_CONFIG", "")
+        if not config_file.is_file():
+            raise SettingsError("RECONCILE_CONFIG", f"{config_raw!r} does not exist or is not a file")
+    else:
+        config_file = Path(DEFAULT_CONFIG) if os.path.isfile(DEFAULT_CONFIG) else None
+
+    default_conf = "/opt/nut/etc" if os.path.isdir("/opt/nut/etc") else "/etc/nut"
+    log_raw = env.get("LOG_FILE")
+    log_file = None if log_raw == "" else _path(env, "LOG_FILE", "/var/log/nut/hotplug.log")
+
+    run_user = env.get("NUT_USER", "") or "root"
+    if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", run_user):
+        raise SettingsError("NUT_USER", f"{run_user!r} is not a user name")
+
+    return Settings(
+        scan_interval=_number(env, "SCAN_INTERVAL", 2.0, 0.2, 3600),
+        settle_time=_number(env, "SETTLE_TIME", 2.0, 0, 600),
+        debug=_bool(env, "DEBUG"),
+        tz=_tz(env),
+        ups_name=ups_name,
+        usb_sysfs_root=_path(env, "USB_SYSFS_ROOT", "/sys/bus/usb/devices"),
+        config_file=config_file,
+        confpath=_path(env, "NUT_CONFPATH", default_conf),
+        statepath=_path(env, "NUT_STATEPATH", "/var/run/nut"),
+        log_file=log_file,
+        run_user=run_user,
+        command_timeout=_number(env, "NUT_TIMEOUT", 15.0, 1, 300),
+        binaries=Binaries(
+            upsd=_binary(env, "NUT_UPSD", "upsd"),
+            upsmon=_binary(env, "NUT_UPSMON", "upsmon"),
+            upsdrvctl=_binary(env, "NUT_UPSDRVCTL", "upsdrvctl"),
+            upsc=_binary(env, "NUT_UPSC", "upsc"),
+            nut_scanner=_binary(env, "NUT_SCANNER", "nut-scanner"),
+            usb_rules=_rules(env),
+        ),
+    )

@@ -1,0 +1,227 @@
+"""The optional TOML file (RECONCILE_CONFIG): device rules and global settings.
+
+Example:
+
+    [upsd]
+    listen = ["0.0.0.0:3493"]      # "address:port"; "[::1]:3493" for IPv6
+    maxage = 15
+
+    [upsmon]
+    enabled = true
+    shutdown_cmd = "/sbin/shutdown -h +0"
+
+    [users.monuser]                # network dashboards log in as this (upsmon secondary)
+    password_file = "/run/secrets/nut-monuser"
+
+    [users.admin]                  # instant commands and settings; never given to dashboards
+    password = "..."
+
+    [[device]]
+    match = {vendorid = "051d", productid = "0002"}
+    name = "rack-ups"              # optional: pin the NUT name
+    driver = "usbhid-ups"          # optional: override the driver
+    options = {pollinterval = 5}   # optional: more ups.conf options
+    desc = "Rack UPS"
+    ignore = false                 # true: never serve this device
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reconcile.model import DeviceRule
+from reconcile.nutsyntax import (
+    NutSyntaxError,
+    encode,
+    is_printable_ascii,
+    validate_key,
+    validate_name,
+    validate_password,
+)
+
+_HEX4 = re.compile(r"[0-9a-f]{4}")
+_DRIVER = re.compile(r"[a-z0-9][a-z0-9_-]{0,40}")
+# usbhid-ups and friends already get these from the scan; pinning bus/device breaks replug.
+_RESERVED_OPTIONS = {"driver", "bus", "device", "busport"}
+ROLES = ("admin", "monuser")
+
+
+class ConfigError(ValueError):
+    """Bad TOML content; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class UserConfig:
+    listen: tuple[tuple[str, int], ...] = (("0.0.0.0", 3493),)
+    maxage: int = 15
+    upsmon_enabled: bool = True
+    shutdown_cmd: str = "/bin/echo nut-reconcile: upsmon asked for a system shutdown"
+    passwords: tuple[tuple[str, str], ...] = ()  # (role, password) given by the user
+    rules: tuple[DeviceRule, ...] = ()
+
+    def password_for(self, role: str) -> str | None:
+        return dict(self.passwords).get(role)
+
+
+def load(path: Path | None) -> UserConfig:
+    if path is None:
+        return UserConfig()
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        return parse(data)
+    except (ConfigError, NutSyntaxError) as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def _table(data: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}{key} must be a table")
+    return value
+
+
+def _unknown(table: dict[str, Any], allowed: set[str], where: str) -> None:
+    extra = sorted(set(table) - allowed)
+    if extra:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(extra)} (allowed: {', '.join(sorted(allowed))})")
+
+
+def _listen(value: Any) -> tuple[tuple[str, int], ...]:
+    if not isinstance(value, list) or not value:
+        raise ConfigError('upsd.listen must be a non-empty list such as ["0.0.0.0:3493"]')
+    out = []
+    for item in value:
+        m = re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[0-9.]+|localhost):(\d{1,5})", item) if isinstance(item, str) else None
+        if not m or not (1 <= int(m.group(2)) <= 65535):
+            raise ConfigError(f"upsd.listen: {item!r} is not 'address:port' (e.g. 0.0.0.0:3493 or [::]:3493)")
+        out.append((m.group(1).strip("[]"), int(m.group(2))))
+    return tuple(out)
+
+
+def _password(role: str, entry: Any) -> str:
+    where = f"users.{role}"
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where} must be a table")
+    _unknown(entry, {"password", "password_file"}, where)
+    if ("password" in entry) == ("password_file" in entry):
+        raise ConfigError(f"{where}: give exactly one of password, password_file")
+    if "password_file" in entry:
+        try:
+            secret = Path(str(entry["password_file"])).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{where}.password_file: cannot read {entry['password_file']!r}: {exc}") from None
+    else:
+        secret = entry["password"]
+        if not isinstance(secret, str):
+            raise ConfigError(f"{where}.password must be a string")
+    return validate_password(secret, where)
+
+
+def _rule(index: int, entry: Any) -> DeviceRule:
+    where = f"device[{index}]"
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where} must be a table")
+    _unknown(entry, {"match", "name", "driver", "options", "desc", "ignore"}, where)
+    match = entry.get("match")
+    if not isinstance(match, dict) or not match:
+        raise ConfigError(f"{where}.match must be a table with vendorid, productid and/or serial")
+    _unknown(match, {"vendorid", "productid", "serial"}, f"{where}.match")
+    ids: dict[str, str] = {}
+    for key in ("vendorid", "productid"):
+        if key in match:
+            value = str(match[key]).lower().removeprefix("0x")
+            if not _HEX4.fullmatch(value):
+                raise ConfigError(f"{where}.match.{key}: {match[key]!r} is not 4 hex digits")
+            ids[key] = value
+    serial = match.get("serial")
+    if serial is not None and (not isinstance(serial, str) or not is_printable_ascii(serial)):
+        raise ConfigError(f"{where}.match.serial must be a printable ASCII string")
+    name = entry.get("name")
+    if name is not None:
+        validate_name(str(name), f"{where}.name")
+    driver = entry.get("driver")
+    if driver is not None and (not isinstance(driver, str) or not _DRIVER.fullmatch(driver)):
+        raise ConfigError(f"{where}.driver: {driver!r} is not a NUT driver name")
+    options = entry.get("options", {})
+    if not isinstance(options, dict):
+        raise ConfigError(f"{where}.options must be a table")
+    opts: list[tuple[str, str | bool]] = []
+    for key, value in options.items():
+        validate_key(key, f"{where}.options")
+        if key in _RESERVED_OPTIONS:
+            raise ConfigError(f"{where}.options.{key} is not allowed (it is set by the agent or breaks replug)")
+        if isinstance(value, bool):
+            opts.append((key, value))
+        elif isinstance(value, (str, int, float)):
+            encode(str(value), f"{where}.options.{key}")  # refuse what cannot be written safely
+            opts.append((key, str(value)))
+        else:
+            raise ConfigError(f"{where}.options.{key} must be a string, number or boolean")
+    desc = entry.get("desc")
+    if desc is not None:
+        encode(str(desc), f"{where}.desc")
+    ignore = entry.get("ignore", False)
+    if not isinstance(ignore, bool):
+        raise ConfigError(f"{where}.ignore must be true or false")
+    return DeviceRule(
+        index=index,
+        vendorid=ids.get("vendorid"),
+        productid=ids.get("productid"),
+        serial=serial,
+        name=None if name is None else str(name),
+        driver=driver,
+        options=tuple(opts),
+        desc=None if desc is None else str(desc),
+        ignore=ignore,
+    )
+
+
+def parse(data: dict[str, Any]) -> UserConfig:
+    _unknown(data, {"upsd", "upsmon", "users", "device"}, "top level")
+    upsd = _table(data, "upsd", "")
+    _unknown(upsd, {"listen", "maxage"}, "upsd")
+    upsmon = _table(data, "upsmon", "")
+    _unknown(upsmon, {"enabled", "shutdown_cmd"}, "upsmon")
+    users = _table(data, "users", "")
+    _unknown(users, set(ROLES), "users")
+    defaults = UserConfig()
+
+    maxage = upsd.get("maxage", defaults.maxage)
+    if not isinstance(maxage, int) or isinstance(maxage, bool) or not 5 <= maxage <= 3600:
+        raise ConfigError("upsd.maxage must be a whole number of seconds from 5 to 3600")
+    enabled = upsmon.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise ConfigError("upsmon.enabled must be true or false")
+    shutdown_cmd = upsmon.get("shutdown_cmd", defaults.shutdown_cmd)
+    if not isinstance(shutdown_cmd, str) or not shutdown_cmd.strip():
+        raise ConfigError("upsmon.shutdown_cmd must be a non-empty string")
+    encode(shutdown_cmd, "upsmon.shutdown_cmd")
+
+    devices = data.get("device", [])
+    if not isinstance(devices, list):
+        raise ConfigError("device must be an array of tables: [[device]]")
+    rules = tuple(_rule(i, entry) for i, entry in enumerate(devices))
+    pinned = [r.name for r in rules if r.name]
+    dupes = sorted({n for n in pinned if pinned.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"device: name(s) {', '.join(dupes)} pinned by more than one rule")
+
+    return UserConfig(
+        listen=_listen(upsd["listen"]) if "listen" in upsd else defaults.listen,
+        maxage=maxage,
+        upsmon_enabled=enabled,
+        shutdown_cmd=shutdown_cmd,
+        passwords=tuple((role, _password(role, entry)) for role, entry in users.items()),
+        rules=rules,
+    )

@@ -1,0 +1,1 @@
+# Jinja2 templates of the five NUT files, installed as the package reconcile.templates.
