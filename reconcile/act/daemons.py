@@ -24,6 +24,25 @@ START_CONFIRM = 5.0
 
 # upsmon children launched by this process; polled so none is left a zombie.
 _children: dict[int, subprocess.Popen[bytes]] = {}
+_PR_SET_CHILD_SUBREAPER = 36
+_reaper = {"on": False}
+
+
+def become_subreaper() -> bool:
+    """Make daemons we start (they fork and leave their parent) our children again.
+
+    Why: as PID 1 in a container we get them anyway; anywhere else they would go to
+    the system's init, and their exits would pile up as zombies nobody reaps.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        ok = libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        ok = False
+    _reaper["on"] = ok or os.getpid() == 1
+    return ok
 
 
 class DaemonError(RuntimeError):
@@ -96,7 +115,7 @@ def reap() -> None:
     for pid, child in list(_children.items()):
         if child.poll() is not None:
             del _children[pid]
-    if os.getpid() == 1:
+    if _reaper["on"] or os.getpid() == 1:
         while True:
             try:
                 pid, _ = os.waitpid(-1, os.WNOHANG)
@@ -172,8 +191,23 @@ def upsmon_pidfile(settings: Settings) -> Path:
     return settings.agent_dir / "upsmon.pid"
 
 
+# Where upsmon itself writes its PID file: NUT's compiled-in PIDPATH (/run/nut for
+# Debian, the state dir for our source build).
+_UPSMON_OWN_PIDFILES = ("/run/nut/upsmon.pid", "/var/run/nut/upsmon.pid")
+
+
+def _clear_stale_upsmon_pidfiles(settings: Settings) -> None:
+    """upsmon refuses to start while its PID file names any live process. After a
+    container restart that PID often belongs to something else (even our upsd)."""
+    for path in {Path(p) for p in _UPSMON_OWN_PIDFILES} | {settings.statepath / "upsmon.pid"}:
+        if path.exists() and running_pid(path, "upsmon") is None:
+            logfmt.debug("upsmon.stale-pidfile", path=path)
+            _remove(path)
+
+
 def start_upsmon(settings: Settings) -> int:
     binary = _need(settings.binaries.upsmon, "upsmon")
+    _clear_stale_upsmon_pidfiles(settings)
     settings.agent_dir.mkdir(parents=True, exist_ok=True)
     log = open(settings.agent_dir / "upsmon.log", "ab")  # noqa: SIM115 - handed to the child
     try:

@@ -140,6 +140,7 @@ class Runner:
         self.stopping.set()
 
     def run(self) -> int:
+        daemons.become_subreaper()
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         logfmt.info(

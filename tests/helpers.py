@@ -1,0 +1,251 @@
+"""Test helpers: a simulated USB bus (a sysfs tree) and a real-NUT sandbox.
+
+Only the USB bus and the UPS hardware are simulated. NUT is Debian's real upsd,
+upsdrvctl, dummy-ups, upsc and upsmon, run as root in a temp dir on a loopback port.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+CLI_TIMEOUT = 60
+
+
+def await_true(condition: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        if condition():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+
+
+class SimBus:
+    """A directory laid out like /sys/bus/usb/devices. Devices appear and vanish
+    atomically (built aside, then renamed in), as the kernel's do."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        self._devnum = 1
+
+    def plug(
+        self,
+        port: str = "1-1",
+        vendorid: str = "051d",
+        productid: str = "0002",
+        serial: str | bytes | None = "3B1234X56789",
+        manufacturer: str = "American Power Conversion",
+        product: str = "Back-UPS ES 700G",
+    ) -> None:
+        self._devnum += 1
+        tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=".plug-"))
+        attrs: dict[str, str | bytes] = {
+            "idVendor": vendorid,
+            "idProduct": productid,
+            "busnum": port.split("-")[0],
+            "devnum": str(self._devnum),
+            "manufacturer": manufacturer,
+            "product": product,
+            "speed": "1.5",
+        }
+        if serial is not None:
+            attrs["serial"] = serial
+        for name, value in attrs.items():
+            data = value if isinstance(value, bytes) else value.encode()
+            (tmp / name).write_bytes(data + b"\n")
+        os.rename(tmp, self.root / port)
+
+    def unplug(self, port: str = "1-1") -> None:
+        shutil.rmtree(self.root / port)
+
+    def add_root_hub(self, bus: int = 1) -> None:
+        hub = self.root / f"usb{bus}"
+        hub.mkdir()
+        (hub / "idVendor").write_text("1d6b\n")
+        (hub / "idProduct").write_text("0002\n")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2] != "Z"
+
+
+def reap_orphans() -> None:
+    """Collect daemons that exited after their parent (pytest is their subreaper)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def nut_processes(confpath: Path) -> list[tuple[int, str]]:
+    """Live processes (not zombies) whose environment points at this sandbox."""
+    found = []
+    marker = f"NUT_CONFPATH={confpath}".encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            environ = Path(f"/proc/{entry}/environ").read_bytes()
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        state = stat[stat.rfind(")") + 2]
+        comm = stat[stat.find("(") + 1 : stat.rfind(")")]
+        if marker in environ.split(b"\0") and state != "Z" and comm not in ("python", "python3", "pytest"):
+            found.append((int(entry), comm))
+    return found
+
+
+@dataclass
+class Sandbox:
+    root: Path
+    port: int
+    bus: SimBus
+    env: dict[str, str]
+    rules: list[str] = field(default_factory=list)
+    children: list[subprocess.Popen[str]] = field(default_factory=list)
+
+    @property
+    def conf(self) -> Path:
+        return Path(self.env["NUT_CONFPATH"])
+
+    @property
+    def state(self) -> Path:
+        return Path(self.env["NUT_STATEPATH"])
+
+    @property
+    def log(self) -> Path:
+        return Path(self.env["LOG_FILE"])
+
+    def data_file(self, name: str = "ups.dev", **values: str) -> Path:
+        path = self.root / name
+        values = {"ups.status": "OL", "battery.charge": "91", "ups.mfr": "APC", **values}
+        path.write_text("".join(f"{k}: {v}\n" for k, v in values.items()))
+        return path
+
+    def write_config(self, extra: str = "") -> None:
+        text = f'[upsd]\nlisten = ["127.0.0.1:{self.port}"]\n\n' + "\n".join(self.rules) + "\n" + extra
+        Path(self.env["RECONCILE_CONFIG"]).write_text(text)
+
+    def dummy_rule(self, data: Path, vendorid: str = "051d", productid: str = "0002", serial: str | None = None,
+                   name: str | None = None) -> None:
+        match = f'vendorid = "{vendorid}", productid = "{productid}"'
+        if serial is not None:
+            match += f', serial = "{serial}"'
+        rule = f'[[device]]\nmatch = {{{match}}}\ndriver = "dummy-ups"\noptions = {{port = "{data}"}}\n'
+        if name:
+            rule += f'name = "{name}"\n'
+        self.rules.append(rule)
+        self.write_config()
+
+    def cli(self, *args: str, env: dict[str, str] | None = None, check: bool = False) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [sys.executable, "-m", "reconcile", *args],
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=CLI_TIMEOUT,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"nut-reconcile {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def start_run(self, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        out = open(self.root / "run.out", "a")  # noqa: SIM115 - closed with the sandbox
+        child = subprocess.Popen(
+            [sys.executable, "-m", "reconcile", "run"],
+            env={**self.env, **(env or {})},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.children.append(child)
+        return child
+
+    def run_output(self) -> str:
+        path = self.root / "run.out"
+        return path.read_text() if path.exists() else ""
+
+    def upsc(self, target: str = "my-ups", var: str | None = None) -> tuple[int, str]:
+        argv = ["upsc", f"{target}@127.0.0.1:{self.port}"] + ([var] if var else [])
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+        # upsc prints "Init SSL without certificate database" on stderr: not part of the answer.
+        err = "\n".join(line for line in r.stderr.splitlines() if "Init SSL" not in line)
+        return r.returncode, (r.stdout.strip() if r.returncode == 0 else err.strip())
+
+    def await_upsc(self, expected: str, target: str = "my-ups", var: str | None = "ups.status",
+                   timeout: float = 20) -> bool:
+        return await_true(lambda: self.upsc(target, var)[1] == expected, timeout)
+
+    def pid_of(self, pidfile: str) -> int:
+        return int((self.state / pidfile).read_text().strip())
+
+    def cleanup(self) -> None:
+        for child in self.children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+                try:
+                    child.wait(15)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+                    child.wait(5)
+        leftovers = nut_processes(self.conf)
+        for pid, _ in leftovers:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for pid, comm in leftovers:
+            await_true(lambda pid=pid: (reap_orphans(), not _alive(pid))[1], 5)
+
+
+def make_sandbox(tmp: Path) -> Iterator[Sandbox]:
+    for d in ("conf", "state", "sys", "log"):
+        (tmp / d).mkdir()
+    os.chmod(tmp, 0o755)
+    port = free_port()
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+        "NUT_CONFPATH": str(tmp / "conf"),
+        "NUT_STATEPATH": str(tmp / "state"),
+        "USB_SYSFS_ROOT": str(tmp / "sys"),
+        "RECONCILE_CONFIG": str(tmp / "config.toml"),
+        "LOG_FILE": str(tmp / "log" / "hotplug.log"),
+        "SCAN_INTERVAL": "1",
+        "SETTLE_TIME": "1",
+        "PYTHONPATH": str(REPO),
+    }
+    box = Sandbox(root=tmp, port=port, bus=SimBus(tmp / "sys"), env=env)
+    box.write_config()
+    try:
+        yield box
+    finally:
+        box.cleanup()

@@ -1,0 +1,211 @@
+"""`nut-reconcile apply` and `plan` against Debian's real NUT daemons, on a simulated bus."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from reconcile.nutsyntax import parse_sections
+from tests.helpers import Sandbox, nut_processes
+
+pytestmark = pytest.mark.nut
+
+NOT_CONNECTED = "Error: Driver not connected"
+
+
+def served(box: Sandbox) -> set[str]:
+    """The UPS names upsd lists (upsc -l)."""
+    r = subprocess.run(["upsc", "-l", f"127.0.0.1:{box.port}"], capture_output=True, text=True, timeout=10, check=True)
+    return set(r.stdout.split())
+
+
+def sections(box: Sandbox) -> dict[str, dict[str, str | None]]:
+    _, secs = parse_sections((box.conf / "ups.conf").read_text())
+    return {s.name: dict(s.options) for s in secs}
+
+
+def test_cold_start_without_ups_serves_my_ups_as_not_connected(sandbox: Sandbox) -> None:
+    sandbox.cli("apply", check=True)
+    assert served(sandbox) == {"my-ups"}
+    assert sandbox.upsc("my-ups", "ups.status") == (1, NOT_CONNECTED)
+    # No MONITOR for a UPS that is not there: upsmon must not count it.
+    assert "MONITOR" not in (sandbox.conf / "upsmon.conf").read_text()
+    names = {comm for _, comm in nut_processes(sandbox.conf)}
+    assert names == {"upsd", "upsmon"}
+
+
+def test_plug_unplug_replug_and_swap(sandbox: Sandbox) -> None:
+    apc = sandbox.data_file("apc.dev", **{"ups.mfr": "APC", "battery.charge": "91"})
+    cps = sandbox.data_file("cps.dev", **{"ups.mfr": "CPS", "battery.charge": "57"})
+    sandbox.dummy_rule(apc, "051d", "0002")
+    sandbox.dummy_rule(cps, "0764", "0501")
+    sandbox.cli("apply", check=True)
+
+    # plug
+    sandbox.bus.plug("1-1", "051d", "0002", serial="AAA111")
+    sandbox.cli("apply", check=True)
+    assert sandbox.await_upsc("91", var="battery.charge")
+    assert sandbox.upsc("my-ups", "ups.mfr") == (0, "APC")
+    assert "MONITOR my-ups@" in (sandbox.conf / "upsmon.conf").read_text()
+
+    # unplug: the name stays listed, honestly not connected
+    sandbox.bus.unplug("1-1")
+    sandbox.cli("apply", check=True)
+    assert sandbox.upsc("my-ups", "ups.status") == (1, NOT_CONNECTED)
+    assert "MONITOR" not in (sandbox.conf / "upsmon.conf").read_text()
+    assert not [c for _, c in nut_processes(sandbox.conf) if c == "dummy-ups"]
+
+    # replug on another port: same name, same data
+    sandbox.bus.plug("1-2", "051d", "0002", serial="AAA111")
+    sandbox.cli("apply", check=True)
+    assert sandbox.await_upsc("91", var="battery.charge")
+    assert served(sandbox) == {"my-ups"}
+
+    # swap for a different model: still my-ups, now the other unit's data
+    sandbox.bus.unplug("1-2")
+    sandbox.bus.plug("1-1", "0764", "0501", serial="CPS999", manufacturer="CPS", product="CP1500")
+    sandbox.cli("apply", check=True)
+    assert sandbox.await_upsc("CPS", var="ups.mfr")
+    assert sandbox.upsc("my-ups", "battery.charge") == (0, "57")
+    assert served(sandbox) == {"my-ups"}
+
+
+def test_two_identical_models_told_apart_by_serial_with_stable_names(sandbox: Sandbox) -> None:
+    one = sandbox.data_file("one.dev", **{"battery.charge": "11"})
+    two = sandbox.data_file("two.dev", **{"battery.charge": "22"})
+    sandbox.dummy_rule(one, serial="SER-ONE")
+    sandbox.dummy_rule(two, serial="SER-TWO")
+    sandbox.bus.plug("1-1", serial="SER-ONE")
+    sandbox.bus.plug("1-2", serial="SER-TWO")
+    sandbox.cli("apply", check=True)
+    assert served(sandbox) == {"my-ups", "my-ups-2"}
+    assert sandbox.await_upsc("11", "my-ups", "battery.charge")
+    assert sandbox.await_upsc("22", "my-ups-2", "battery.charge")
+
+    # Replug both, the other way round on the ports, with the state dir kept:
+    # each keeps its name (identity is the serial, not the port).
+    sandbox.bus.unplug("1-1")
+    sandbox.bus.unplug("1-2")
+    sandbox.cli("apply", check=True)
+    sandbox.bus.plug("1-3", serial="SER-TWO")
+    sandbox.bus.plug("1-4", serial="SER-ONE")
+    sandbox.cli("apply", check=True)
+    assert sandbox.await_upsc("11", "my-ups", "battery.charge")
+    assert sandbox.await_upsc("22", "my-ups-2", "battery.charge")
+
+
+def test_second_apply_is_a_no_op(sandbox: Sandbox) -> None:
+    sandbox.dummy_rule(sandbox.data_file())
+    sandbox.bus.plug("1-1")
+    sandbox.cli("apply", check=True)
+    assert sandbox.await_upsc("OL")
+    mtimes = {p.name: p.stat().st_mtime_ns for p in sandbox.conf.iterdir()}
+    pids = {p.name: p.read_text() for p in sandbox.state.glob("*.pid")} | {
+        "upsmon": (sandbox.state / "reconcile" / "upsmon.pid").read_text()
+    }
+
+    second = sandbox.cli("apply", check=True)
+    assert "reconcile.in-sync" in second.stdout
+    assert {p.name: p.stat().st_mtime_ns for p in sandbox.conf.iterdir()} == mtimes
+    assert {p.name: p.read_text() for p in sandbox.state.glob("*.pid")} | {
+        "upsmon": (sandbox.state / "reconcile" / "upsmon.pid").read_text()
+    } == pids
+    assert sandbox.cli("plan").returncode == 0
+
+
+def test_plan_changes_nothing_masks_passwords_and_signals_pending(sandbox: Sandbox) -> None:
+    sandbox.dummy_rule(sandbox.data_file())
+    sandbox.cli("apply", check=True)
+    secrets = json.loads((sandbox.state / "reconcile" / "secrets.json").read_text())
+    assert oct((sandbox.state / "reconcile" / "secrets.json").stat().st_mode & 0o777) == "0o600"
+    sandbox.bus.plug("1-1")
+    before = {p.name: p.read_text() for p in sandbox.conf.iterdir()}
+
+    text = sandbox.cli("plan")
+    assert text.returncode == 2
+    assert "+[my-ups]" not in text.stdout  # my-ups existed as a placeholder: its section changes
+    assert '+  driver = "dummy-ups"' in text.stdout
+    assert "MONITOR my-ups@" in text.stdout and '"********"' in text.stdout
+    assert "start driver my-ups (dummy-ups)" in text.stdout
+    as_json = sandbox.cli("plan", "--json")
+    assert as_json.returncode == 2
+    plan = json.loads(as_json.stdout)
+    assert plan["in_sync"] is False
+    assert [s["action"] for s in plan["steps"] if s["type"] == "action"] == [
+        "start_driver", "reload_upsd", "reload_upsmon"
+    ]
+    for secret in secrets.values():
+        assert secret not in text.stdout + text.stderr + as_json.stdout
+    assert {p.name: p.read_text() for p in sandbox.conf.iterdir()} == before
+    assert sandbox.upsc("my-ups", "ups.status") == (1, NOT_CONNECTED)
+
+    sandbox.cli("apply", check=True)
+    assert sandbox.cli("plan").returncode == 0
+    log = sandbox.log.read_text()
+    for secret in secrets.values():
+        assert secret not in log
+
+
+def test_injection_serial_creates_no_line_section_or_directive(sandbox: Sandbox) -> None:
+    sandbox.dummy_rule(sandbox.data_file())
+    sandbox.bus.plug("1-1", serial=b'A"B#\\\n[evil]\n  driver = evil')
+    sandbox.cli("apply", check=True)
+    assert sandbox.await_upsc("OL")
+    secs = sections(sandbox)
+    assert list(secs) == ["my-ups"]
+    assert secs["my-ups"]["driver"] == "dummy-ups"
+    desc = secs["my-ups"]["desc"]
+    assert desc is not None and 'A"B#\\[evil]  driver = evil' in desc
+    assert served(sandbox) == {"my-ups"}
+
+    # A real USB driver section: the serial is also a match regex there.
+    sandbox.rules.clear()
+    sandbox.write_config()
+    sandbox.bus.unplug("1-1")
+    sandbox.bus.plug("1-1", serial='A"B#\\[evil]')
+    sandbox.cli("apply")  # usbhid-ups finds no real device here: that step fails
+    secs = sections(sandbox)
+    assert list(secs) == ["my-ups"]
+    assert secs["my-ups"]["driver"] == "usbhid-ups"
+    assert secs["my-ups"]["serial"] == 'A"B#\\\\\\[evil\\]'
+    assert "bus" not in secs["my-ups"] and "device" not in secs["my-ups"]
+    assert served(sandbox) == {"my-ups"}  # upsd parsed the file as we did
+
+
+def test_file_without_our_header_is_left_alone_and_the_rest_converges(sandbox: Sandbox) -> None:
+    sandbox.dummy_rule(sandbox.data_file())
+    users = "[someone]\n  password = hunter2hunter2\n  upsmon secondary\n"
+    (sandbox.conf / "upsd.users").write_text(users)
+    sandbox.bus.plug("1-1")
+    result = sandbox.cli("apply")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "event=file.skip file=upsd.users" in result.stdout
+    assert (sandbox.conf / "upsd.users").read_text() == users
+    assert sandbox.await_upsc("OL")
+    plan = sandbox.cli("plan")
+    assert plan.returncode == 0 and "skipped: upsd.users" in plan.stdout
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("SCAN_INTERVAL", "abc"), ("UPS_NAME", "my ups"), ("UPS_NAME", "ups@home"), ("SETTLE_TIME", "-1"),
+     ("USB_SYSFS_ROOT", "relative/path")],
+)
+def test_bad_env_value_names_the_variable_exits_2_and_writes_nothing(sandbox: Sandbox, variable: str, value: str) -> None:
+    for command in ("apply", "run", "plan"):
+        result = sandbox.cli(command, env={variable: value})
+        assert result.returncode == 2
+        assert variable in result.stderr
+        assert os.listdir(sandbox.conf) == [] and os.listdir(sandbox.state) == []
+        assert nut_processes(sandbox.conf) == []
+
+
+def test_bad_toml_names_the_file_and_key(sandbox: Sandbox) -> None:
+    sandbox.write_config('[[device]]\nmatch = {vendorid = "zz"}\n')
+    result = sandbox.cli("apply")
+    assert result.returncode == 2
+    assert "config.toml" in result.stderr and "device[0].match.vendorid" in result.stderr
+    assert os.listdir(sandbox.conf) == []
