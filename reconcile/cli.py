@@ -253,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
         if settings.tz:
             os.environ["TZ"] = settings.tz
             time.tzset()
-        warning = logfmt.setup(settings.debug, settings.log_file if args.command in ("run", "apply") else None)
+        acting = args.command in ("run", "apply")
+        warning = logfmt.setup(settings.debug, settings.log_file if acting else None, to_stderr=not acting)
         if warning:
             logfmt.warning("log.file", error=warning, why="logging to stdout only")
         agent = Agent.load(settings)

@@ -35,12 +35,15 @@ class _Formatter(logging.Formatter):
         return format_event(record.levelname.lower(), record.getMessage(), fields)
 
 
-def setup(debug: bool, log_file: Path | None) -> str | None:
-    """Configure handlers; returns a warning when the log file cannot be used."""
+def setup(debug: bool, log_file: Path | None, to_stderr: bool = False) -> str | None:
+    """Configure handlers; returns a warning when the log file cannot be used.
+
+    to_stderr: for commands whose stdout is their answer (scan, plan, status --json).
+    """
     _logger.handlers.clear()
     _logger.setLevel(logging.DEBUG if debug else logging.INFO)
     _logger.propagate = False
-    out = logging.StreamHandler(sys.stdout)
+    out = logging.StreamHandler(sys.stderr if to_stderr else sys.stdout)
     out.setFormatter(_Formatter())
     _logger.addHandler(out)
     if log_file is None:

@@ -64,6 +64,7 @@ class Settings:
     log_file: Path | None
     run_user: str
     command_timeout: float
+    stale_restart_after: float
     binaries: Binaries
 
     @property
@@ -179,6 +180,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         log_file=log_file,
         run_user=run_user,
         command_timeout=_number(env, "NUT_TIMEOUT", 15.0, 1, 300),
+        stale_restart_after=_number(env, "STALE_RESTART_AFTER", 30.0, 1, 86400),
         binaries=Binaries(
             upsd=_binary(env, "NUT_UPSD", "upsd"),
             upsmon=_binary(env, "NUT_UPSMON", "upsmon"),

@@ -6,6 +6,7 @@ upsdrvctl, dummy-ups, upsc and upsmon, run as root in a temp dir on a loopback p
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import signal
@@ -87,6 +88,11 @@ def _alive(pid: int) -> bool:
     return stat[stat.rfind(")") + 2] != "Z"
 
 
+def _reaped(pid: int) -> bool:
+    reap_orphans()
+    return not _alive(pid)
+
+
 def reap_orphans() -> None:
     """Collect daemons that exited after their parent (pytest is their subreaper)."""
     while True:
@@ -154,8 +160,14 @@ class Sandbox:
         text = f'[upsd]\nlisten = ["127.0.0.1:{self.port}"]\n\n' + "\n".join(self.rules) + "\n" + extra
         Path(self.env["RECONCILE_CONFIG"]).write_text(text)
 
-    def dummy_rule(self, data: Path, vendorid: str = "051d", productid: str = "0002", serial: str | None = None,
-                   name: str | None = None) -> None:
+    def dummy_rule(
+        self,
+        data: Path,
+        vendorid: str = "051d",
+        productid: str = "0002",
+        serial: str | None = None,
+        name: str | None = None,
+    ) -> None:
         match = f'vendorid = "{vendorid}", productid = "{productid}"'
         if serial is not None:
             match += f', serial = "{serial}"'
@@ -165,7 +177,9 @@ class Sandbox:
         self.rules.append(rule)
         self.write_config()
 
-    def cli(self, *args: str, env: dict[str, str] | None = None, check: bool = False) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, env: dict[str, str] | None = None, check: bool = False
+    ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             [sys.executable, "-m", "reconcile", *args],
             env={**self.env, **(env or {})},
@@ -175,7 +189,9 @@ class Sandbox:
             check=False,
         )
         if check and result.returncode != 0:
-            raise AssertionError(f"nut-reconcile {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+            raise AssertionError(
+                f"nut-reconcile {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+            )
         return result
 
     def start_run(self, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
@@ -201,8 +217,9 @@ class Sandbox:
         err = "\n".join(line for line in r.stderr.splitlines() if "Init SSL" not in line)
         return r.returncode, (r.stdout.strip() if r.returncode == 0 else err.strip())
 
-    def await_upsc(self, expected: str, target: str = "my-ups", var: str | None = "ups.status",
-                   timeout: float = 20) -> bool:
+    def await_upsc(
+        self, expected: str, target: str = "my-ups", var: str | None = "ups.status", timeout: float = 20
+    ) -> bool:
         return await_true(lambda: self.upsc(target, var)[1] == expected, timeout)
 
     def pid_of(self, pidfile: str) -> int:
@@ -223,8 +240,8 @@ class Sandbox:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        for pid, comm in leftovers:
-            await_true(lambda pid=pid: (reap_orphans(), not _alive(pid))[1], 5)
+        for pid, _ in leftovers:
+            await_true(functools.partial(_reaped, pid), 5)
 
 
 def make_sandbox(tmp: Path) -> Iterator[Sandbox]:

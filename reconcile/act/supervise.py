@@ -64,7 +64,9 @@ class Runner:
         decision = self.agent.decide(settled, persist=True)
         actual = self.agent.observe_actual(decision)
         freshness = self._freshness(actual)
-        restart, self.stale_since = stale_drivers(freshness, self.stale_since, set(actual.drivers), now)
+        restart, self.stale_since = stale_drivers(
+            freshness, self.stale_since, set(actual.drivers), now, self.settings.stale_restart_after
+        )
         for ups in sorted(restart):
             logfmt.warning("driver.stale", ups=ups, why="data stale too long: restarting the driver")
         plan, held = hold_back(self.agent.plan(decision, actual, restart), self.backoff, now)

@@ -35,5 +35,5 @@ def classify(
             driver, origin = table.by_vidpid[dev.vidpid], "udev-rules"
         else:
             continue
-        upses.append(Ups(usb=dev, driver=driver, driver_from=origin, usb_driver=driver in table.usb_drivers, rule=rule))
+        upses.append(Ups(usb=dev, driver=driver, driver_from=origin, usb_driver=table.is_usb_driver(driver), rule=rule))
     return upses

@@ -25,6 +25,11 @@ class DriverTable:
     def usb_drivers(self) -> frozenset[str]:
         return frozenset(self.by_vidpid.values()) | {"usbhid-ups"}
 
+    def is_usb_driver(self, driver: str) -> bool:
+        """Whether the driver matches USB devices (vendorid=, serial=, port=auto).
+        NUT names its USB-only drivers *_usb; the rest are listed in the rules."""
+        return driver in self.usb_drivers or driver.endswith("_usb")
+
     def lookup(self, vidpid: str) -> str | None:
         return self.by_vidpid.get(vidpid)
 

@@ -135,7 +135,9 @@ def test_plan_changes_nothing_masks_passwords_and_signals_pending(sandbox: Sandb
     plan = json.loads(as_json.stdout)
     assert plan["in_sync"] is False
     assert [s["action"] for s in plan["steps"] if s["type"] == "action"] == [
-        "start_driver", "reload_upsd", "reload_upsmon"
+        "start_driver",
+        "reload_upsd",
+        "reload_upsmon",
     ]
     for secret in secrets.values():
         assert secret not in text.stdout + text.stderr + as_json.stdout
@@ -191,10 +193,17 @@ def test_file_without_our_header_is_left_alone_and_the_rest_converges(sandbox: S
 
 @pytest.mark.parametrize(
     ("variable", "value"),
-    [("SCAN_INTERVAL", "abc"), ("UPS_NAME", "my ups"), ("UPS_NAME", "ups@home"), ("SETTLE_TIME", "-1"),
-     ("USB_SYSFS_ROOT", "relative/path")],
+    [
+        ("SCAN_INTERVAL", "abc"),
+        ("UPS_NAME", "my ups"),
+        ("UPS_NAME", "ups@home"),
+        ("SETTLE_TIME", "-1"),
+        ("USB_SYSFS_ROOT", "relative/path"),
+    ],
 )
-def test_bad_env_value_names_the_variable_exits_2_and_writes_nothing(sandbox: Sandbox, variable: str, value: str) -> None:
+def test_bad_env_value_names_the_variable_exits_2_and_writes_nothing(
+    sandbox: Sandbox, variable: str, value: str
+) -> None:
     for command in ("apply", "run", "plan"):
         result = sandbox.cli(command, env={variable: value})
         assert result.returncode == 2

@@ -1,0 +1,156 @@
+"""`nut-reconcile run` as a subprocess: the long-running agent against real NUT."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from reconcile import __version__
+from tests.helpers import Sandbox, await_true, nut_processes
+
+pytestmark = pytest.mark.nut
+
+NOT_CONNECTED = "Error: Driver not connected"
+AWAIT = 20.0  # a ceiling for correctness, not a speed target (see benchmarks/)
+
+
+def driver_pid(box: Sandbox) -> int | None:
+    pids = [p for p, comm in nut_processes(box.conf) if comm == "dummy-ups"]
+    return pids[0] if len(pids) == 1 else None
+
+
+def test_run_serves_plug_unplug_and_stops_cleanly_on_sigterm(sandbox: Sandbox) -> None:
+    sandbox.dummy_rule(sandbox.data_file())
+    agent = sandbox.start_run()
+    assert sandbox.await_upsc(NOT_CONNECTED, timeout=AWAIT), sandbox.run_output()
+
+    sandbox.bus.plug("1-1")
+    assert sandbox.await_upsc("OL", timeout=AWAIT), sandbox.run_output()
+    assert sandbox.upsc("my-ups", "battery.charge") == (0, "91")
+
+    sandbox.bus.unplug("1-1")
+    assert sandbox.await_upsc(NOT_CONNECTED, timeout=AWAIT), sandbox.run_output()
+
+    sandbox.bus.plug("1-1")
+    assert sandbox.await_upsc("OL", timeout=AWAIT), sandbox.run_output()
+    assert {comm for _, comm in nut_processes(sandbox.conf)} == {"upsd", "upsmon", "dummy-ups"}
+
+    agent.send_signal(signal.SIGTERM)
+    assert agent.wait(timeout=10) == 0  # the contract: within 10 s, exit code 0
+    assert nut_processes(sandbox.conf) == []
+    log = sandbox.log.read_text()
+    assert "event=stopped" in log and "event=bus.settled" in log
+    for line in log.splitlines():
+        assert line.startswith("ts=") and " level=" in line and " event=" in line
+
+
+def test_sigint_also_stops_everything(sandbox: Sandbox) -> None:
+    agent = sandbox.start_run()
+    assert sandbox.await_upsc(NOT_CONNECTED, timeout=AWAIT), sandbox.run_output()
+    agent.send_signal(signal.SIGINT)
+    assert agent.wait(timeout=10) == 0
+    assert nut_processes(sandbox.conf) == []
+
+
+def test_a_driver_that_dies_is_started_again(sandbox: Sandbox) -> None:
+    sandbox.dummy_rule(sandbox.data_file())
+    sandbox.bus.plug("1-1")
+    sandbox.start_run()
+    assert sandbox.await_upsc("OL", timeout=AWAIT), sandbox.run_output()
+    first = driver_pid(sandbox)
+    assert first is not None
+    os.kill(first, signal.SIGKILL)
+    assert await_true(lambda: driver_pid(sandbox) not in (None, first), AWAIT), sandbox.run_output()
+    assert sandbox.await_upsc("OL", timeout=AWAIT)
+    assert 'event=start.driver ups=my-ups driver=dummy-ups why="not running"' in sandbox.run_output()
+
+
+def test_upsd_that_dies_is_started_again(sandbox: Sandbox) -> None:
+    sandbox.start_run()
+    assert sandbox.await_upsc(NOT_CONNECTED, timeout=AWAIT), sandbox.run_output()
+    upsd = [p for p, comm in nut_processes(sandbox.conf) if comm == "upsd"]
+    assert len(upsd) == 1
+    os.kill(upsd[0], signal.SIGKILL)
+    assert await_true(lambda: [p for p, c in nut_processes(sandbox.conf) if c == "upsd"] not in ([], upsd), AWAIT), (
+        sandbox.run_output()
+    )
+    assert sandbox.await_upsc(NOT_CONNECTED, timeout=AWAIT)
+
+
+def test_stale_data_gets_the_driver_restarted(sandbox: Sandbox) -> None:
+    # A frozen driver (SIGSTOP) is what a wedged usbhid-ups looks like to upsd:
+    # no updates, so "Data stale" after MAXAGE. The agent must restart it.
+    sandbox.write_config()
+    sandbox.dummy_rule(sandbox.data_file())
+    config = sandbox.root / "config.toml"
+    config.write_text(config.read_text().replace("[upsd]\n", "[upsd]\nmaxage = 5\n"))
+    sandbox.bus.plug("1-1")
+    sandbox.start_run(env={"STALE_RESTART_AFTER": "3"})
+    assert sandbox.await_upsc("OL", timeout=AWAIT), sandbox.run_output()
+    frozen = driver_pid(sandbox)
+    assert frozen is not None
+    os.kill(frozen, signal.SIGSTOP)
+    assert sandbox.await_upsc("Error: Data stale", timeout=AWAIT), sandbox.run_output()
+    assert await_true(lambda: driver_pid(sandbox) not in (None, frozen), AWAIT), sandbox.run_output()
+    assert sandbox.await_upsc("OL", timeout=AWAIT), sandbox.run_output()
+    assert "event=driver.stale ups=my-ups" in sandbox.run_output()
+
+
+def test_a_tick_that_raises_is_logged_and_the_loop_goes_on(sandbox: Sandbox) -> None:
+    sandbox.dummy_rule(sandbox.data_file())
+    agent = sandbox.start_run()
+    assert sandbox.await_upsc(NOT_CONNECTED, timeout=AWAIT), sandbox.run_output()
+    names = sandbox.state / "reconcile" / "names.json"
+    assert await_true(names.exists, AWAIT)
+    good = names.read_text()
+    names.write_text("{not json")
+    assert await_true(lambda: "event=tick.failed" in sandbox.run_output(), AWAIT), sandbox.run_output()
+    assert agent.poll() is None
+    names.write_text(good)
+    sandbox.bus.plug("1-1")
+    assert sandbox.await_upsc("OL", timeout=AWAIT), sandbox.run_output()
+
+
+def test_two_ups_and_status_and_health(sandbox: Sandbox) -> None:
+    sandbox.dummy_rule(sandbox.data_file("a.dev", **{"battery.charge": "10"}), serial="A1")
+    sandbox.dummy_rule(sandbox.data_file("b.dev", **{"battery.charge": "20"}), serial="B2")
+    sandbox.bus.plug("1-1", serial="A1")
+    sandbox.start_run()
+    assert sandbox.await_upsc("10", "my-ups", "battery.charge", timeout=AWAIT), sandbox.run_output()
+    sandbox.bus.plug("1-2", serial="B2")
+    assert sandbox.await_upsc("20", "my-ups-2", "battery.charge", timeout=AWAIT), sandbox.run_output()
+
+    status = json.loads(sandbox.cli("status", "--json", check=True).stdout)
+    assert {d["name"] for d in status["devices"]} == {"my-ups", "my-ups-2"}
+    assert set(status["drivers"]) == {"my-ups", "my-ups-2"}
+    assert await_true(
+        lambda: all(
+            v["state"] == "ok" and v["status"] == "OL"
+            for v in json.loads(sandbox.cli("status", "--json").stdout)["served"].values()
+        ),
+        AWAIT,
+    )
+    assert await_true(lambda: sandbox.cli("health").returncode == 0, AWAIT)
+    assert status["last_reconcile"]["outcome"] in ("ok", "in sync")
+
+    # the primary goes away: the other one becomes my-ups (dashboards keep a UPS)
+    sandbox.bus.unplug("1-1")
+    assert sandbox.await_upsc("20", "my-ups", "battery.charge", timeout=AWAIT), sandbox.run_output()
+
+
+def test_health_fails_when_upsd_is_down(sandbox: Sandbox) -> None:
+    result = sandbox.cli("health")
+    assert result.returncode == 1 and "unhealthy" in result.stdout
+
+
+def test_version(sandbox: Sandbox) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "reconcile", "--version"], env=sandbox.env, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"nut-reconcile {__version__}"

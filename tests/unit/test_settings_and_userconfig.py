@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from reconcile.settings import SettingsError, load
+from reconcile.userconfig import ConfigError, UserConfig, parse
+from reconcile.userconfig import load as load_config
+
+
+def test_defaults() -> None:
+    s = load({})
+    assert (s.scan_interval, s.settle_time, s.ups_name, s.debug) == (2.0, 2.0, "my-ups", False)
+    assert str(s.usb_sysfs_root) == "/sys/bus/usb/devices" and str(s.statepath) == "/var/run/nut"
+    assert str(s.log_file) == "/var/log/nut/hotplug.log"
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"SCAN_INTERVAL": "abc"}, "SCAN_INTERVAL"),
+        ({"SCAN_INTERVAL": "nan"}, "SCAN_INTERVAL"),
+        ({"SCAN_INTERVAL": "0"}, "SCAN_INTERVAL"),
+        ({"SETTLE_TIME": "1e9"}, "SETTLE_TIME"),
+        ({"DEBUG": "maybe"}, "DEBUG"),
+        ({"UPS_NAME": "my ups"}, "UPS_NAME"),
+        ({"UPS_NAME": "ups@host"}, "UPS_NAME"),
+        ({"TZ": "Europe/../../etc"}, "TZ"),
+        ({"NUT_CONFPATH": "etc/nut"}, "NUT_CONFPATH"),
+        ({"RECONCILE_CONFIG": "/no/such/file.toml"}, "RECONCILE_CONFIG"),
+        ({"NUT_UPSD": "/no/such/upsd"}, "NUT_UPSD"),
+        ({"NUT_USER": "root;rm"}, "NUT_USER"),
+    ],
+)
+def test_bad_values_name_the_variable(env: dict[str, str], variable: str) -> None:
+    with pytest.raises(SettingsError) as err:
+        load(env)
+    assert err.value.variable == variable and variable in str(err.value)
+
+
+def test_the_issue_example_rule_parses() -> None:
+    cfg = parse(
+        {
+            "device": [
+                {
+                    "match": {"vendorid": "051d", "productid": "0002"},
+                    "driver": "dummy-ups",
+                    "options": {"port": "/path/to/ups.dev"},
+                }
+            ]
+        }
+    )
+    (rule,) = cfg.rules
+    assert (rule.vendorid, rule.productid, rule.driver, rule.options) == (
+        "051d",
+        "0002",
+        "dummy-ups",
+        (("port", "/path/to/ups.dev"),),
+    )
+
+
+@pytest.mark.parametrize(
+    ("data", "culprit"),
+    [
+        ({"devices": []}, "unknown key(s) devices"),
+        ({"device": [{"match": {"vendorid": "51d"}}]}, "device[0].match.vendorid"),
+        ({"device": [{"match": {}}]}, "device[0].match"),
+        ({"device": [{"match": {"vendorid": "051d"}, "options": {"bus": "001"}}]}, "device[0].options.bus"),
+        ({"device": [{"match": {"vendorid": "051d"}, "options": {"port": "a\nb"}}]}, "device[0].options.port"),
+        ({"device": [{"match": {"vendorid": "051d"}, "name": "My UPS"}]}, "device[0].name"),
+        ({"upsd": {"listen": ["0.0.0.0"]}}, "upsd.listen"),
+        ({"users": {"admin": {"password": "short"}}}, "users.admin"),
+        ({"device": [{"match": {"serial": "a"}, "name": "x"}, {"match": {"serial": "b"}, "name": "x"}]}, "x"),
+    ],
+)
+def test_bad_config_names_the_culprit(data: dict[str, object], culprit: str) -> None:
+    with pytest.raises((ConfigError, ValueError)) as err:
+        parse(data)
+    assert culprit in str(err.value)
+
+
+def test_file_errors_name_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text("[upsd\n")
+    with pytest.raises(ConfigError, match=str(path)):
+        load_config(path)
+    assert load_config(None) == UserConfig()
+
+
+def test_password_file(tmp_path: Path) -> None:
+    secret = tmp_path / "pw"
+    secret.write_text("monitor-pass-1\n")
+    cfg = parse({"users": {"monuser": {"password_file": str(secret)}}})
+    assert cfg.password_for("monuser") == "monitor-pass-1"
