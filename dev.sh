@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# One entry point for a fresh Debian 12 machine (as root):
+#   ./dev.sh run    set up, then run the agent (config and state under ./.run, never /etc/nut)
+#   ./dev.sh test   set up, then lint, type-check and run the whole test suite
+#   ./dev.sh setup  only install what the other two need (idempotent)
+set -euo pipefail
+cd "$(dirname "$0")"
+
+VENV=.venv
+APT_PACKAGES=(
+  python3 python3-venv                   # the agent and its venv
+  nut-server nut-client                  # real upsd, upsdrvctl, dummy-ups, upsc, upsmon, nut-scanner
+  umockdev libusb-1.0-0 usbutils         # a simulated USB device for libusb/pyusb/nut-scanner
+  ca-certificates
+)
+
+log() { printf '%s dev.sh: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+need_root() { [ "$(id -u)" -eq 0 ] || die "run as root (sudo ./dev.sh $1): NUT's daemons and apt need it"; }
+
+setup_apt() {
+  local missing=()
+  for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    log "apt-get install ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    timeout 600 apt-get update -qq || die "apt-get update failed"
+    # policy-rc.d: Debian's nut packages must not start the system's NUT services here.
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    timeout 1200 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+      || { rm -f /usr/sbin/policy-rc.d; die "apt-get install ${missing[*]} failed"; }
+    rm -f /usr/sbin/policy-rc.d
+  fi
+}
+
+setup_venv() {
+  if [ ! -x "$VENV/bin/python" ]; then
+    log "creating $VENV"
+    /usr/bin/python3 -m venv "$VENV" || die "python3 -m venv failed (is python3-venv installed?)"
+  fi
+  # The stamp makes a second run fast: pip runs again only when pyproject.toml changed.
+  if [ ! -f "$VENV/.stamp" ] || [ pyproject.toml -nt "$VENV/.stamp" ]; then
+    log "pip install -e .[test,rollout]"
+    timeout 900 "$VENV/bin/pip" install -q --disable-pip-version-check -e '.[test,rollout]' \
+      || die "pip install failed"
+    touch "$VENV/.stamp"
+  fi
+}
+
+cmd_setup() { need_root setup; setup_apt; setup_venv; }
+
+cmd_run() {
+  cmd_setup
+  mkdir -p .run/etc .run/state .run/log
+  log "starting nut-reconcile run (Ctrl-C stops it and every NUT process it started)"
+  export NUT_CONFPATH="${NUT_CONFPATH:-$PWD/.run/etc}" NUT_STATEPATH="${NUT_STATEPATH:-$PWD/.run/state}"
+  export LOG_FILE="${LOG_FILE:-$PWD/.run/log/hotplug.log}"
+  exec "$VENV/bin/nut-reconcile" run
+}
+
+cmd_test() {
+  cmd_setup
+  log "ruff"
+  "$VENV/bin/ruff" check reconcile tests benchmarks
+  "$VENV/bin/ruff" format --check reconcile tests benchmarks
+  log "mypy"
+  "$VENV/bin/mypy"
+  log "pytest"
+  local rc=0
+  "$VENV/bin/python" -m pytest "$@" || rc=$?
+  # pytest exits 5 when it collected no test: that is a failure, never a pass.
+  [ "$rc" -eq 5 ] && die "pytest collected no tests"
+  [ "$rc" -eq 0 ] || die "pytest failed (exit $rc)"
+  log "benchmarks"
+  "$VENV/bin/python" -m benchmarks.hotplug_latency
+}
+
+case "${1:-}" in
+  setup) cmd_setup ;;
+  run) cmd_run ;;
+  test) shift; cmd_test "$@" ;;
+  *) echo "usage: sudo ./dev.sh run | test [pytest args] | setup" >&2; exit 2 ;;
+esac
