@@ -11,6 +11,7 @@ APT_PACKAGES=(
   python3 python3-venv                   # the agent and its venv
   nut-server nut-client                  # real upsd, upsdrvctl, dummy-ups, upsc, upsmon, nut-scanner
   umockdev libusb-1.0-0 usbutils         # a simulated USB device for libusb/pyusb/nut-scanner
+  python3-gi gir1.2-umockdev-1.0 python3-usb   # umockdev's run-time add/remove API (Debian python)
   ca-certificates
 )
 

@@ -218,3 +218,27 @@ def test_bad_toml_names_the_file_and_key(sandbox: Sandbox) -> None:
     assert result.returncode == 2
     assert "config.toml" in result.stderr and "device[0].match.vendorid" in result.stderr
     assert os.listdir(sandbox.conf) == []
+
+
+def test_read_only_mounted_file_is_reported_and_the_rest_converges(sandbox: Sandbox) -> None:
+    sandbox.dummy_rule(sandbox.data_file())
+    sandbox.cli("apply", check=True)
+    users = sandbox.conf / "upsd.users"
+    before = users.read_text()
+    # What a user's `-v ./upsd.users:/etc/nut/upsd.users:ro` looks like from inside.
+    mounted = subprocess.run(
+        ["mount", "--bind", str(users), str(users)], capture_output=True, text=True, timeout=10, check=False
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot bind-mount here: {mounted.stderr.strip()}")
+    try:
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(users)], check=True, timeout=10)
+        sandbox.write_config('[users.monuser]\npassword = "another-pass-1"\n')  # upsd.users must change
+        sandbox.bus.plug("1-1")
+        result = sandbox.cli("apply")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "event=file.skip file=upsd.users" in result.stdout and "read-only" in result.stdout
+        assert users.read_text() == before
+        assert sandbox.await_upsc("OL")
+    finally:
+        subprocess.run(["umount", str(users)], check=False, timeout=10)

@@ -89,3 +89,34 @@ def test_plan_under_umockdev_renders_a_usbhid_section_matching_by_identity(tmp_p
     assert '+  vendorid = "051d"' in diff and '+  productid = "0002"' in diff
     assert '+  serial = "3B1234X56789"' in diff
     assert "bus =" not in diff and "device =" not in diff
+
+
+def test_a_long_running_process_sees_add_and_remove_on_the_next_scan() -> None:
+    wrapper = shutil.which("umockdev-wrapper")
+    probe_deps = subprocess.run(
+        ["/usr/bin/python3", "-c", "import gi, usb; gi.require_version('UMockdev', '1.0')"],
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    if wrapper is None or probe_deps.returncode != 0:
+        if os.environ.get("CI"):
+            pytest.fail("needs umockdev, python3-gi, gir1.2-umockdev-1.0, python3-usb (.ci/run installs them)")
+        pytest.skip("needs umockdev, python3-gi, gir1.2-umockdev-1.0 and python3-usb from Debian")
+    result = subprocess.run(
+        [
+            wrapper,
+            "/usr/bin/python3",
+            str(Path(__file__).with_name("umockdev_probe.py")),
+            str(FIXTURES / "apc-backups.umockdev"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout)
+    assert seen["before"] == {"sysfs": [], "libusb": []}
+    assert seen["plugged"] == {"sysfs": ["051d:0002 1-1 3B1234X56789"], "libusb": ["051d:0002 1-1"]}
+    assert seen["unplugged"] == {"sysfs": [], "libusb": []}
