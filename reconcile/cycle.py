@@ -13,6 +13,7 @@ from functools import partial
 
 from reconcile import logfmt, store
 from reconcile.act import daemons
+from reconcile.act.files import write_atomic
 from reconcile.decide import classify, desired, identity, plan
 from reconcile.decide.desired import Secrets
 from reconcile.decide.render import render_all, render_upsmon_with
@@ -85,7 +86,7 @@ class Agent:
         logfmt.info("nut-scanner.ran", devices=len(found))
         try:
             self.settings.agent_dir.mkdir(parents=True, exist_ok=True)
-            cache_path.write_text(json.dumps({"bus": key, "drivers": found}), encoding="utf-8")
+            write_atomic(cache_path, json.dumps({"bus": key, "drivers": found}), mode=0o644)
         except OSError as exc:
             logfmt.debug("nut-scanner.cache", error=str(exc))
         return found

@@ -95,6 +95,9 @@ def _act(settings: Settings, step: Action, outcome: Outcome, listen: tuple[str, 
 
 def execute(plan: Plan, settings: Settings, listen: tuple[str, int]) -> Outcome:
     outcome = Outcome()
+    # Why here: a fresh volume (or ./dev.sh run) starts with neither; NUT needs both.
+    for directory in (settings.confpath, settings.statepath):
+        directory.mkdir(parents=True, exist_ok=True)
     for skipped in plan.skipped:
         logfmt.warning("file.skip", file=skipped.name, why=skipped.reason)
     for warning in plan.warnings:

@@ -100,7 +100,7 @@ def terminate(pid: int, program: str, timeout: float = STOP_TIMEOUT) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             return
-        await_true(lambda: _gone(pid, program), 2.0)
+        await_true(lambda: _gone(pid, program), 1.0)
 
 
 def _gone(pid: int, program: str) -> bool:
@@ -153,9 +153,9 @@ def signal_stop(pid: int) -> None:
         pass
 
 
-def stop_driver(settings: Settings, ups: str, driver: str, pid: int) -> None:
+def stop_driver(settings: Settings, ups: str, driver: str, pid: int, timeout: float = STOP_TIMEOUT) -> None:
     """Stop and await the exit (after signal_stop, or on its own)."""
-    terminate(pid, driver)
+    terminate(pid, driver, timeout)
     # Drivers killed hard leave their PID file and socket behind.
     _remove(driver_pidfile(settings, driver, ups))
     _remove(settings.statepath / f"{driver}-{ups}")
@@ -179,8 +179,8 @@ def reload_upsd(settings: Settings, pid: int) -> None:
     _run(settings, [_need(settings.binaries.upsd, "upsd"), "-c", "reload", "-P", str(pid)])
 
 
-def stop_upsd(settings: Settings, pid: int) -> None:
-    terminate(pid, "upsd")
+def stop_upsd(settings: Settings, pid: int, timeout: float = STOP_TIMEOUT) -> None:
+    terminate(pid, "upsd", timeout)
     _remove(settings.statepath / "upsd.pid")
 
 
@@ -233,6 +233,6 @@ def reload_upsmon(settings: Settings, pid: int) -> None:
     _run(settings, [_need(settings.binaries.upsmon, "upsmon"), "-c", "reload", "-P", str(pid)])
 
 
-def stop_upsmon(settings: Settings, pid: int) -> None:
-    terminate(pid, "upsmon")
+def stop_upsmon(settings: Settings, pid: int, timeout: float = STOP_TIMEOUT) -> None:
+    terminate(pid, "upsmon", timeout)
     _remove(upsmon_pidfile(settings))
