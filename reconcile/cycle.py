@@ -6,6 +6,7 @@ in reconcile.decide and hands their result to reconcile.act.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 from dataclasses import dataclass
@@ -20,10 +21,15 @@ from reconcile.decide.render import render_all, render_upsmon_with
 from reconcile.model import ActualState, NutConfig, Plan, Ups, UsbDevice
 from reconcile.observe import actual, driver_table, nut_scanner, usb_libusb, usb_sysfs
 from reconcile.settings import Settings
+from reconcile.simulate import Simulator
 from reconcile.userconfig import UserConfig
 from reconcile.userconfig import load as load_user_config
 
 SCANNER_TIMEOUT = 10.0
+
+
+def simulator_for(settings: Settings) -> Simulator:
+    return Simulator(settings.usb_sysfs_root.parent, settings.simulate_cycle)
 
 
 @dataclass(frozen=True)
@@ -46,7 +52,10 @@ class Agent:
     @classmethod
     def load(cls, settings: Settings) -> Agent:
         """Raises userconfig.ConfigError or OSError (driver table) with a clear message."""
-        return cls(settings, load_user_config(settings.config_file), driver_table.load(settings.binaries.usb_rules))
+        user = load_user_config(settings.config_file)
+        if settings.simulate:
+            user = dataclasses.replace(user, rules=(simulator_for(settings).rule(), *user.rules))
+        return cls(settings, user, driver_table.load(settings.binaries.usb_rules))
 
     @property
     def listen(self) -> tuple[str, int]:
@@ -110,7 +119,9 @@ class Agent:
         upses = classify.classify(bus, self.table, self.scanner_drivers(bus), self.user.rules)
         book = store.load_names(self.settings.agent_dir)
         names, new_book = identity.assign(upses, book, self.settings.ups_name)
-        secrets = store.load_secrets(self.settings.agent_dir, self.user, create=persist)
+        secrets = store.load_secrets(
+            self.settings.agent_dir, self.user, create=persist, files=self.settings.password_files
+        )
         config = desired.build(
             upses,
             names,

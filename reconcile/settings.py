@@ -65,6 +65,9 @@ class Settings:
     run_user: str
     command_timeout: float
     stale_restart_after: float
+    simulate: bool
+    simulate_cycle: float
+    password_files: tuple[tuple[str, Path], ...]  # (role, file) from *_FILE or Docker secrets
     binaries: Binaries
 
     @property
@@ -142,6 +145,25 @@ def _rules(env: Mapping[str, str]) -> str | None:
     return next((p for p in _RULES_SEARCH if os.path.isfile(p)), None)
 
 
+# Docker secrets land in /run/secrets/<name>; *_FILE variables name any file.
+_SECRET_ROLES = {"admin": "NUT_ADMIN_PASSWORD_FILE", "monuser": "NUT_MONUSER_PASSWORD_FILE"}
+SECRETS_DIR = "/run/secrets"
+
+
+def _password_files(env: Mapping[str, str]) -> tuple[tuple[str, Path], ...]:
+    found = []
+    for role, var in _SECRET_ROLES.items():
+        raw = env.get(var, "")
+        if raw:
+            path = _path(env, var, "")
+            if not path.is_file():
+                raise SettingsError(var, f"{raw!r} is not a readable file")
+            found.append((role, path))
+        elif os.path.isfile(f"{SECRETS_DIR}/nut_{role}_password"):
+            found.append((role, Path(f"{SECRETS_DIR}/nut_{role}_password")))
+    return tuple(found)
+
+
 def load(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     ups_name = env.get("UPS_NAME", "") or "my-ups"
@@ -167,20 +189,30 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", run_user):
         raise SettingsError("NUT_USER", f"{run_user!r} is not a user name")
 
+    simulate = _bool(env, "SIMULATE")
+    statepath = _path(env, "NUT_STATEPATH", "/var/run/nut")
+    usb_root = _path(env, "USB_SYSFS_ROOT", "/sys/bus/usb/devices")
+    if simulate:
+        # The demo plays the bus itself, under the state dir (see reconcile/simulate.py).
+        usb_root = statepath / "reconcile" / "simulate" / "sys"
+
     return Settings(
         scan_interval=_number(env, "SCAN_INTERVAL", 2.0, 0.2, 3600),
         settle_time=_number(env, "SETTLE_TIME", 2.0, 0, 600),
         debug=_bool(env, "DEBUG"),
         tz=_tz(env),
         ups_name=ups_name,
-        usb_sysfs_root=_path(env, "USB_SYSFS_ROOT", "/sys/bus/usb/devices"),
+        usb_sysfs_root=usb_root,
         config_file=config_file,
         confpath=_path(env, "NUT_CONFPATH", default_conf),
-        statepath=_path(env, "NUT_STATEPATH", "/var/run/nut"),
+        statepath=statepath,
         log_file=log_file,
         run_user=run_user,
         command_timeout=_number(env, "NUT_TIMEOUT", 15.0, 1, 300),
         stale_restart_after=_number(env, "STALE_RESTART_AFTER", 30.0, 1, 86400),
+        simulate=simulate,
+        simulate_cycle=_number(env, "SIMULATE_CYCLE", 120.0, 10, 86400),
+        password_files=_password_files(env),
         binaries=Binaries(
             upsd=_binary(env, "NUT_UPSD", "upsd"),
             upsmon=_binary(env, "NUT_UPSMON", "upsmon"),

@@ -12,6 +12,7 @@ from typing import Any
 from reconcile.act.files import write_atomic
 from reconcile.decide.desired import Secrets
 from reconcile.decide.identity import NameBook
+from reconcile.nutsyntax import NutSyntaxError, validate_password
 from reconcile.userconfig import UserConfig
 
 
@@ -48,15 +49,28 @@ def _generate() -> str:
     return pysecrets.token_hex(16)
 
 
-def load_secrets(agent_dir: Path, user: UserConfig, create: bool) -> Secrets:
-    """Passwords from the user's config, else generated once and kept (0600)."""
+def read_password_file(role: str, path: Path) -> str:
+    try:
+        secret = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StoreError(f"password file for {role} ({path}): cannot read: {exc}") from None
+    try:
+        return validate_password(secret, f"password file for {role} ({path})")
+    except NutSyntaxError as exc:
+        raise StoreError(str(exc)) from None
+
+
+def load_secrets(agent_dir: Path, user: UserConfig, create: bool, files: tuple[tuple[str, Path], ...] = ()) -> Secrets:
+    """Passwords, first found: the TOML file, a *_FILE variable or Docker secret, the
+    ones generated on an earlier start; else generated now and kept (0600)."""
     path = agent_dir / "secrets.json"
+    from_files = {role: read_password_file(role, p) for role, p in files}
     data = _read_json(path)
     stored: dict[str, str] = data if isinstance(data, dict) else {}
     values = {}
     changed = False
     for role in ("admin", "monuser", "upsmon"):
-        given = user.password_for(role)
+        given = user.password_for(role) or from_files.get(role)
         if given is not None:
             values[role] = given
         elif isinstance(stored.get(role), str) and stored[role]:

@@ -20,7 +20,7 @@ import schedule
 
 from reconcile import logfmt, store
 from reconcile.act import apply, daemons
-from reconcile.cycle import Agent
+from reconcile.cycle import Agent, simulator_for
 from reconcile.decide.backoff import Backoff
 from reconcile.decide.settle import Settle
 from reconcile.decide.supervision import hold_back, stale_drivers
@@ -38,6 +38,8 @@ class Runner:
         self.stopping = threading.Event()
         self.last_status: dict[str, object] = {}
         self.ticks = 0
+        self.started = time.monotonic()
+        self.simulator = simulator_for(self.settings) if self.settings.simulate else None
         self.last_bus: tuple[UsbDevice, ...] = ()
         self.last_scan: float | None = None
 
@@ -46,6 +48,9 @@ class Runner:
     def tick(self) -> None:
         now = time.monotonic()
         self.ticks += 1
+        if self.simulator is not None:
+            state = self.simulator.step(now - self.started)
+            logfmt.debug("simulate", plugged=state.plugged, status=dict(state.values).get("ups.status"))
         bus = self.agent.scan_bus()
         before = self.settle.settled
         pending_before = self.settle.pending

@@ -154,3 +154,11 @@ def test_version(sandbox: Sandbox) -> None:
     )
     assert result.returncode == 0
     assert result.stdout.strip() == f"nut-reconcile {__version__}"
+
+
+def test_simulate_demo_plugs_serves_changing_data_and_unplugs(sandbox: Sandbox) -> None:
+    sandbox.start_run(env={"SIMULATE": "1", "SIMULATE_CYCLE": "20", "SCAN_INTERVAL": "0.5", "SETTLE_TIME": "0.5"})
+    assert sandbox.await_upsc("ups-nut-smart", var="ups.mfr", timeout=AWAIT), sandbox.run_output()
+    assert sandbox.await_upsc("OB DISCHRG", timeout=AWAIT), sandbox.run_output()
+    assert sandbox.await_upsc(NOT_CONNECTED, timeout=AWAIT), sandbox.run_output()
+    assert sandbox.await_upsc("OL CHRG", timeout=AWAIT), sandbox.run_output()
