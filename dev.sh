@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One entry point for a fresh Debian 12 machine (as root):
 #   ./dev.sh run    set up, then run the agent (config and state under ./.run, never /etc/nut)
-#   ./dev.sh test   set up, then lint, type-check and run the whole test suite
-#   ./dev.sh setup  only install what the other two need (idempotent)
+#   ./dev.sh test   set up (also a Docker engine, compose, buildx, arm64 emulation and local
+#                   base images: docker/engine-setup.sh), then lint, type-check, run every test
+#   ./dev.sh setup  only install what `run` needs (idempotent)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -12,7 +13,7 @@ APT_PACKAGES=(
   nut-server nut-client                  # real upsd, upsdrvctl, dummy-ups, upsc, upsmon, nut-scanner
   umockdev libusb-1.0-0 usbutils         # a simulated USB device for libusb/pyusb/nut-scanner
   python3-gi gir1.2-umockdev-1.0 python3-usb   # umockdev's run-time add/remove API (Debian python)
-  ca-certificates
+  ca-certificates shellcheck
 )
 
 log() { printf '%s dev.sh: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
@@ -64,9 +65,13 @@ cmd_run() {
 
 cmd_test() {
   cmd_setup
+  log "docker engine (docker/engine-setup.sh)"
+  bash docker/engine-setup.sh
   log "ruff"
   "$VENV/bin/ruff" check reconcile tests benchmarks
   "$VENV/bin/ruff" format --check reconcile tests benchmarks
+  log "shellcheck"
+  shellcheck dev.sh .ci/run docker/*.sh
   log "mypy"
   "$VENV/bin/mypy"
   log "pytest"

@@ -1,0 +1,139 @@
+# ups-nut-smart: Network UPS Tools + the nut-reconcile agent.
+#
+# Build arguments:
+#   BASE_IMAGE   Debian 12 base image (default debian:bookworm-slim; for arm64 pass an image
+#                labelled linux/arm64, e.g. local/bookworm-slim:arm64 from docker/engine-setup.sh)
+#   BUILD_BASE_IMAGE  Debian 12 image of the *build* machine's platform, used for the pure-Python
+#                install stage so it never runs under qemu (default debian:bookworm-slim). Must
+#                have the same Python version as BASE_IMAGE (the final stage checks it).
+#   NUT_SOURCE   tarball (default): build NUT ${NUT_VERSION} from the release tarball
+#                debian:  offline variant, Debian's nut-server/nut-client packages (NUT 2.8.0)
+#   NUT_VERSION / NUT_SHA256   release and its SHA-256 (override together)
+#   NUT_URL      optional download URL of the tarball (default: the networkupstools.org release URL)
+#
+# Both variants give the same layout: /opt/nut/{bin,sbin,etc,share/nut/62-nut-usbups.rules}.
+#
+#   docker buildx build --platform linux/amd64 -t ups-nut-smart:latest --load .
+#   docker buildx build --platform linux/amd64 --build-arg NUT_SOURCE=debian -t ups-nut-smart:latest --load .
+#   docker buildx build --platform linux/arm64 --build-arg BASE_IMAGE=local/bookworm-slim:arm64 \
+#       --build-arg NUT_SOURCE=debian -t ups-nut-smart:arm64 --load .
+
+ARG BASE_IMAGE=debian:bookworm-slim
+ARG BUILD_BASE_IMAGE=debian:bookworm-slim
+ARG NUT_SOURCE=tarball
+
+# --------------------------------------------------------------------------------------------
+# base: Python and the agent's runtime dependencies, all from Debian (no PyPI inside images).
+FROM ${BASE_IMAGE} AS base
+ENV DEBIAN_FRONTEND=noninteractive \
+    LANG=C.UTF-8 \
+    PYTHONUNBUFFERED=1 \
+    PATH=/opt/nut/sbin:/opt/nut/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends \
+        python3 python3-usb python3-jinja2 python3-schedule \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt/* /var/log/dpkg.log
+
+# --------------------------------------------------------------------------------------------
+# nut-build: NUT from the release tarball (only built when NUT_SOURCE=tarball).
+FROM ${BASE_IMAGE} AS nut-build
+ARG NUT_VERSION=2.8.4
+ARG NUT_SHA256=0130ba82ea79f04ba4f34c5249a85943977efd984ed7df6aec1a518d5a3594f8
+ARG NUT_URL=
+ENV DEBIAN_FRONTEND=noninteractive
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends \
+        build-essential pkg-config libusb-1.0-0-dev libltdl-dev curl ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /build
+RUN set -eu; \
+    url="${NUT_URL:-https://www.networkupstools.org/source/${NUT_VERSION%.*}/nut-${NUT_VERSION}.tar.gz}"; \
+    echo "fetching $url"; \
+    curl -fsSL --retry 3 --connect-timeout 30 --max-time 900 -o nut.tar.gz "$url"; \
+    got=$(sha256sum nut.tar.gz | cut -d' ' -f1); \
+    if [ "$got" != "$NUT_SHA256" ]; then \
+        echo "SHA-256 mismatch for $url: got $got, expected $NUT_SHA256" >&2; exit 1; \
+    fi; \
+    mkdir src; \
+    tar -xzf nut.tar.gz -C src --strip-components=1; \
+    rm nut.tar.gz
+COPY docker/build-nut.sh /usr/local/bin/build-nut.sh
+RUN bash /usr/local/bin/build-nut.sh /build/src
+
+# --------------------------------------------------------------------------------------------
+# runtime-tarball: NUT built above plus its run-time libraries.
+FROM base AS runtime-tarball
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libusb-1.0-0 libltdl7 \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt/* /var/log/dpkg.log \
+ && (getent group nut >/dev/null || groupadd --system nut) \
+ && (getent passwd nut >/dev/null || useradd --system --gid nut --home-dir /var/lib/nut \
+        --no-create-home --shell /usr/sbin/nologin nut)
+COPY --from=nut-build /opt/nut /opt/nut
+RUN echo /opt/nut/lib >/etc/ld.so.conf.d/nut.conf && ldconfig
+LABEL io.ups-nut-smart.nut-source="tarball"
+
+# --------------------------------------------------------------------------------------------
+# runtime-debian: offline variant, Debian's NUT packages with the /opt/nut layout as symlinks
+# (to the real binaries: /sbin/upsd and /sbin/upsmon are Debian's nut.conf-checking wrappers).
+# Debian's stock config files become *.sample, as in the tarball build: the agent writes its own.
+FROM base AS runtime-debian
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends nut-server nut-client \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt/* /var/log/dpkg.log
+RUN set -eu; \
+    mkdir -p /opt/nut/bin /opt/nut/sbin /opt/nut/share/nut; \
+    for p in upsc upscmd upsrw upslog nut-scanner upssched-cmd; do \
+        if [ -x "/bin/$p" ]; then ln -s "/bin/$p" "/opt/nut/bin/$p"; fi; \
+    done; \
+    for d in /lib/nut/*; do \
+        case "${d##*/}" in upsd|upsmon) continue ;; esac; \
+        ln -s "$d" "/opt/nut/bin/${d##*/}"; \
+    done; \
+    ln -s /lib/nut/upsd /opt/nut/sbin/upsd; \
+    ln -s /lib/nut/upsmon /opt/nut/sbin/upsmon; \
+    ln -s /sbin/upsdrvctl /opt/nut/sbin/upsdrvctl; \
+    ln -s /sbin/upssched /opt/nut/sbin/upssched; \
+    ln -s /etc/nut /opt/nut/etc; \
+    for f in /etc/nut/*.conf /etc/nut/upsd.users; do \
+        if [ -f "$f" ]; then mv "$f" "$f.sample"; fi; \
+    done; \
+    ln -s /lib/udev/rules.d/62-nut-usbups.rules /opt/nut/share/nut/62-nut-usbups.rules
+LABEL io.ups-nut-smart.nut-source="debian"
+
+# --------------------------------------------------------------------------------------------
+# pybuild: installs the project with Debian's pip, offline, into /staging (pip and setuptools
+# stay in this throwaway stage). Pure Python, so it runs on the build machine's own platform.
+FROM --platform=$BUILDPLATFORM ${BUILD_BASE_IMAGE} AS pybuild
+ENV DEBIAN_FRONTEND=noninteractive
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 python3-pip python3-setuptools python3-wheel \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY . .
+RUN pip install --root /staging --break-system-packages --no-deps --no-build-isolation \
+        --no-index --no-cache-dir --no-warn-script-location . \
+ && test -x /staging/usr/local/bin/nut-reconcile
+
+# --------------------------------------------------------------------------------------------
+# final: whichever runtime NUT_SOURCE selects (BuildKit skips the unused stages).
+FROM runtime-${NUT_SOURCE} AS final
+COPY --from=pybuild /staging/ /
+RUN set -eu; \
+    if [ ! -e /opt/nut/bin/upsdrvctl ]; then ln -s ../sbin/upsdrvctl /opt/nut/bin/upsdrvctl; fi; \
+    install -d -o root -g nut -m 0770 /var/run/nut /var/log/nut; \
+    for b in /opt/nut/sbin/upsd /opt/nut/sbin/upsmon /opt/nut/sbin/upsdrvctl /opt/nut/bin/upsc \
+             /opt/nut/bin/nut-scanner /opt/nut/bin/usbhid-ups /opt/nut/bin/dummy-ups; do \
+        [ -x "$b" ] || { echo "missing $b" >&2; exit 1; }; \
+    done; \
+    test -s /opt/nut/share/nut/62-nut-usbups.rules; \
+    /opt/nut/sbin/upsd -V; \
+    nut-reconcile --version
+LABEL org.opencontainers.image.title="ups-nut-smart" \
+      org.opencontainers.image.description="Network UPS Tools with a self-healing reconcile agent"
+EXPOSE 3493
+VOLUME ["/var/run/nut", "/var/log/nut"]
+STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 CMD ["nut-reconcile", "health"]
+ENTRYPOINT ["nut-reconcile"]
+CMD ["run"]

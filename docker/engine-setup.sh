@@ -1,0 +1,338 @@
+#!/usr/bin/env bash
+# Give a fresh Debian 12 machine (run as root) a working container engine for this project:
+#   - docker.io, debootstrap, qemu-user-static, binfmt-support from bookworm
+#   - docker compose v2 and docker buildx from trixie's .debs (trixie source added only for the download)
+#   - a running dockerd (started in the background when no init system runs it)
+#   - qemu-aarch64 registered with binfmt_misc (arm64 builds under emulation)
+#   - local base images, since no container registry is used:
+#       debian:bookworm-slim          (amd64, debootstrap minbase + docker import)
+#       local/bookworm-slim:arm64     (arm64, debootstrap --arch=arm64 + FROM scratch, buildx --platform linux/arm64)
+# Rootfs tarballs are cached in $UPS_NUT_CACHE_DIR (default /var/cache/ups-nut-smart); a second
+# run only checks things. Safe to run any number of times.
+#
+# Environment knobs:
+#   UPS_NUT_CACHE_DIR   cache for rootfs tarballs and .debs   (default /var/cache/ups-nut-smart)
+#   DEBIAN_MIRROR       Debian mirror for debootstrap/apt     (default http://deb.debian.org/debian)
+#   DEBIAN_SECURITY     security mirror written into images   (default http://deb.debian.org/debian-security)
+#   DOCKERD_LOG         log file of a dockerd started here    (default /var/log/dockerd.log)
+#   DOCKERD_ARGS        extra dockerd arguments, e.g. "--storage-driver=vfs" inside docker-in-docker
+#   DOCKERD_WAIT        seconds to wait for dockerd           (default 60)
+#   BASE_AMD64_TAG      amd64 base image tag                  (default debian:bookworm-slim)
+#   BASE_ARM64_TAG      arm64 base image tag                  (default local/bookworm-slim:arm64)
+#   SKIP_ARM64=1        skip qemu/binfmt and the arm64 base image
+#   REBUILD_BASE=1      rebuild the base images even if present (reuses cached tarballs)
+set -euo pipefail
+
+CACHE_DIR=${UPS_NUT_CACHE_DIR:-/var/cache/ups-nut-smart}
+DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+DEBIAN_SECURITY=${DEBIAN_SECURITY:-http://deb.debian.org/debian-security}
+DOCKERD_LOG=${DOCKERD_LOG:-/var/log/dockerd.log}
+DOCKERD_ARGS=${DOCKERD_ARGS:-}
+DOCKERD_WAIT=${DOCKERD_WAIT:-60}
+BASE_AMD64_TAG=${BASE_AMD64_TAG:-debian:bookworm-slim}
+BASE_ARM64_TAG=${BASE_ARM64_TAG:-local/bookworm-slim:arm64}
+SKIP_ARM64=${SKIP_ARM64:-0}
+REBUILD_BASE=${REBUILD_BASE:-0}
+SUITE=bookworm
+
+TRIXIE_LIST=/etc/apt/sources.list.d/ups-nut-smart-trixie.list
+export DEBIAN_FRONTEND=noninteractive
+APT_OPTS=(-y -q -o DPkg::Lock::Timeout=300 -o Dpkg::Options::=--force-confold)
+
+log() { printf '[docker-engine %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}'; }
+
+# step NAME CMD... : run CMD (under set -e), print how long it took; on failure the EXIT trap names the step.
+CURRENT_STEP=""
+STEP_T0=""
+step() {
+    CURRENT_STEP=$1; shift
+    STEP_T0=$(date +%s.%N)
+    log "-> $CURRENT_STEP"
+    "$@"
+    log "<- $CURRENT_STEP: $(elapsed "$STEP_T0") s"
+    CURRENT_STEP=""
+}
+
+cleanup_trixie() {
+    if [ -e "$TRIXIE_LIST" ]; then
+        log "removing temporary trixie source $TRIXIE_LIST"
+        rm -f "$TRIXIE_LIST"
+        timeout 600 apt-get "${APT_OPTS[@]}" update >/dev/null 2>&1 ||
+            log "WARNING: apt-get update after removing the trixie source failed; run it by hand"
+    fi
+}
+WORK_TMP=""
+on_exit() {
+    local rc=$?
+    cleanup_trixie
+    if [ -n "$WORK_TMP" ] && [ -d "$WORK_TMP" ]; then rm -rf "$WORK_TMP"; fi
+    if [ "$rc" -ne 0 ]; then
+        if [ -n "$CURRENT_STEP" ]; then
+            log "FAILED: step '$CURRENT_STEP' (exit $rc) after $(elapsed "$STEP_T0") s"
+        else
+            log "docker-engine.sh failed (exit $rc)"
+        fi
+    fi
+    exit "$rc"
+}
+trap on_exit EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM HUP
+
+# --------------------------------------------------------------------------- checks
+preflight() {
+    [ "$(id -u)" -eq 0 ] || die "must run as root"
+    if [ -r /etc/os-release ]; then
+        # shellcheck disable=SC1091
+        . /etc/os-release
+        if [ "${ID:-}" != debian ] || [ "${VERSION_CODENAME:-}" != bookworm ]; then
+            log "WARNING: written for Debian 12 (bookworm); this is ${PRETTY_NAME:-unknown}"
+        fi
+    fi
+    case "$(dpkg --print-architecture)" in
+        amd64) ;;
+        *) log "WARNING: host architecture is $(dpkg --print-architecture), not amd64; the 'amd64' base image will be of the host architecture" ;;
+    esac
+    mkdir -p "$CACHE_DIR"
+    cleanup_trixie # left behind by an interrupted earlier run
+}
+
+# --------------------------------------------------------------------------- packages
+BOOKWORM_PKGS=(docker.io debootstrap ca-certificates iptables procps tar)
+if [ "$SKIP_ARM64" != 1 ]; then BOOKWORM_PKGS+=(qemu-user-static binfmt-support); fi
+
+pkg_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install ok installed$'; }
+
+install_bookworm_pkgs() {
+    local missing=() p
+    for p in "${BOOKWORM_PKGS[@]}"; do pkg_installed "$p" || missing+=("$p"); done
+    if [ "${#missing[@]}" -eq 0 ]; then
+        log "already installed: ${BOOKWORM_PKGS[*]}"
+        return 0
+    fi
+    log "installing: ${missing[*]}"
+    timeout 600 apt-get "${APT_OPTS[@]}" update || die "apt-get update failed"
+    timeout 1200 apt-get "${APT_OPTS[@]}" install --no-install-recommends "${missing[@]}" ||
+        die "apt-get install ${missing[*]} failed"
+}
+
+compose_ok() { timeout 20 docker compose version 2>/dev/null | grep -qE 'v?2\.'; }
+buildx_ok() { timeout 20 docker buildx version >/dev/null 2>&1; }
+
+install_compose_buildx() {
+    if compose_ok && buildx_ok; then
+        log "already there: $(docker compose version 2>/dev/null | head -1); $(docker buildx version 2>/dev/null | head -1)"
+        return 0
+    fi
+    local debdir="$CACHE_DIR/debs"
+    mkdir -p "$debdir"
+    if ! ls "$debdir"/docker-compose_*.deb >/dev/null 2>&1 || ! ls "$debdir"/docker-buildx_*.deb >/dev/null 2>&1; then
+        log "adding temporary trixie source to download docker-compose and docker-buildx"
+        echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $DEBIAN_MIRROR trixie main" >"$TRIXIE_LIST"
+        timeout 600 apt-get "${APT_OPTS[@]}" update || die "apt-get update with the trixie source failed"
+        rm -f "$debdir"/docker-compose_*.deb "$debdir"/docker-buildx_*.deb
+        (cd "$debdir" && timeout 600 apt-get -q download docker-compose/trixie docker-buildx/trixie) ||
+            die "apt-get download docker-compose/trixie docker-buildx/trixie failed"
+        cleanup_trixie
+    else
+        log "using cached .debs in $debdir"
+    fi
+    timeout 300 dpkg -i "$debdir"/docker-compose_*.deb "$debdir"/docker-buildx_*.deb ||
+        die "dpkg -i of trixie's docker-compose/docker-buildx failed"
+    compose_ok || die "'docker compose version' does not report v2 after install"
+    buildx_ok || die "'docker buildx version' fails after install"
+    log "$(docker compose version | head -1); $(docker buildx version | head -1)"
+}
+
+# --------------------------------------------------------------------------- dockerd
+docker_up() { timeout 20 docker info >/dev/null 2>&1; }
+
+start_dockerd() {
+    if docker_up; then
+        log "dockerd already running (server $(docker version --format '{{.Server.Version}}' 2>/dev/null || echo '?'))"
+        return 0
+    fi
+    if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+        log "starting docker through systemd"
+        timeout 120 systemctl start docker || log "WARNING: systemctl start docker failed; trying dockerd directly"
+    fi
+    local pid=""
+    if ! docker_up; then
+        if pgrep -x dockerd >/dev/null 2>&1; then
+            log "a dockerd process exists but does not answer yet; waiting for it"
+        else
+            log "starting dockerd in the background (log: $DOCKERD_LOG)"
+            mkdir -p "$(dirname "$DOCKERD_LOG")"
+            echo "=== $(date -u +%FT%TZ) started by docker-engine.sh: dockerd $DOCKERD_ARGS" >>"$DOCKERD_LOG"
+            # shellcheck disable=SC2086  # DOCKERD_ARGS is a word list on purpose
+            setsid nohup dockerd $DOCKERD_ARGS >>"$DOCKERD_LOG" 2>&1 </dev/null &
+            pid=$!
+        fi
+    fi
+    local i
+    for ((i = 0; i < DOCKERD_WAIT; i++)); do
+        if docker_up; then
+            log "dockerd answers after ${i}s${pid:+ (pid $pid)} (server $(docker version --format '{{.Server.Version}}' 2>/dev/null || echo '?'))"
+            return 0
+        fi
+        if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
+            log "dockerd (pid $pid) exited; last lines of $DOCKERD_LOG:"
+            tail -n 40 "$DOCKERD_LOG" >&2 2>/dev/null || true
+            die "dockerd is not up"
+        fi
+        sleep 1
+    done
+    log "dockerd did not answer 'docker info' within ${DOCKERD_WAIT}s; last lines of $DOCKERD_LOG:"
+    tail -n 40 "$DOCKERD_LOG" >&2 2>/dev/null || true
+    die "dockerd is not up"
+}
+
+# --------------------------------------------------------------------------- qemu / binfmt
+binfmt_ok() { [ -r /proc/sys/fs/binfmt_misc/qemu-aarch64 ] && head -1 /proc/sys/fs/binfmt_misc/qemu-aarch64 | grep -qx enabled; }
+
+setup_binfmt() {
+    if [ ! -e /proc/sys/fs/binfmt_misc/register ]; then
+        log "mounting binfmt_misc"
+        mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc ||
+            die "cannot mount binfmt_misc (a container without it cannot run arm64 binaries; set SKIP_ARM64=1)"
+    fi
+    if ! binfmt_ok; then
+        log "registering qemu-aarch64 with binfmt_misc"
+        timeout 60 update-binfmts --import qemu-aarch64 >/dev/null 2>&1 || true
+        timeout 60 update-binfmts --enable qemu-aarch64 || true
+    fi
+    binfmt_ok || die "qemu-aarch64 is not registered in /proc/sys/fs/binfmt_misc (is qemu-user-static installed?)"
+    # The F flag makes the kernel open the interpreter at registration, so it works inside containers/chroots.
+    if ! grep -q '^flags:.*F' /proc/sys/fs/binfmt_misc/qemu-aarch64; then
+        log "WARNING: qemu-aarch64 is registered without the F (fix-binary) flag; arm64 containers may fail to exec"
+    fi
+    log "qemu-aarch64: $(grep -E '^(interpreter|flags)' /proc/sys/fs/binfmt_misc/qemu-aarch64 | tr '\n' ' ')"
+}
+
+# --------------------------------------------------------------------------- base images
+# Make a slim-style rootfs tarball (cached): debootstrap minbase, docker-style dpkg/apt config.
+make_rootfs_tar() {
+    local arch=$1 out=$2
+    if [ -s "$out" ]; then
+        log "using cached rootfs $out ($(du -h "$out" | cut -f1))"
+        return 0
+    fi
+    local root
+    root=$(mktemp -d "$CACHE_DIR/rootfs-$arch.XXXXXX")
+    WORK_TMP=$root
+    log "debootstrap --arch=$arch --variant=minbase $SUITE (this takes a minute or two)"
+    if ! timeout 1800 debootstrap --arch="$arch" --variant=minbase "$SUITE" "$root" "$DEBIAN_MIRROR" \
+        >"$root.log" 2>&1; then
+        tail -n 30 "$root.log" >&2 || true
+        [ -f "$root/debootstrap/debootstrap.log" ] && tail -n 30 "$root/debootstrap/debootstrap.log" >&2
+        die "debootstrap for $arch failed (full log: $root.log)"
+    fi
+    rm -f "$root.log"
+    cat >"$root/etc/apt/sources.list" <<EOF
+deb $DEBIAN_MIRROR $SUITE main
+deb $DEBIAN_MIRROR $SUITE-updates main
+deb $DEBIAN_SECURITY $SUITE-security main
+EOF
+    # Same trimming the official slim images do: no docs/man/locales from later installs, no apt caches.
+    mkdir -p "$root/etc/dpkg/dpkg.cfg.d" "$root/etc/apt/apt.conf.d"
+    cat >"$root/etc/dpkg/dpkg.cfg.d/docker" <<'EOF'
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/groff/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/lintian/*
+path-exclude /usr/share/linda/*
+path-exclude /usr/share/locale/*
+path-include /usr/share/locale/locale.alias
+EOF
+    cat >"$root/etc/apt/apt.conf.d/docker-clean" <<'EOF'
+DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+Dir::Cache::pkgcache "";
+Dir::Cache::srcpkgcache "";
+EOF
+    cat >"$root/etc/apt/apt.conf.d/docker-no-languages" <<'EOF'
+Acquire::Languages "none";
+EOF
+    echo 'APT::Install-Recommends "false";' >"$root/etc/apt/apt.conf.d/docker-no-recommends"
+    rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb \
+        "$root"/usr/share/doc/*/changelog* "$root"/usr/share/man/* "$root"/usr/share/info/* \
+        "$root"/var/log/*.log "$root"/var/log/apt/* "$root"/debootstrap
+    find "$root/usr/share/doc" -mindepth 2 ! -name copyright -type f -delete 2>/dev/null || true
+    find "$root/usr/share/locale" -mindepth 1 -maxdepth 1 ! -name locale.alias -exec rm -rf {} + 2>/dev/null || true
+    : >"$root/etc/machine-id" 2>/dev/null || true
+    rm -f "$root/etc/hostname" "$root/etc/resolv.conf"
+    tar --numeric-owner --xattrs -C "$root" -cf "$out.tmp" . || die "tar of $arch rootfs failed"
+    mv "$out.tmp" "$out"
+    rm -rf "$root"
+    WORK_TMP=""
+    log "rootfs $out: $(du -h "$out" | cut -f1)"
+}
+
+image_arch() { docker image inspect --format '{{.Architecture}}' "$1" 2>/dev/null || true; }
+
+base_amd64() {
+    local have
+    have=$(image_arch "$BASE_AMD64_TAG")
+    if [ -n "$have" ] && [ "$REBUILD_BASE" != 1 ]; then
+        log "$BASE_AMD64_TAG present (architecture $have)"
+        return 0
+    fi
+    local arch
+    arch=$(dpkg --print-architecture)
+    local tarball="$CACHE_DIR/$SUITE-minbase-$arch.tar"
+    make_rootfs_tar "$arch" "$tarball"
+    timeout 600 docker import \
+        --change 'CMD ["bash"]' \
+        --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+        "$tarball" "$BASE_AMD64_TAG" >/dev/null || die "docker import $tarball failed"
+    log "$BASE_AMD64_TAG imported (architecture $(image_arch "$BASE_AMD64_TAG"))"
+}
+
+base_arm64() {
+    local have
+    have=$(image_arch "$BASE_ARM64_TAG")
+    if [ "$have" = arm64 ] && [ "$REBUILD_BASE" != 1 ]; then
+        log "$BASE_ARM64_TAG present (architecture arm64)"
+        return 0
+    fi
+    [ -z "$have" ] || log "$BASE_ARM64_TAG exists with architecture '$have'; rebuilding"
+    local tarball="$CACHE_DIR/$SUITE-minbase-arm64.tar"
+    make_rootfs_tar arm64 "$tarball"
+    local ctx
+    ctx=$(mktemp -d "$CACHE_DIR/ctx-arm64.XXXXXX")
+    WORK_TMP=$ctx
+    ln "$tarball" "$ctx/rootfs.tar" 2>/dev/null || cp "$tarball" "$ctx/rootfs.tar"
+    cat >"$ctx/Dockerfile" <<'EOF'
+FROM scratch
+ADD rootfs.tar /
+ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+CMD ["bash"]
+EOF
+    timeout 900 docker buildx build --platform linux/arm64 -t "$BASE_ARM64_TAG" --load "$ctx" ||
+        die "docker buildx build of $BASE_ARM64_TAG failed"
+    rm -rf "$ctx"
+    WORK_TMP=""
+    have=$(image_arch "$BASE_ARM64_TAG")
+    [ "$have" = arm64 ] || die "$BASE_ARM64_TAG has architecture '$have', expected arm64"
+    local m
+    m=$(timeout 120 docker run --rm --platform linux/arm64 "$BASE_ARM64_TAG" uname -m) ||
+        die "cannot run $BASE_ARM64_TAG under qemu"
+    [ "$m" = aarch64 ] || die "$BASE_ARM64_TAG: uname -m printed '$m', expected aarch64"
+    log "$BASE_ARM64_TAG built (architecture arm64, uname -m: $m)"
+}
+
+# --------------------------------------------------------------------------- main
+T_ALL=$(date +%s.%N)
+step "preflight" preflight
+step "bookworm packages" install_bookworm_pkgs
+step "dockerd" start_dockerd
+step "compose v2 + buildx" install_compose_buildx
+if [ "$SKIP_ARM64" != 1 ]; then step "binfmt qemu-aarch64" setup_binfmt; fi
+step "base image $BASE_AMD64_TAG" base_amd64
+if [ "$SKIP_ARM64" != 1 ]; then step "base image $BASE_ARM64_TAG" base_arm64; fi
+log "engine ready in $(elapsed "$T_ALL") s: $(docker version --format 'client {{.Client.Version}}, server {{.Server.Version}}' 2>/dev/null)"

@@ -1,0 +1,274 @@
+"""The image and compose.yaml against a real Docker engine.
+
+This machine has no USB, so the host side of the bus is a sysfs-like tree the test
+writes and bind-mounts (USB_SYSFS_ROOT), and the UPS is NUT's dummy-ups (the TOML
+override). Every client call goes from the host to the published port on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.server
+import json
+import os
+import subprocess
+import tarfile
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.container.conftest import ARM64_BASE, ARM64_IMAGE, build, docker
+from tests.helpers import REPO, SimBus, await_true, free_port
+
+pytestmark = pytest.mark.docker
+
+NOT_CONNECTED = "Error: Driver not connected"
+AWAIT = 30.0
+TARBALL_URL = "https://www.networkupstools.org/source/2.8/nut-2.8.4.tar.gz"
+
+
+def upsc(port: int, var: str = "ups.status", ups: str = "my-ups") -> str:
+    r = subprocess.run(
+        ["upsc", f"{ups}@127.0.0.1:{port}", var], capture_output=True, text=True, timeout=10, check=False
+    )
+    err = "\n".join(line for line in r.stderr.splitlines() if "Init SSL" not in line)
+    return r.stdout.strip() if r.returncode == 0 else err.strip()
+
+
+def run_container(image: str, name: str, port: int, *args: str) -> None:
+    docker(
+        "run",
+        "-d",
+        "--name",
+        name,
+        "-p",
+        f"127.0.0.1:{port}:3493",
+        "--health-interval",
+        "1s",
+        "--health-start-period",
+        "1s",
+        *args,
+        image,
+    )
+
+
+def test_image_runs_the_agent_and_nut(image: str) -> None:
+    assert docker("run", "--rm", image, "--version").stdout.strip().startswith("nut-reconcile ")
+    upsd = docker("run", "--rm", "--entrypoint", "/opt/nut/sbin/upsd", image, "-V").stdout
+    assert "Network UPS Tools upsd" in upsd
+    for path in (
+        "/opt/nut/bin/upsc",
+        "/opt/nut/bin/nut-scanner",
+        "/opt/nut/etc",
+        "/opt/nut/bin/dummy-ups",
+        "/opt/nut/bin/usbhid-ups",
+        "/opt/nut/share/nut/62-nut-usbups.rules",
+    ):
+        docker("run", "--rm", "--entrypoint", "test", image, "-e", path)
+    # no compilers left in the runtime image, no secret baked in
+    assert docker("run", "--rm", "--entrypoint", "sh", image, "-c", "command -v gcc cc pip3 || true").stdout == ""
+    history = docker("history", "--no-trunc", image).stdout
+    assert "password" not in history.lower()
+
+
+def test_no_ups_serves_my_ups_not_connected_and_turns_healthy(image: str, container_name: str) -> None:
+    port = free_port()
+    run_container(image, container_name, port)
+    assert await_true(lambda: upsc(port) == NOT_CONNECTED, AWAIT), docker("logs", container_name).stdout
+
+    def healthy() -> bool:
+        return docker("inspect", "-f", "{{.State.Health.Status}}", container_name).stdout.strip() == "healthy"
+
+    assert await_true(healthy, AWAIT), docker("logs", container_name).stdout
+
+
+def test_hotplug_on_the_host_reaches_a_client_outside(image: str, container_name: str, tmp_path: Path) -> None:
+    bus = SimBus(tmp_path / "usb")
+    (tmp_path / "ups.dev").write_text("ups.status: OL\nbattery.charge: 77\nups.mfr: APC\n")
+    (tmp_path / "config.toml").write_text(
+        '[[device]]\nmatch = {vendorid = "051d", productid = "0002"}\n'
+        'driver = "dummy-ups"\noptions = {port = "/sim/ups.dev"}\n'
+    )
+    port = free_port()
+    run_container(
+        image,
+        container_name,
+        port,
+        "-v",
+        f"{tmp_path}:/sim",
+        "-e",
+        "USB_SYSFS_ROOT=/sim/usb",
+        "-e",
+        "RECONCILE_CONFIG=/sim/config.toml",
+    )
+    assert await_true(lambda: upsc(port) == NOT_CONNECTED, AWAIT), docker("logs", container_name).stdout
+
+    start = time.monotonic()
+    bus.plug("1-1")
+    assert await_true(lambda: upsc(port, "battery.charge") == "77", AWAIT), docker("logs", container_name).stdout
+    plug = time.monotonic() - start
+    start = time.monotonic()
+    bus.unplug("1-1")
+    assert await_true(lambda: upsc(port) == NOT_CONNECTED, AWAIT), docker("logs", container_name).stdout
+    unplug = time.monotonic() - start
+    # Reported, not asserted: speed targets live in benchmarks/ (target: 2 + 2 + 1 s).
+    print(f"container hotplug: plug->data {plug:.2f}s, unplug->not connected {unplug:.2f}s")
+
+    status = json.loads(docker("exec", container_name, "nut-reconcile", "status", "--json").stdout)
+    assert status["upsd"]["pid"] and status["served"]["my-ups"]["state"] == "DRIVER-NOT-CONNECTED"
+
+
+def test_docker_stop_is_clean_within_10s_with_exit_0(image: str, container_name: str, tmp_path: Path) -> None:
+    port = free_port()
+    run_container(image, container_name, port, "-e", "SIMULATE=1")
+    assert await_true(lambda: upsc(port, "ups.mfr") == "ups-nut-smart", AWAIT), docker("logs", container_name).stdout
+    inside = docker("top", container_name, "-eo", "pid,comm").stdout
+    assert all(p in inside for p in ("upsd", "upsmon", "dummy-ups"))
+    start = time.monotonic()
+    docker("stop", "-t", "10", container_name, timeout=30)
+    took = time.monotonic() - start
+    state = json.loads(docker("inspect", "-f", "{{json .State}}", container_name).stdout)
+    assert state["ExitCode"] == 0 and not state["OOMKilled"]
+    assert took < 10  # the contract: Docker would SIGKILL at 10 s (exit 137)
+    logs = docker("logs", container_name).stdout
+    assert "event=signal name=SIGTERM" in logs and "event=stopped" in logs  # the agent stopped NUT itself
+
+
+def test_compose_up_and_down_with_the_shipped_file(image: str, tmp_path: Path) -> None:
+    if docker("ps", "-aq", "--filter", "name=^ups-nut-smart$").stdout.strip():
+        pytest.skip("a container named ups-nut-smart exists already: not touching it")
+    if {v for v in ("ups-nut-state", "ups-nut-logs")} & set(docker("volume", "ls", "-q").stdout.split()):
+        pytest.skip("volumes ups-nut-state/ups-nut-logs exist already: not touching them")
+    port = free_port()
+    # Overrides only for what this machine lacks: no /dev/bus/usb, no /run/udev, no UPS
+    # (SIMULATE=1), and the port on loopback only.
+    override = tmp_path / "compose.test.yaml"
+    override.write_text(
+        "services:\n  ups-nut-smart:\n"
+        "    volumes: !override\n      - ups-nut-state:/var/run/nut\n      - ups-nut-logs:/var/log/nut\n"
+        f'    ports: !override\n      - "127.0.0.1:{port}:3493"\n'
+        '    environment:\n      SIMULATE: "1"\n'
+    )
+    compose = ["compose", "-f", str(REPO / "compose.yaml"), "-f", str(override)]
+    try:
+        docker(*compose, "config", "--quiet")
+        docker(*compose, "up", "-d", "--no-build", timeout=180)
+        assert await_true(lambda: upsc(port, "ups.mfr") == "ups-nut-smart", AWAIT), docker(*compose, "logs").stdout
+        inspect = json.loads(docker("inspect", "ups-nut-smart").stdout)[0]
+        assert inspect["HostConfig"]["Privileged"] is False
+        assert inspect["HostConfig"]["DeviceCgroupRules"] == ["c 189:* rmw"]
+        assert inspect["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+        docker(*compose, "down", timeout=60)
+        assert docker("ps", "-aq", "--filter", "name=^ups-nut-smart$").stdout.strip() == ""
+    finally:
+        docker(*compose, "down", "--volumes", timeout=60, check=False)
+
+
+def test_arm64_image_builds_under_emulation_and_runs(engine: None) -> None:
+    if not os.path.exists("/proc/sys/fs/binfmt_misc/qemu-aarch64"):
+        if os.environ.get("CI"):
+            pytest.fail("qemu-aarch64 is not registered (docker/engine-setup.sh does it)")
+        pytest.skip("qemu-aarch64 is not registered with binfmt_misc")
+    if docker("image", "inspect", ARM64_BASE, check=False).returncode != 0:
+        if os.environ.get("CI"):
+            pytest.fail(f"{ARM64_BASE} missing (docker/engine-setup.sh builds it)")
+        pytest.skip(f"{ARM64_BASE} missing: run docker/engine-setup.sh")
+    took = build(
+        ARM64_IMAGE,
+        "--platform",
+        "linux/arm64",
+        "--build-arg",
+        f"BASE_IMAGE={ARM64_BASE}",
+        "--build-arg",
+        "NUT_SOURCE=debian",
+    )
+    print(f"arm64 build (emulated): {took:.0f}s")
+    run = ["run", "--rm", "--platform", "linux/arm64"]
+    assert docker(*run, "--entrypoint", "uname", ARM64_IMAGE, "-m").stdout.strip() == "aarch64"
+    assert docker(*run, ARM64_IMAGE, "--version", timeout=120).stdout.startswith("nut-reconcile ")
+    assert "Network UPS Tools upsd" in docker(*run, "--entrypoint", "/opt/nut/sbin/upsd", ARM64_IMAGE, "-V").stdout
+
+
+def _tarball_reachable() -> bool:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(TARBALL_URL, method="HEAD"), timeout=5):
+            return True
+    except OSError:
+        return False
+
+
+def test_source_variant_builds_nut_2_8_4_from_the_release_tarball(engine: None) -> None:
+    # Wherever networkupstools.org is reachable; this CI machine reaches only package
+    # registries, so here it skips (the offline variant above is what CI builds).
+    if not _tarball_reachable():
+        pytest.skip(f"{TARBALL_URL} is not reachable from this machine")
+    build("ups-nut-smart:source", "--platform", "linux/amd64")
+    out = docker("run", "--rm", "--entrypoint", "/opt/nut/sbin/upsd", "ups-nut-smart:source", "-V").stdout
+    assert "2.8.4" in out
+
+
+@pytest.fixture
+def fake_nut_tarball(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """A NUT-like source tree (tests/fixtures/fake-nut-src: a configure that knows a subset
+    of NUT's options, programs that link libusb and libltdl) served over HTTP on loopback,
+    standing in for the release tarball this machine cannot download."""
+    tarball = tmp_path / "nut-9.9.9.tar.gz"
+    with tarfile.open(tarball, "w:gz") as tar:
+        tar.add(REPO / "tests" / "fixtures" / "fake-nut-src", arcname="nut-9.9.9")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield (
+            f"http://127.0.0.1:{server.server_address[1]}/{tarball.name}",
+            hashlib.sha256(tarball.read_bytes()).hexdigest(),
+        )
+    finally:
+        server.shutdown()
+
+
+def test_source_variant_pipeline_fetches_checks_builds_and_installs(
+    engine: None, fake_nut_tarball: tuple[str, str]
+) -> None:
+    url, sha = fake_nut_tarball
+    args = [
+        "--platform",
+        "linux/amd64",
+        "--network",
+        "host",
+        "--build-arg",
+        f"NUT_URL={url}",
+        "--build-arg",
+        "NUT_VERSION=9.9.9",
+    ]
+    wrong = docker(
+        "buildx",
+        "build",
+        *args,
+        "--build-arg",
+        "NUT_SHA256=" + "0" * 64,
+        "-t",
+        "ups-nut-smart:bad",
+        str(REPO),
+        timeout=1800,
+        check=False,
+    )
+    assert wrong.returncode != 0 and "SHA-256 mismatch" in wrong.stdout + wrong.stderr
+    build("ups-nut-smart:fake-source", *args, "--build-arg", f"NUT_SHA256={sha}")
+    run = ["run", "--rm", "--entrypoint", "sh", "ups-nut-smart:fake-source", "-c"]
+    assert "9.9.9 (fake" in docker(*run, "/opt/nut/sbin/upsd -V").stdout
+    layout = docker(
+        *run,
+        "ls /opt/nut/bin /opt/nut/sbin /opt/nut/lib; test -s /opt/nut/share/nut/62-nut-usbups.rules "
+        "&& echo rules; find /opt/nut -name '*.a' -o -name '*.la' -o -path '*/man/*'",
+    ).stdout
+    assert "nut-scanner" in layout and "upsdrvctl" in layout and "rules" in layout
+    assert ".a\n" not in layout and ".la" not in layout and "/man/" not in layout
+    assert docker(*run, "command -v gcc make || echo none").stdout.strip() == "none"
+    docker("image", "rm", "ups-nut-smart:fake-source", check=False)
