@@ -22,7 +22,7 @@ from typing import Any
 
 from reconcile import __version__, logfmt
 from reconcile.act import apply, daemons
-from reconcile.cycle import Agent, Decision
+from reconcile.cycle import Agent, Decision, device_views
 from reconcile.decide.desired import DesiredError
 from reconcile.decide.render import mask_secrets
 from reconcile.model import Action, Plan, WriteFile
@@ -193,16 +193,7 @@ def cmd_status(agent: Agent, as_json: bool) -> int:
     result = {
         "upsd": {"pid": actual.upsd_pid, "error": upsd_error},
         "upsmon": {"pid": actual.upsmon_pid},
-        "devices": [
-            {
-                "name": decision.names[u.usb.fingerprint],
-                "driver": u.driver,
-                "port": u.usb.port,
-                "vidpid": u.usb.vidpid,
-                "serial": u.usb.serial,
-            }
-            for u in decision.upses
-        ],
+        "devices": device_views(decision),
         "drivers": {ups: {"driver": p.driver, "pid": p.pid} for ups, p in actual.drivers.items()},
         "served": upsd,
         "last_reconcile": load_status(agent.settings.agent_dir),

@@ -43,6 +43,23 @@ class Decision:
     secrets: Secrets
 
 
+def device_views(decision: Decision) -> list[dict[str, str]]:
+    """The UPSes of a decision as plain data, for `status` and status.json."""
+    return [
+        {
+            "name": decision.names[u.usb.fingerprint],
+            "driver": u.driver,
+            "driver_from": u.driver_from,
+            "port": u.usb.port,
+            "address": u.usb.address,
+            "vidpid": u.usb.vidpid,
+            "serial": u.usb.serial,
+            "fingerprint": u.usb.fingerprint,
+        }
+        for u in decision.upses
+    ]
+
+
 @dataclass
 class Agent:
     settings: Settings

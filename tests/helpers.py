@@ -14,24 +14,18 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from reconcile.act.daemons import reap
+from reconcile.waiting import await_true
+
+__all__ = ["await_true"]
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 CLI_TIMEOUT = 60
-
-
-def await_true(condition: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while True:
-        if condition():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
 
 
 class SimBus:
@@ -89,19 +83,8 @@ def _alive(pid: int) -> bool:
 
 
 def _reaped(pid: int) -> bool:
-    reap_orphans()
+    reap()  # pytest is the subreaper of the daemons the CLI started (see conftest)
     return not _alive(pid)
-
-
-def reap_orphans() -> None:
-    """Collect daemons that exited after their parent (pytest is their subreaper)."""
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
 
 
 def free_port() -> int:

@@ -20,7 +20,7 @@ import schedule
 
 from reconcile import logfmt, store
 from reconcile.act import apply, daemons
-from reconcile.cycle import Agent, simulator_for
+from reconcile.cycle import Agent, device_views, simulator_for
 from reconcile.decide.backoff import Backoff
 from reconcile.decide.settle import Settle
 from reconcile.decide.supervision import hold_back, stale_drivers
@@ -83,16 +83,7 @@ class Runner:
             self.agent.remember(decision)
             logfmt.info("reconcile.done", steps=len(plan.steps), errors=len(outcome.errors))
         status = {
-            "devices": [
-                {
-                    "name": decision.names[u.usb.fingerprint],
-                    "driver": u.driver,
-                    "fingerprint": u.usb.fingerprint,
-                    "address": u.usb.address,
-                    "port": u.usb.port,
-                }
-                for u in decision.upses
-            ],
+            "devices": device_views(decision),
             "freshness": freshness,
             "held_back": held,
         }
