@@ -82,6 +82,8 @@ cmd_test() {
   [ "$rc" -eq 0 ] || die "pytest failed (exit $rc)"
   log "benchmarks"
   "$VENV/bin/python" -m benchmarks.hotplug_latency
+  # The image the container tests built: the same measurement through Docker.
+  "$VENV/bin/python" -m benchmarks.hotplug_latency --container ups-nut-smart:latest
 }
 
 case "${1:-}" in
