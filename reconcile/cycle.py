@@ -122,10 +122,6 @@ class Agent:
         drivers |= {r.driver for r in self.user.rules if r.driver}
         if decision is not None:
             drivers |= {s.driver for s in decision.config.sections}
-        try:
-            drivers |= set(plan.section_drivers(actual.read_file(self.settings.confpath, "ups.conf").content).values())
-        except ValueError:
-            pass
         return actual.observe(
             self.settings.confpath, self.settings.statepath, daemons.upsmon_pidfile(self.settings), drivers
         )

@@ -180,3 +180,9 @@ def parse_sections(text: str) -> tuple[Section, list[Section]]:
     if current:
         sections.append(Section(current[0], tuple(current[1])))
     return Section("", tuple(globals_)), sections
+
+
+def section_drivers(text: str | None) -> dict[str, str]:
+    """ups.conf section name -> driver. Raises NutSyntaxError on a file NUT cannot parse."""
+    _, sections = parse_sections(text or "")
+    return {s.name: s.get("driver") or "" for s in sections}

@@ -12,9 +12,8 @@ from pathlib import Path
 from reconcile import logfmt
 from reconcile.act import daemons
 from reconcile.act.files import nut_gid, write_atomic
-from reconcile.decide.plan import section_drivers
 from reconcile.model import Action, Plan, WriteFile
-from reconcile.nutsyntax import NutSyntaxError
+from reconcile.nutsyntax import NutSyntaxError, section_drivers
 from reconcile.observe import upsd_client
 from reconcile.settings import Settings
 from reconcile.waiting import await_true
@@ -107,7 +106,7 @@ def execute(plan: Plan, settings: Settings, listen: tuple[str, int]) -> Outcome:
             if isinstance(step, WriteFile):
                 _write(settings, step)
                 logfmt.info("file.write", file=step.name, why=step.reason)
-                outcome.done.append(f"write {step.name}")
+                outcome.done.append(describe(step))
             else:
                 _act(settings, step, outcome, listen)
                 pid = outcome.started.get(f"driver:{step.ups}" if step.ups else step.kind.split("_", 1)[1])
@@ -131,6 +130,6 @@ def execute(plan: Plan, settings: Settings, listen: tuple[str, int]) -> Outcome:
 
 def describe(step: WriteFile | Action) -> str:
     if isinstance(step, WriteFile):
-        return f"{step.reason} {step.name}"
+        return f"write {step.name} ({step.reason})"
     target = f" {step.ups} ({step.driver})" if step.ups else ""
     return f"{step.kind.replace('_', ' ')}{target}"

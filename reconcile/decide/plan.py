@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from reconcile.model import Action, ActualState, Plan, Skipped, Step, WriteFile
-from reconcile.nutsyntax import NutSyntaxError, parse_sections, tokenize
+from reconcile.nutsyntax import NutSyntaxError, section_drivers, tokenize
 
 _HEADER_LINE = re.compile(r"^\s*\[([^\]]*)\]\s*$")
 
@@ -47,12 +47,6 @@ def section_blocks(text: str | None) -> dict[str, str]:
         if current is not None:
             current.append(line.rstrip())
     return {name: "\n".join(lines).strip() for name, lines in blocks.items()}
-
-
-def section_drivers(text: str | None) -> dict[str, str]:
-    """ups.conf section name -> driver. Raises NutSyntaxError on a file NUT cannot parse."""
-    _, sections = parse_sections(text or "")
-    return {s.name: s.get("driver") or "" for s in sections}
 
 
 def monitored(text: str | None) -> tuple[str, ...]:

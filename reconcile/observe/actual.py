@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from reconcile.model import ActualState, DriverProc, FileState
+from reconcile.nutsyntax import NutSyntaxError, section_drivers
 from reconcile.observe import processes
 
 MANAGED_HEADER = "# Managed by nut-reconcile: edits are overwritten. Delete this line to manage the file yourself."
@@ -31,7 +32,12 @@ def read_file(confpath: Path, name: str) -> FileState:
 
 
 def observe(confpath: Path, statepath: Path, upsmon_pidfile: Path, drivers: set[str]) -> ActualState:
+    """`drivers`: driver names that may have PID files here, besides those in ups.conf."""
     files = {name: read_file(confpath, name) for name in FILES}
+    try:
+        drivers = drivers | set(section_drivers(files["ups.conf"].content).values())
+    except NutSyntaxError:
+        pass  # the planner reports an unparsable ups.conf
     running = processes.find_driver_pids(statepath, drivers)
     return ActualState(
         files=files,
