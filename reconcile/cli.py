@@ -189,11 +189,11 @@ def cmd_status(agent: Agent, as_json: bool) -> int:
     actual = agent.observe_actual()
     upsd, upsd_error = _upsd_view(agent)
     bus = agent.scan_bus()
-    decision = agent.decide(bus, persist=False)
+    devices = device_views(agent.decide(bus, persist=False))
     result = {
         "upsd": {"pid": actual.upsd_pid, "error": upsd_error},
         "upsmon": {"pid": actual.upsmon_pid},
-        "devices": device_views(decision),
+        "devices": devices,
         "drivers": {ups: {"driver": p.driver, "pid": p.pid} for ups, p in actual.drivers.items()},
         "served": upsd,
         "last_reconcile": load_status(agent.settings.agent_dir),
@@ -212,7 +212,7 @@ def cmd_status(agent: Agent, as_json: bool) -> int:
             f"{name}: {view['state']}{' ' + str(view['status']) if view['status'] else ''}"
             f"  driver={drv.driver + ' pid ' + str(drv.pid) if drv else 'not running'}"
         )
-    for d in result["devices"]:  # type: ignore[attr-defined]
+    for d in devices:
         print(f"device {d['port']} {d['vidpid']} serial={d['serial'] or '-'} -> {d['name']} ({d['driver']})")
     last = result["last_reconcile"]
     if isinstance(last, dict):

@@ -178,14 +178,14 @@ class Sandbox:
         return result
 
     def start_run(self, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-        out = open(self.root / "run.out", "a")  # noqa: SIM115 - closed with the sandbox
-        child = subprocess.Popen(
-            [sys.executable, "-m", "reconcile", "run"],
-            env={**self.env, **(env or {})},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        with open(self.root / "run.out", "a") as out:  # the child keeps its own copy of the fd
+            child = subprocess.Popen(
+                [sys.executable, "-m", "reconcile", "run"],
+                env={**self.env, **(env or {})},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
         self.children.append(child)
         return child
 

@@ -7,7 +7,7 @@ import dataclasses
 from reconcile.decide.desired import Secrets, build
 from reconcile.decide.plan import Desired, make_plan
 from reconcile.decide.render import render_all, render_upsmon_with
-from reconcile.model import Action, ActualState, DriverProc, FileState, Ups, UsbDevice, WriteFile
+from reconcile.model import Action, ActualState, DriverProc, FileState, Plan, Ups, UsbDevice, WriteFile
 from reconcile.userconfig import UserConfig
 
 SECRETS = Secrets("adminpass1", "monpass123", "upsmonpass")
@@ -37,8 +37,8 @@ def actual_from(
     return ActualState(files, procs, upsd, upsmon)
 
 
-def kinds(plan: object) -> list[str]:
-    return [f"write {s.name}" if isinstance(s, WriteFile) else f"{s.kind} {s.ups or ''}".strip() for s in plan.steps]  # type: ignore[attr-defined]
+def kinds(plan: Plan) -> list[str]:
+    return [f"write {s.name}" if isinstance(s, WriteFile) else f"{s.kind} {s.ups or ''}".strip() for s in plan.steps]
 
 
 def test_cold_start_writes_everything_then_starts_upsd_then_upsmon() -> None:
