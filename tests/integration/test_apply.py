@@ -242,3 +242,15 @@ def test_read_only_mounted_file_is_reported_and_the_rest_converges(sandbox: Sand
         assert sandbox.await_upsc("OL")
     finally:
         subprocess.run(["umount", str(users)], check=False, timeout=10)
+
+
+def test_debug_logs_each_nut_command_without_secrets(sandbox: Sandbox) -> None:
+    quiet = sandbox.cli("apply", check=True)
+    assert "event=exec " not in quiet.stdout
+    sandbox.bus.plug("1-1")
+    sandbox.dummy_rule(sandbox.data_file())
+    loud = sandbox.cli("apply", env={"DEBUG": "1"}, check=True)
+    assert "level=debug event=exec argv=" in loud.stdout and "upsdrvctl -u root start my-ups" in loud.stdout
+    secrets = json.loads((sandbox.state / "reconcile" / "secrets.json").read_text())
+    for secret in secrets.values():
+        assert secret not in loud.stdout and secret not in sandbox.log.read_text()

@@ -70,16 +70,20 @@ def test_a_driver_that_dies_is_started_again(sandbox: Sandbox) -> None:
     assert 'event=start.driver ups=my-ups driver=dummy-ups why="not running"' in sandbox.run_output()
 
 
-def test_upsd_that_dies_is_started_again(sandbox: Sandbox) -> None:
+@pytest.mark.parametrize("daemon", ["upsd", "upsmon"])
+def test_a_daemon_that_dies_is_started_again(sandbox: Sandbox, daemon: str) -> None:
     sandbox.start_run()
     assert sandbox.await_upsc(NOT_CONNECTED, timeout=AWAIT), sandbox.run_output()
-    upsd = [p for p, comm in nut_processes(sandbox.conf) if comm == "upsd"]
-    assert len(upsd) == 1
-    os.kill(upsd[0], signal.SIGKILL)
-    assert await_true(lambda: [p for p, c in nut_processes(sandbox.conf) if c == "upsd"] not in ([], upsd), AWAIT), (
-        sandbox.run_output()
-    )
+
+    def pids() -> list[int]:
+        return [p for p, comm in nut_processes(sandbox.conf) if comm == daemon]
+
+    assert await_true(lambda: len(pids()) == 1, AWAIT), sandbox.run_output()
+    first = pids()
+    os.kill(first[0], signal.SIGKILL)
+    assert await_true(lambda: pids() not in ([], first), AWAIT), sandbox.run_output()
     assert sandbox.await_upsc(NOT_CONNECTED, timeout=AWAIT)
+    assert f'event=start.{daemon} why="not running"' in sandbox.run_output()
 
 
 def test_stale_data_gets_the_driver_restarted(sandbox: Sandbox) -> None:
