@@ -20,7 +20,7 @@ import sys
 import time
 from typing import Any
 
-from reconcile import __version__, logfmt
+from reconcile import __version__, logfmt, store
 from reconcile.act import apply, daemons
 from reconcile.cycle import Agent, Decision, device_views
 from reconcile.decide.desired import DesiredError
@@ -119,9 +119,20 @@ def cmd_apply(agent: Agent) -> int:
         logfmt.info("reconcile.in-sync")
         for skipped in plan.skipped:
             logfmt.warning("file.skip", file=skipped.name, why=skipped.reason)
+        # Recorded only if it says something new: a no-op apply must write nothing.
+        last = load_status(agent.settings.agent_dir) or {}
+        if last.get("outcome") != "in sync":
+            store.save_status(agent.settings.agent_dir, "apply", "in sync", [], {"devices": device_views(decision)})
         return EXIT_OK
     outcome = apply.execute(plan, agent.settings, agent.listen)
     agent.remember(decision)
+    store.save_status(
+        agent.settings.agent_dir,
+        "apply",
+        "ok" if outcome.ok else "errors",
+        outcome.errors,
+        {"devices": device_views(decision)},
+    )
     logfmt.info("reconcile.done", steps=len(plan.steps), errors=len(outcome.errors))
     return EXIT_OK if outcome.ok else EXIT_FAIL
 
@@ -216,7 +227,9 @@ def cmd_status(agent: Agent, as_json: bool) -> int:
         print(f"device {d['port']} {d['vidpid']} serial={d['serial'] or '-'} -> {d['name']} ({d['driver']})")
     last = result["last_reconcile"]
     if isinstance(last, dict):
-        print(f"last reconcile: {last.get('last_reconcile')} {last.get('outcome')}")
+        print(f"last reconcile: {last.get('last_reconcile')} by {last.get('by')}: {last.get('outcome')}")
+        for error in last.get("errors") or []:
+            print(f"  error: {error}")
     return EXIT_OK
 
 

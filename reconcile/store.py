@@ -5,7 +5,9 @@ status.json (last reconcile), upsmon.pid."""
 from __future__ import annotations
 
 import json
+import os
 import secrets as pysecrets
+import time
 from pathlib import Path
 from typing import Any
 
@@ -85,9 +87,19 @@ def load_secrets(agent_dir: Path, user: UserConfig, create: bool, files: tuple[t
     return Secrets(admin=values["admin"], monuser=values["monuser"], upsmon=values["upsmon"])
 
 
-def save_status(agent_dir: Path, status: dict[str, Any]) -> None:
+def save_status(agent_dir: Path, by: str, outcome: str, errors: list[str], state: dict[str, Any]) -> dict[str, Any]:
+    """Record the last reconcile (by `run` or `apply`) for `status`. Returns what was written."""
+    status = {
+        "by": by,
+        "pid": os.getpid(),
+        "last_reconcile": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "outcome": outcome,
+        "errors": errors,
+        "state": state,
+    }
     agent_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(agent_dir / "status.json", json.dumps(status, indent=2, sort_keys=True) + "\n", mode=0o644)
+    return status
 
 
 def load_status(agent_dir: Path) -> dict[str, Any] | None:

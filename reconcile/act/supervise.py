@@ -9,7 +9,6 @@ logged and the loop goes on. SIGTERM/SIGINT stop upsmon, the drivers and upsd.
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 import time
@@ -89,13 +88,13 @@ class Runner:
         }
         if outcome is not None or status != self.last_status.get("state"):
             # Why only on change: the state dir may sit on an SD card; no write every tick.
-            self.last_status = {
-                "state": status,
-                "last_reconcile": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "outcome": "in sync" if outcome is None else ("ok" if outcome.ok else "errors"),
-                "errors": [] if outcome is None else outcome.errors,
-            }
-            store.save_status(self.settings.agent_dir, {**self.last_status, "pid": os.getpid()})
+            self.last_status = store.save_status(
+                self.settings.agent_dir,
+                by="run",
+                outcome="in sync" if outcome is None else ("ok" if outcome.ok else "errors"),
+                errors=[] if outcome is None else outcome.errors,
+                state=status,
+            )
         daemons.reap()
 
     def _changed_at(self, bus: tuple[UsbDevice, ...], now: float) -> float | None:
