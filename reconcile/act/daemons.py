@@ -198,11 +198,20 @@ _UPSMON_OWN_PIDFILES = ("/run/nut/upsmon.pid", "/var/run/nut/upsmon.pid")
 
 def _clear_stale_upsmon_pidfiles(settings: Settings) -> None:
     """upsmon refuses to start while its PID file names any live process. After a
-    container restart that PID often belongs to something else (even our upsd)."""
-    for path in {Path(p) for p in _UPSMON_OWN_PIDFILES} | {settings.statepath / "upsmon.pid"}:
-        if path.exists() and running_pid(path, "upsmon") is None:
+    container restart that PID often belongs to something else (even our upsd).
+    A live upsmon that is not ours (a host's own NUT) is reported, not killed."""
+    for path in sorted({Path(p) for p in _UPSMON_OWN_PIDFILES} | {settings.statepath / "upsmon.pid"}):
+        if not path.exists():
+            continue
+        other = running_pid(path, "upsmon")
+        if other is None:
             logfmt.debug("upsmon.stale-pidfile", path=path)
             _remove(path)
+        else:
+            raise DaemonError(
+                f"another upsmon (pid {other}, {path}) is running and NUT allows one per PID file: "
+                "stop it, or set [upsmon] enabled = false"
+            )
 
 
 def start_upsmon(settings: Settings) -> int:

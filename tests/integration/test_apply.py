@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from reconcile.nutsyntax import parse_sections
-from tests.helpers import Sandbox, nut_processes
+from tests.helpers import Sandbox, make_sandbox, nut_processes
 
 pytestmark = pytest.mark.nut
 
@@ -254,3 +254,19 @@ def test_debug_logs_each_nut_command_without_secrets(sandbox: Sandbox) -> None:
     secrets = json.loads((sandbox.state / "reconcile" / "secrets.json").read_text())
     for secret in secrets.values():
         assert secret not in loud.stdout and secret not in sandbox.log.read_text()
+
+
+def test_a_foreign_upsmon_is_reported_not_killed(sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> None:
+    sandbox.cli("apply", check=True)
+    theirs = [p for p, comm in nut_processes(sandbox.conf) if comm == "upsmon"]
+    assert len(theirs) == 1
+    gen = make_sandbox(tmp_path_factory.mktemp("second"))
+    second = next(gen)
+    try:
+        result = second.cli("apply")
+        assert result.returncode == 1
+        assert "another upsmon" in result.stdout and "enabled = false" in result.stdout
+        assert [p for p, comm in nut_processes(sandbox.conf) if comm == "upsmon"] == theirs
+        assert second.upsc("my-ups", "ups.status") == (1, NOT_CONNECTED)  # the rest converged
+    finally:
+        second.cleanup()
