@@ -21,10 +21,16 @@ def scan() -> list[UsbDevice]:
         import usb.core
     except ImportError as exc:  # pragma: no cover - pyusb is a dependency
         raise LibusbUnavailable(f"pyusb is not installed: {exc}") from None
-    if libusb1.get_backend() is None:
+    cached = libusb1.get_backend()
+    if cached is None:
         raise LibusbUnavailable("libusb-1.0 is not installed")
-    # _LibUSB(lib) runs libusb_init for a new context; it is freed with the object.
-    backend = libusb1._LibUSB(libusb1._lib)
+    try:
+        # _LibUSB(lib) runs libusb_init for a new context; it is freed with the object.
+        # Private to pyusb (1.2 and 1.3 alike): if a release renames it, fall back to the
+        # cached context, which still works where udev events arrive.
+        backend = libusb1._LibUSB(libusb1._lib)
+    except (AttributeError, TypeError):
+        backend = cached
     devices = []
     for dev in usb.core.find(find_all=True, backend=backend):
         ports = getattr(dev, "port_numbers", None) or ()

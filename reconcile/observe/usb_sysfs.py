@@ -53,10 +53,11 @@ def read_device(path: Path) -> UsbDevice | None:
 
 
 def appeared(root: Path, ports: list[str]) -> dict[str, float]:
-    """When each device entry was created (wall clock), from its sysfs mtime.
+    """When each device entry appeared (wall clock), from its sysfs mtime.
 
-    The kernel stamps a sysfs directory when the device is enumerated, so this tells
-    how long a new device has been there already, even if our tick came late.
+    sysfs stamps an entry's inode when it is made: at enumeration, or at the first look
+    after it (kernfs makes inodes lazily). Either way never before the device arrived,
+    so using it to shorten the settle wait is safe; it can only be too late, never early.
     """
     times = {}
     for port in ports:
