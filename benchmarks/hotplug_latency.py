@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.helpers import SimBus, free_port, make_sandbox
+from tests.helpers import SIM_ENV, SIM_MOUNT, SimBus, container_sim, free_port, make_sandbox
 
 SCAN, SETTLE = 2.0, 2.0
 TARGET = SCAN + SETTLE + 1.0
@@ -82,12 +82,7 @@ def rounds(n: int, bus: SimBus, status: Callable[[], str]) -> tuple[list[float],
 def in_container(image: str, n: int) -> tuple[list[float], list[float]]:
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         root = Path(tmp)
-        bus = SimBus(root / "usb")
-        (root / "ups.dev").write_text("ups.status: OL\nbattery.charge: 77\n")
-        (root / "config.toml").write_text(
-            '[[device]]\nmatch = {vendorid = "051d", productid = "0002"}\n'
-            'driver = "dummy-ups"\noptions = {port = "/sim/ups.dev"}\n'
-        )
+        bus = container_sim(root)
         port = free_port()
         name = f"ups-nut-smart-bench-{port}"
         subprocess.run(
@@ -100,11 +95,8 @@ def in_container(image: str, n: int) -> tuple[list[float], list[float]]:
                 "-p",
                 f"127.0.0.1:{port}:3493",
                 "-v",
-                f"{root}:/sim",
-                "-e",
-                "USB_SYSFS_ROOT=/sim/usb",
-                "-e",
-                "RECONCILE_CONFIG=/sim/config.toml",
+                f"{root}:{SIM_MOUNT}",
+                *SIM_ENV,
                 image,
             ],
             check=True,

@@ -74,6 +74,21 @@ class SimBus:
         (hub / "idProduct").write_text("0002\n")
 
 
+SIM_MOUNT = "/sim"
+SIM_ENV = ("-e", f"USB_SYSFS_ROOT={SIM_MOUNT}/usb", "-e", f"RECONCILE_CONFIG={SIM_MOUNT}/config.toml")
+
+
+def container_sim(root: Path) -> SimBus:
+    """A host directory to bind-mount at /sim (with SIM_ENV): a bus under usb/, a dummy-ups
+    data file (battery.charge 77) and the TOML rule mapping an APC 051d:0002 to it."""
+    (root / "ups.dev").write_text("ups.status: OL\nbattery.charge: 77\nups.mfr: APC\n")
+    (root / "config.toml").write_text(
+        '[[device]]\nmatch = {vendorid = "051d", productid = "0002"}\n'
+        f'driver = "dummy-ups"\noptions = {{port = "{SIM_MOUNT}/ups.dev"}}\n'
+    )
+    return SimBus(root / "usb")
+
+
 def _alive(pid: int) -> bool:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()

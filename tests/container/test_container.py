@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.container.conftest import ARM64_BASE, ARM64_IMAGE, build, docker
-from tests.helpers import REPO, SimBus, await_true, free_port
+from tests.helpers import REPO, SIM_ENV, SIM_MOUNT, await_true, container_sim, free_port
 
 pytestmark = pytest.mark.docker
 
@@ -88,23 +88,15 @@ def test_no_ups_serves_my_ups_not_connected_and_turns_healthy(image: str, contai
 
 
 def test_hotplug_on_the_host_reaches_a_client_outside(image: str, container_name: str, tmp_path: Path) -> None:
-    bus = SimBus(tmp_path / "usb")
-    (tmp_path / "ups.dev").write_text("ups.status: OL\nbattery.charge: 77\nups.mfr: APC\n")
-    (tmp_path / "config.toml").write_text(
-        '[[device]]\nmatch = {vendorid = "051d", productid = "0002"}\n'
-        'driver = "dummy-ups"\noptions = {port = "/sim/ups.dev"}\n'
-    )
+    bus = container_sim(tmp_path)
     port = free_port()
     run_container(
         image,
         container_name,
         port,
         "-v",
-        f"{tmp_path}:/sim",
-        "-e",
-        "USB_SYSFS_ROOT=/sim/usb",
-        "-e",
-        "RECONCILE_CONFIG=/sim/config.toml",
+        f"{tmp_path}:{SIM_MOUNT}",
+        *SIM_ENV,
     )
     assert await_true(lambda: upsc(port) == NOT_CONNECTED, AWAIT), docker("logs", container_name).stdout
 
