@@ -74,6 +74,18 @@ def test_image_runs_the_agent_and_nut(image: str) -> None:
     assert docker("run", "--rm", "--entrypoint", "sh", image, "-c", "command -v gcc cc pip3 || true").stdout == ""
     history = docker("history", "--no-trunc", image).stdout
     assert "password" not in history.lower()
+    # passwords are made on first start, in the state volume: none is in the image
+    found = docker(
+        "run",
+        "--rm",
+        "--entrypoint",
+        "sh",
+        image,
+        "-c",
+        "find / -xdev \\( -name secrets.json -o -name 'nut_*_password' \\) 2>/dev/null",
+    ).stdout
+    assert found.strip() == ""
+    assert docker("run", "--rm", "--entrypoint", "ls", image, "-A", "/var/run/nut").stdout.strip() == ""
 
 
 def test_no_ups_serves_my_ups_not_connected_and_turns_healthy(image: str, container_name: str) -> None:
