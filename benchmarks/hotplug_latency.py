@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.helpers import SIM_ENV, SIM_MOUNT, SimBus, container_sim, free_port, make_sandbox
+from tests.helpers import SIM_ENV, SIM_MOUNT, SimBus, container_sim, free_port, make_sandbox, upsc
 
 SCAN, SETTLE = 2.0, 2.0
 TARGET = SCAN + SETTLE + 1.0
@@ -106,14 +106,7 @@ def in_container(image: str, n: int) -> tuple[list[float], list[float]]:
         try:
 
             def status() -> str:
-                r = subprocess.run(
-                    ["upsc", f"my-ups@127.0.0.1:{port}", "ups.status"],
-                    capture_output=True,
-                    text=True,
-                    timeout=10,
-                    check=False,
-                )
-                return r.stdout.strip() if r.returncode == 0 else r.stderr.strip().splitlines()[-1]
+                return upsc(port, "my-ups", "ups.status")[1]
 
             if measure(lambda: status() == NOT_CONNECTED) == float("inf"):
                 raise SystemExit("the container never served my-ups")

@@ -50,6 +50,11 @@ _RESERVED_OPTIONS = {"driver", "bus", "device", "busport"}
 ROLES = ("admin", "monuser")
 
 
+def reachable(host: str) -> str:
+    """Where a local client reaches upsd listening on `host`: a wildcard is not a destination."""
+    return {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+
+
 class ConfigError(ValueError):
     """Bad TOML content; the message names the file and the key."""
 

@@ -74,6 +74,15 @@ class SimBus:
         (hub / "idProduct").write_text("0002\n")
 
 
+def upsc(port: int, target: str = "my-ups", var: str | None = None) -> tuple[int, str]:
+    """A NUT client on this host: (exit code, the answer or upsc's error)."""
+    argv = ["upsc", f"{target}@127.0.0.1:{port}"] + ([var] if var else [])
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+    # upsc prints "Init SSL without certificate database" on stderr: not part of the answer.
+    err = "\n".join(line for line in r.stderr.splitlines() if "Init SSL" not in line)
+    return r.returncode, (r.stdout.strip() if r.returncode == 0 else err.strip())
+
+
 SIM_MOUNT = "/sim"
 SIM_ENV = ("-e", f"USB_SYSFS_ROOT={SIM_MOUNT}/usb", "-e", f"RECONCILE_CONFIG={SIM_MOUNT}/config.toml")
 
@@ -209,11 +218,7 @@ class Sandbox:
         return path.read_text() if path.exists() else ""
 
     def upsc(self, target: str = "my-ups", var: str | None = None) -> tuple[int, str]:
-        argv = ["upsc", f"{target}@127.0.0.1:{self.port}"] + ([var] if var else [])
-        r = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
-        # upsc prints "Init SSL without certificate database" on stderr: not part of the answer.
-        err = "\n".join(line for line in r.stderr.splitlines() if "Init SSL" not in line)
-        return r.returncode, (r.stdout.strip() if r.returncode == 0 else err.strip())
+        return upsc(self.port, target, var)
 
     def await_upsc(
         self, expected: str, target: str = "my-ups", var: str | None = "ups.status", timeout: float = 20

@@ -23,7 +23,6 @@ UPSD_SERVE_TIMEOUT = 5.0
 
 @dataclass
 class Outcome:
-    done: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     started: dict[str, int] = field(default_factory=dict)  # "driver:<ups>", "upsd", "upsmon" -> pid
     stopping: dict[str, tuple[str, int]] = field(default_factory=dict)  # ups -> (driver, pid) signalled
@@ -106,7 +105,6 @@ def execute(plan: Plan, settings: Settings, listen: tuple[str, int]) -> Outcome:
             if isinstance(step, WriteFile):
                 _write(settings, step)
                 logfmt.info("file.write", file=step.name, why=step.reason)
-                outcome.done.append(describe(step))
             else:
                 _act(settings, step, outcome, listen)
                 pid = outcome.started.get(f"driver:{step.ups}" if step.ups else step.kind.split("_", 1)[1])
@@ -117,7 +115,6 @@ def execute(plan: Plan, settings: Settings, listen: tuple[str, int]) -> Outcome:
                     why=step.reason,
                     pid=pid if step.kind.startswith("start") else step.pid,
                 )
-                outcome.done.append(describe(step))
         except (daemons.DaemonError, OSError) as exc:
             message = f"{describe(step)}: {exc}"
             logfmt.error("step.failed", step=describe(step), error=str(exc))

@@ -36,7 +36,6 @@ class Runner:
         self.stale_since: dict[str, float] = {}
         self.stopping = threading.Event()
         self.last_status: dict[str, object] = {}
-        self.ticks = 0
         self.started = time.monotonic()
         self.simulator = simulator_for(self.settings) if self.settings.simulate else None
         self.last_bus: tuple[UsbDevice, ...] = ()
@@ -46,7 +45,6 @@ class Runner:
 
     def tick(self) -> None:
         now = time.monotonic()
-        self.ticks += 1
         if self.simulator is not None:
             state = self.simulator.step(now - self.started)
             logfmt.debug("simulate", plugged=state.plugged, status=dict(state.values).get("ups.status"))

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from reconcile.model import NutConfig, Ups, UpsSection, User
 from reconcile.nutsyntax import ere_escape, printable_ascii
-from reconcile.userconfig import UserConfig
+from reconcile.userconfig import UserConfig, reachable
 
 DESC_MAX = 120
 LOCAL_UPSMON_USER = "upsmon"
@@ -83,7 +83,7 @@ def build(
         if len(sock.encode()) > SOCKET_PATH_MAX:
             raise DesiredError(f"NUT_STATEPATH: driver socket path {sock!r} is longer than {SOCKET_PATH_MAX} bytes")
     host, port = user.listen[0]
-    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    host = reachable(host)
     monitor_host = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     return NutConfig(
         sections=tuple(sections),

@@ -9,6 +9,8 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass
 
+from reconcile.userconfig import reachable
+
 
 class UpsdError(OSError):
     pass
@@ -21,15 +23,10 @@ class Freshness:
     status: str | None  # ups.status when ok, e.g. "OL", "OB LB", "WAIT"
 
 
-def _connect_host(host: str) -> str:
-    # Why: a wildcard listen address is not a destination.
-    return {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
-
-
 class Connection:
     def __init__(self, host: str, port: int, timeout: float = 3.0) -> None:
         try:
-            self._sock = socket.create_connection((_connect_host(host), port), timeout=timeout)
+            self._sock = socket.create_connection((reachable(host), port), timeout=timeout)
         except OSError as exc:
             raise UpsdError(f"upsd at {host}:{port}: {exc.strerror or exc}") from None
         self._file = self._sock.makefile("rw", encoding="ascii", errors="replace", newline="\n")

@@ -12,7 +12,6 @@ import hashlib
 import http.server
 import json
 import os
-import subprocess
 import tarfile
 import threading
 import time
@@ -24,6 +23,7 @@ import pytest
 
 from tests.container.conftest import ARM64_BASE, ARM64_IMAGE, build, docker
 from tests.helpers import REPO, SIM_ENV, SIM_MOUNT, await_true, container_sim, free_port
+from tests.helpers import upsc as host_upsc
 
 pytestmark = pytest.mark.docker
 
@@ -32,12 +32,8 @@ AWAIT = 30.0
 TARBALL_URL = "https://www.networkupstools.org/source/2.8/nut-2.8.4.tar.gz"
 
 
-def upsc(port: int, var: str = "ups.status", ups: str = "my-ups") -> str:
-    r = subprocess.run(
-        ["upsc", f"{ups}@127.0.0.1:{port}", var], capture_output=True, text=True, timeout=10, check=False
-    )
-    err = "\n".join(line for line in r.stderr.splitlines() if "Init SSL" not in line)
-    return r.stdout.strip() if r.returncode == 0 else err.strip()
+def upsc(port: int, var: str = "ups.status") -> str:
+    return host_upsc(port, "my-ups", var)[1]
 
 
 def run_container(image: str, name: str, port: int, *args: str) -> None:
