@@ -217,6 +217,13 @@ class Sandbox:
         path = self.root / "run.out"
         return path.read_text() if path.exists() else ""
 
+    def await_log(self, fragment: str, count: int = 1, timeout: float = 20) -> bool:
+        """Wait until the agent's output holds `fragment` at least `count` times.
+
+        Why a wait: the agent logs a start only after it has confirmed the process,
+        which can be after a client already sees the process serving."""
+        return await_true(lambda: self.run_output().count(fragment) >= count, timeout)
+
     def upsc(self, target: str = "my-ups", var: str | None = None) -> tuple[int, str]:
         return upsc(self.port, target, var)
 

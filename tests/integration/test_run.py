@@ -62,12 +62,15 @@ def test_a_driver_that_dies_is_started_again(sandbox: Sandbox) -> None:
     sandbox.bus.plug("1-1")
     sandbox.start_run()
     assert sandbox.await_upsc("OL", timeout=AWAIT), sandbox.run_output()
+    # Kill only once the agent has confirmed its start; before that, a kill is a start that failed.
+    assert sandbox.await_log("event=start.driver ups=my-ups", timeout=AWAIT), sandbox.run_output()
     first = driver_pid(sandbox)
     assert first is not None
     os.kill(first, signal.SIGKILL)
     assert await_true(lambda: driver_pid(sandbox) not in (None, first), AWAIT), sandbox.run_output()
     assert sandbox.await_upsc("OL", timeout=AWAIT)
-    assert 'event=start.driver ups=my-ups driver=dummy-ups why="not running"' in sandbox.run_output()
+    restarted = 'event=start.driver ups=my-ups driver=dummy-ups why="not running"'
+    assert sandbox.await_log(restarted, timeout=AWAIT), sandbox.run_output()
 
 
 @pytest.mark.parametrize("daemon", ["upsd", "upsmon"])
@@ -78,12 +81,15 @@ def test_a_daemon_that_dies_is_started_again(sandbox: Sandbox, daemon: str) -> N
     def pids() -> list[int]:
         return [p for p, comm in nut_processes(sandbox.conf) if comm == daemon]
 
+    started = f'event=start.{daemon} why="not running"'
+    # Kill only once the agent has confirmed the first start; before that, a kill is a start that failed.
+    assert sandbox.await_log(started, count=1, timeout=AWAIT), sandbox.run_output()
     assert await_true(lambda: len(pids()) == 1, AWAIT), sandbox.run_output()
     first = pids()
     os.kill(first[0], signal.SIGKILL)
     assert await_true(lambda: pids() not in ([], first), AWAIT), sandbox.run_output()
     assert sandbox.await_upsc(NOT_CONNECTED, timeout=AWAIT)
-    assert f'event=start.{daemon} why="not running"' in sandbox.run_output()
+    assert sandbox.await_log(started, count=2, timeout=AWAIT), sandbox.run_output()
 
 
 def test_stale_data_gets_the_driver_restarted(sandbox: Sandbox) -> None:
