@@ -19,14 +19,23 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.helpers import SIM_ENV, SIM_MOUNT, SimBus, container_sim, free_port, make_sandbox, upsc
+from tests.helpers import (
+    SIM_ENV,
+    SIM_MOUNT,
+    SimBus,
+    container_sim,
+    docker,
+    free_port,
+    make_sandbox,
+    run_container,
+    upsc,
+)
 
 SCAN, SETTLE = 2.0, 2.0
 TARGET = SCAN + SETTLE + 1.0
@@ -85,24 +94,7 @@ def in_container(image: str, n: int) -> tuple[list[float], list[float]]:
         bus = container_sim(root)
         port = free_port()
         name = f"ups-nut-smart-bench-{port}"
-        subprocess.run(
-            [
-                "docker",
-                "run",
-                "-d",
-                "--name",
-                name,
-                "-p",
-                f"127.0.0.1:{port}:3493",
-                "-v",
-                f"{root}:{SIM_MOUNT}",
-                *SIM_ENV,
-                image,
-            ],
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
+        run_container(image, name, port, "-v", f"{root}:{SIM_MOUNT}", *SIM_ENV)
         try:
 
             def status() -> str:
@@ -112,7 +104,7 @@ def in_container(image: str, n: int) -> tuple[list[float], list[float]]:
                 raise SystemExit("the container never served my-ups")
             return rounds(n, bus, status)
         finally:
-            subprocess.run(["docker", "rm", "-f", name], capture_output=True, timeout=60, check=False)
+            docker("rm", "-f", name, timeout=60, check=False)
 
 
 def report(where: str, plugs: list[float], unplugs: list[float]) -> bool:

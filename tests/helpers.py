@@ -83,6 +83,18 @@ def upsc(port: int, target: str = "my-ups", var: str | None = None) -> tuple[int
     return r.returncode, (r.stdout.strip() if r.returncode == 0 else err.strip())
 
 
+def docker(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, check=False)
+    if check and result.returncode != 0:
+        raise AssertionError(f"docker {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def run_container(image: str, name: str, port: int, *args: str) -> None:
+    """`docker run -d` the image as `name`, with upsd published on 127.0.0.1:`port`."""
+    docker("run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:3493", *args, image)
+
+
 SIM_MOUNT = "/sim"
 SIM_ENV = ("-e", f"USB_SYSFS_ROOT={SIM_MOUNT}/usb", "-e", f"RECONCILE_CONFIG={SIM_MOUNT}/config.toml")
 

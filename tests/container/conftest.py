@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.helpers import REPO
+from tests.helpers import REPO, docker
 
 IMAGE = "ups-nut-smart:latest"  # the name compose.yaml uses
 ARM64_IMAGE = "ups-nut-smart:arm64"
@@ -19,13 +19,6 @@ ARM64_BASE = os.environ.get("BASE_ARM64_TAG", "local/bookworm-slim:arm64")
 BUILD_TIMEOUT = 1800
 
 built: dict[str, str] = {}  # what the session built, for the size report
-
-
-def docker(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, check=False)
-    if check and result.returncode != 0:
-        raise AssertionError(f"docker {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
-    return result
 
 
 def _engine_problem() -> str | None:

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.container.conftest import ARM64_BASE, ARM64_IMAGE, build, docker
-from tests.helpers import REPO, SIM_ENV, SIM_MOUNT, await_true, container_sim, free_port
+from tests.container.conftest import ARM64_BASE, ARM64_IMAGE, build
+from tests.helpers import REPO, SIM_ENV, SIM_MOUNT, await_true, container_sim, docker, free_port, run_container
 from tests.helpers import upsc as host_upsc
 
 pytestmark = pytest.mark.docker
@@ -36,21 +36,8 @@ def upsc(port: int, var: str = "ups.status") -> str:
     return host_upsc(port, "my-ups", var)[1]
 
 
-def run_container(image: str, name: str, port: int, *args: str) -> None:
-    docker(
-        "run",
-        "-d",
-        "--name",
-        name,
-        "-p",
-        f"127.0.0.1:{port}:3493",
-        "--health-interval",
-        "1s",
-        "--health-start-period",
-        "1s",
-        *args,
-        image,
-    )
+# Why: the healthcheck's default 30 s interval would make "turns healthy" a 30 s wait.
+FAST_HEALTH = ("--health-interval", "1s", "--health-start-period", "1s")
 
 
 def test_image_runs_the_agent_and_nut(image: str) -> None:
@@ -86,7 +73,7 @@ def test_image_runs_the_agent_and_nut(image: str) -> None:
 
 def test_no_ups_serves_my_ups_not_connected_and_turns_healthy(image: str, container_name: str) -> None:
     port = free_port()
-    run_container(image, container_name, port)
+    run_container(image, container_name, port, *FAST_HEALTH)
     assert await_true(lambda: upsc(port) == NOT_CONNECTED, AWAIT), docker("logs", container_name).stdout
 
     def healthy() -> bool:
@@ -102,6 +89,7 @@ def test_hotplug_on_the_host_reaches_a_client_outside(image: str, container_name
         image,
         container_name,
         port,
+        *FAST_HEALTH,
         "-v",
         f"{tmp_path}:{SIM_MOUNT}",
         *SIM_ENV,
@@ -125,7 +113,7 @@ def test_hotplug_on_the_host_reaches_a_client_outside(image: str, container_name
 
 def test_docker_stop_is_clean_within_10s_with_exit_0(image: str, container_name: str, tmp_path: Path) -> None:
     port = free_port()
-    run_container(image, container_name, port, "-e", "SIMULATE=1")
+    run_container(image, container_name, port, *FAST_HEALTH, "-e", "SIMULATE=1")
     assert await_true(lambda: upsc(port, "ups.mfr") == "ups-nut-smart", AWAIT), docker("logs", container_name).stdout
     inside = docker("top", container_name, "-eo", "pid,comm").stdout
     assert all(p in inside for p in ("upsd", "upsmon", "dummy-ups"))

@@ -8,7 +8,7 @@ import pytest
 from reconcile.act.files import write_atomic
 from reconcile.decide.desired import DesiredError, Secrets, build, section
 from reconcile.decide.render import mask_secrets, render_all
-from reconcile.model import DeviceRule, Ups, UsbDevice
+from reconcile.model import DeviceRule, NutConfig, Ups, UsbDevice
 from reconcile.nutsyntax import parse_sections, tokenize
 from reconcile.observe.actual import MANAGED_HEADER
 from reconcile.userconfig import UserConfig
@@ -16,19 +16,22 @@ from reconcile.userconfig import UserConfig
 SECRETS = Secrets("adminpass1", "monpass123", "upsmonpass")
 
 
+def build_one(usb: UsbDevice, statepath: str = "/run/nut") -> NutConfig:
+    """The desired state for one attached usbhid-ups UPS served as my-ups."""
+    return build(
+        [Ups(usb, "usbhid-ups", "udev-rules", True)],
+        {usb.fingerprint: "my-ups"},
+        "my-ups",
+        UserConfig(),
+        SECRETS,
+        statepath,
+        "root",
+    )
+
+
 def test_every_file_has_the_header_and_parses() -> None:
     usb = UsbDevice("1-1", "051d", "0002", 1, 2, 'A"B#\\[x]', "APC", "Back-UPS")
-    files = render_all(
-        build(
-            [Ups(usb, "usbhid-ups", "udev-rules", True)],
-            {usb.fingerprint: "my-ups"},
-            "my-ups",
-            UserConfig(),
-            SECRETS,
-            "/run/nut",
-            "root",
-        )
-    )
+    files = render_all(build_one(usb))
     assert set(files) == {"nut.conf", "ups.conf", "upsd.conf", "upsd.users", "upsmon.conf"}
     for name, text in files.items():
         assert text.startswith(MANAGED_HEADER + "\n"), name
@@ -68,15 +71,7 @@ def test_unprintable_serial_is_not_used_as_a_match() -> None:
 def test_too_long_socket_path_is_an_error() -> None:
     usb = UsbDevice("1-1", "051d", "0002", 1, 2)
     with pytest.raises(DesiredError, match="NUT_STATEPATH"):
-        build(
-            [Ups(usb, "usbhid-ups", "x", True)],
-            {usb.fingerprint: "my-ups"},
-            "my-ups",
-            UserConfig(),
-            SECRETS,
-            "/" + "x" * 100,
-            "root",
-        )
+        build_one(usb, statepath="/" + "x" * 100)
 
 
 def test_mask_secrets_hides_passwords_everywhere() -> None:
