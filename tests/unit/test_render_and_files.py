@@ -40,7 +40,7 @@ def test_every_file_has_the_header_and_parses() -> None:
     _, secs = parse_sections(files["ups.conf"])
     assert [s.name for s in secs] == ["my-ups"]
     assert secs[0].get("serial") == 'A"B#\\\\\\[x\\]'
-    assert "ALLOW_NO_DEVICE true" in files["upsd.conf"] and "MINSUPPLIES 0" in files["upsmon.conf"]
+    assert "ALLOW_NO_DEVICE true" in files["upsd.conf"] and "MINSUPPLIES 1" in files["upsmon.conf"]
     users = {s.name: s for s in parse_sections(files["upsd.users"])[1]}
     assert users["monuser"].options[-1] == ("upsmon", "secondary")
     assert users["upsmon"].options[-1] == ("upsmon", "primary")
