@@ -55,16 +55,18 @@ def tick_cost(env: dict[str, str], ticks: int = 50) -> float:
     """Mean seconds of CPU and I/O per in-sync tick (scan, decide, observe, plan)."""
     import os
 
-    from reconcile import logfmt
-    from reconcile.act.supervise import Runner
+    from reconcile import logfmt, store
     from reconcile.cycle import Agent
+    from reconcile.run import Runner
     from reconcile.settings import load
 
     saved = dict(os.environ)
     os.environ.update(env)
     try:
         logfmt.setup(False, None, to_stderr=True)
-        runner = Runner(Agent.load(load()))
+        settings = load()
+        store.prepare(settings.agent_dir, settings.legacy_agent_dir)
+        runner = Runner(Agent.load(settings))
         runner.tick()  # settle and converge first
         start = time.perf_counter()
         for _ in range(ticks):

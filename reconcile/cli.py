@@ -21,16 +21,16 @@ import time
 from typing import Any
 
 from reconcile import __version__, logfmt, store
-from reconcile.act import apply, daemons
+from reconcile.act.files import DirError
 from reconcile.cycle import Agent, Decision, device_views
-from reconcile.decide.desired import DesiredError
 from reconcile.decide.render import mask_secrets
-from reconcile.model import Action, Plan, WriteFile
+from reconcile.model import Plan, WriteFile, describe
 from reconcile.nutsyntax import NutSyntaxError
-from reconcile.observe import upsd_client, usb_libusb
+from reconcile.observe import usb_libusb
+from reconcile.run import Runner
 from reconcile.settings import Settings, SettingsError
 from reconcile.settings import load as load_settings
-from reconcile.store import StoreError, load_status
+from reconcile.store import StoreError
 from reconcile.userconfig import ConfigError
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_PENDING = 0, 1, 2, 2
@@ -54,8 +54,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _secrets(decision: Decision) -> tuple[str, ...]:
-    s = decision.secrets
-    return (s.admin, s.monuser, s.upsmon)
+    return decision.secrets.values()
 
 
 def _diff(step: WriteFile, secrets: tuple[str, ...]) -> str:
@@ -71,16 +70,18 @@ def _plan_json(plan: Plan, secrets: tuple[str, ...]) -> dict[str, Any]:
         if isinstance(step, WriteFile):
             steps.append({"type": "write", "file": step.name, "reason": step.reason, "diff": _diff(step, secrets)})
         else:
+            proc = getattr(step, "proc", None)
             steps.append(
                 {
                     "type": "action",
                     "action": step.kind,
-                    "ups": step.ups,
-                    "driver": step.driver,
-                    "pid": step.pid,
+                    "ups": getattr(step, "ups", None),
+                    "driver": getattr(step, "driver", None),
+                    "pid": proc.pid if proc else None,
                     "reason": step.reason,
                 }
             )
+        steps[-1]["needs"] = sorted(step.needs)
     return {
         "in_sync": plan.in_sync,
         "steps": steps,
@@ -90,8 +91,8 @@ def _plan_json(plan: Plan, secrets: tuple[str, ...]) -> dict[str, Any]:
 
 
 def cmd_plan(agent: Agent, as_json: bool) -> int:
-    decision = agent.decide(agent.scan_bus(), persist=False)
-    plan = agent.plan(decision, agent.observe_actual(decision))
+    decision = agent.reconcile_once(agent.scan_bus(), act=False).decision
+    plan = decision.plan
     secrets = _secrets(decision)
     if as_json:
         print(json.dumps(_plan_json(plan, secrets), indent=2))
@@ -100,50 +101,37 @@ def cmd_plan(agent: Agent, as_json: bool) -> int:
             print(_diff(write, secrets), end="")
         for skipped in plan.skipped:
             print(f"skipped: {skipped.name} {skipped.reason}")
-        for warning in plan.warnings:
+        for warning in (*plan.warnings, *(str(p) for p in decision.problems)):
             print(f"warning: {warning}")
+        for blocked in plan.blocked:
+            print(f"blocked: {blocked}")
         if plan.in_sync:
             print("in sync: nothing to do")
         else:
             print("\nsteps, in order:")
             for n, step in enumerate(plan.steps, 1):
-                why = step.reason if isinstance(step, Action) else ""
-                print(f"  {n}. {apply.describe(step)}" + (f"  ({why})" if why else ""))
+                why = "" if isinstance(step, WriteFile) else step.reason
+                after = f" [after {', '.join(str(i + 1) for i in sorted(step.needs))}]" if step.needs else ""
+                print(f"  {n}. {describe(step)}" + (f"  ({why})" if why else "") + after)
     return EXIT_OK if plan.in_sync else EXIT_PENDING
 
 
 def cmd_apply(agent: Agent) -> int:
-    decision = agent.decide(agent.scan_bus(), persist=True)
-    plan = agent.plan(decision, agent.observe_actual(decision))
-    if plan.in_sync:
+    store.prepare(agent.settings.agent_dir, agent.settings.legacy_agent_dir)
+    with store.locked(agent.settings.agent_dir):
+        result = agent.reconcile_once(agent.scan_bus(), act=True)
+    if result.outcome is None:
         logfmt.info("reconcile.in-sync")
-        for skipped in plan.skipped:
-            logfmt.warning("file.skip", file=skipped.name, why=skipped.reason)
-        # Recorded only if it says something new: a no-op apply must write nothing.
-        last = load_status(agent.settings.agent_dir) or {}
-        if last.get("outcome") != "in sync":
-            store.save_status(agent.settings.agent_dir, "apply", "in sync", [], {"devices": device_views(decision)})
-        return EXIT_OK
-    outcome = apply.execute(plan, agent.settings, agent.listen)
-    agent.remember(decision)
-    store.save_status(
-        agent.settings.agent_dir,
-        "apply",
-        "ok" if outcome.ok else "errors",
-        outcome.errors,
-        {"devices": device_views(decision)},
-    )
-    logfmt.info("reconcile.done", steps=len(plan.steps), errors=len(outcome.errors))
-    return EXIT_OK if outcome.ok else EXIT_FAIL
+    return EXIT_OK if result.ok else EXIT_FAIL
 
 
 def cmd_scan(agent: Agent, as_json: bool, show_all: bool) -> int:
     bus = agent.scan_bus()
-    decision = agent.decide(bus, persist=False)
-    by_fp = {u.usb.fingerprint: u for u in decision.upses}
+    decision = agent.reconcile_once(bus, act=False).decision
+    by_port = {u.usb.port: u for u in decision.attached}
     devices = []
     for dev in bus:
-        ups = by_fp.get(dev.fingerprint)
+        ups = by_port.get(dev.port)
         if ups is None and not show_all:
             continue
         devices.append(
@@ -158,7 +146,7 @@ def cmd_scan(agent: Agent, as_json: bool, show_all: bool) -> int:
                 "ups": ups is not None,
                 "driver": ups.driver if ups else None,
                 "driver_from": ups.driver_from if ups else None,
-                "name": decision.names.get(dev.fingerprint),
+                "name": decision.names.get(ups.key) if ups else None,
                 "fingerprint": dev.fingerprint,
             }
         )
@@ -168,7 +156,7 @@ def cmd_scan(agent: Agent, as_json: bool, show_all: bool) -> int:
             result["libusb"] = [f"{d.vidpid} bus {d.busnum} device {d.devnum}" for d in usb_libusb.scan()]
         except usb_libusb.LibusbUnavailable as exc:
             result["libusb"] = f"unavailable: {exc}"
-        result["nut_scanner"] = agent.scanner_drivers(bus)
+        result["nut_scanner"] = decision.obs.scanner
         result["driver_table"] = {"source": agent.table.source, "entries": len(agent.table.by_vidpid)}
     if as_json:
         print(json.dumps(result, indent=2))
@@ -181,6 +169,8 @@ def cmd_scan(agent: Agent, as_json: bool, show_all: bool) -> int:
             f"{d['port']:<10} {d['vendorid']}:{d['productid']} {d['manufacturer']} {d['product']}"
             f" serial={d['serial'] or '-'}  -> {what}"
         )
+    for warning in decision.warnings:
+        print(f"warning: {warning}")
     if show_all:
         print(f"libusb: {result['libusb']}")
         print(f"nut-scanner: {result['nut_scanner']}")
@@ -188,44 +178,46 @@ def cmd_scan(agent: Agent, as_json: bool, show_all: bool) -> int:
     return EXIT_OK
 
 
-def _upsd_view(agent: Agent) -> tuple[dict[str, dict[str, str | None]], str | None]:
-    try:
-        with upsd_client.Connection(*agent.listen, timeout=3.0) as conn:
-            return {n: {"state": (f := conn.freshness(n)).state, "status": f.status} for n in conn.list_ups()}, None
-    except upsd_client.UpsdError as exc:
-        return {}, str(exc)
-
-
 def cmd_status(agent: Agent, as_json: bool) -> int:
-    actual = agent.observe_actual()
-    upsd, upsd_error = _upsd_view(agent)
-    bus = agent.scan_bus()
-    devices = device_views(agent.decide(bus, persist=False))
+    decision = agent.reconcile_once(agent.scan_bus(), act=False).decision
+    owned, served = decision.owned, decision.obs.facts.served
+    last = store.load(agent.settings.agent_dir, store.STATUS, store.parse_status, False)
+    devices = device_views(decision)
+    problems = [str(p) for p in decision.problems] + list(decision.plan.warnings) + list(decision.plan.blocked)
     result = {
-        "upsd": {"pid": actual.upsd_pid, "error": upsd_error},
-        "upsmon": {"pid": actual.upsmon_pid},
+        "upsd": {
+            "pid": owned.upsd.proc.pid if owned.upsd else None,
+            "error": None if served is not None else "not answering",
+        },
+        "upsmon": {"pid": owned.upsmon.proc.pid if owned.upsmon else None},
         "devices": devices,
-        "drivers": {ups: {"driver": p.driver, "pid": p.pid} for ups, p in actual.drivers.items()},
-        "served": upsd,
-        "last_reconcile": load_status(agent.settings.agent_dir),
+        "drivers": {ups: {"driver": p.driver, "pid": p.proc.pid} for ups, p in owned.drivers.items()},
+        "served": {n: {"state": v.state, "status": v.status} for n, v in (served or {}).items()},
+        "strangers": [{"program": s.program, "pid": s.pid, "source": s.source} for s in owned.strangers],
+        "problems": problems,
+        "last_reconcile": last,
     }
     if as_json:
         print(json.dumps(result, indent=2))
         return EXIT_OK
     print(
-        f"upsd: {'pid ' + str(actual.upsd_pid) if actual.upsd_pid else 'not running'}"
-        + (f" ({upsd_error})" if upsd_error else "")
+        f"upsd: {'pid ' + str(owned.upsd.proc.pid) if owned.upsd else 'not running'}"
+        + ("" if served is not None else " (not answering)")
     )
-    print(f"upsmon: {'pid ' + str(actual.upsmon_pid) if actual.upsmon_pid else 'not running'}")
-    for name, view in upsd.items():
-        drv = actual.drivers.get(name)
+    print(f"upsmon: {'pid ' + str(owned.upsmon.proc.pid) if owned.upsmon else 'not running'}")
+    for name, view in (served or {}).items():
+        drv = owned.drivers.get(name)
         print(
-            f"{name}: {view['state']}{' ' + str(view['status']) if view['status'] else ''}"
-            f"  driver={drv.driver + ' pid ' + str(drv.pid) if drv else 'not running'}"
+            f"{name}: {view.state}{' ' + view.status if view.status else ''}"
+            f"  driver={drv.driver + ' pid ' + str(drv.proc.pid) if drv else 'not running'}"
         )
     for d in devices:
-        print(f"device {d['port']} {d['vidpid']} serial={d['serial'] or '-'} -> {d['name']} ({d['driver']})")
-    last = result["last_reconcile"]
+        held = "  (held: vanished on battery)" if d["held"] else ""
+        print(f"device {d['port']} {d['vidpid']} serial={d['serial'] or '-'} -> {d['name']} ({d['driver']}){held}")
+    for s in owned.strangers:
+        print(f"stranger: {s.program} pid {s.pid} ({s.source}): not started by nut-reconcile, never signalled")
+    for problem in problems:
+        print(f"problem: {problem}")
     if isinstance(last, dict):
         print(f"last reconcile: {last.get('last_reconcile')} by {last.get('by')}: {last.get('outcome')}")
         for error in last.get("errors") or []:
@@ -234,19 +226,24 @@ def cmd_status(agent: Agent, as_json: bool) -> int:
 
 
 def cmd_health(agent: Agent) -> int:
-    """Healthy: upsd answers, and every UPS attached now has fresh data."""
-    upsd, error = _upsd_view(agent)
-    if error is not None:
-        print(f"unhealthy: {error}")
+    """Healthy: upsd answers, and every UPS on the bus has fresh data."""
+    decision = agent.reconcile_once(agent.scan_bus(), act=False).decision
+    served = decision.obs.facts.served
+    if served is None:
+        print("unhealthy: upsd is not answering" + ("" if decision.owned.upsd else " (not running)"))
         return EXIT_FAIL
-    decision = agent.decide(agent.scan_bus(), persist=False)
-    attached = {decision.names[u.usb.fingerprint] for u in decision.upses}
-    bad = {n: str(upsd[n]["state"]) if n in upsd else "not served" for n in attached}
-    bad = {n: s for n, s in bad.items() if s != "ok"}
+    bad = {}
+    for ups in decision.attached:
+        name = decision.names[ups.key]
+        view = served.get(name)
+        if view is None or view.state != "ok":
+            bad[name] = view.state if view else "not served"
+    for ups in decision.held:
+        bad[decision.names[ups.key]] = "held: vanished while on battery"
     if bad:
         print("unhealthy: " + ", ".join(f"{n} {s}" for n, s in sorted(bad.items())))
         return EXIT_FAIL
-    print(f"healthy: upsd serves {', '.join(sorted(upsd)) or 'no UPS'}")
+    print(f"healthy: upsd serves {', '.join(sorted(served)) or 'no UPS'}")
     return EXIT_OK
 
 
@@ -258,10 +255,12 @@ def main(argv: list[str] | None = None) -> int:
             os.environ["TZ"] = settings.tz
             time.tzset()
         acting = args.command in ("run", "apply")
-        warning = logfmt.setup(settings.debug, settings.log_file if acting else None, to_stderr=not acting)
-        if warning:
-            logfmt.warning("log.file", error=warning, why="logging to stdout only")
-        agent = Agent.load(settings)
+        logfmt.setup(settings.debug, None, to_stderr=not acting)
+        agent = Agent.load(settings)  # every input is validated before a file is touched
+        if acting:
+            warning = logfmt.setup(settings.debug, settings.log_file, max_bytes=settings.log_file_max)
+            if warning:
+                logfmt.warning("log.file", error=warning, why="logging to stdout only")
         if args.command == "plan":
             return cmd_plan(agent, args.json)
         if args.command == "apply":
@@ -272,13 +271,12 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_status(agent, args.json)
         if args.command == "health":
             return cmd_health(agent)
-        from reconcile.act.supervise import Runner
-
+        store.prepare(settings.agent_dir, settings.legacy_agent_dir)
         return Runner(agent).run()
-    except (SettingsError, ConfigError, NutSyntaxError, DesiredError, StoreError) as exc:
+    except (SettingsError, ConfigError, NutSyntaxError, StoreError) as exc:
         print(f"nut-reconcile: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except daemons.DaemonError as exc:
+    except (DirError, TimeoutError) as exc:
         print(f"nut-reconcile: {exc}", file=sys.stderr)
         return EXIT_FAIL
     except KeyboardInterrupt:

@@ -1,31 +1,40 @@
-"""One reconcile pass, wired together: observe -> decide -> (act, by the caller).
+"""One reconcile pass, the same for `apply` and for every tick of `run`:
 
-This module holds no policy of its own: it feeds observations to the pure functions
-in reconcile.decide and hands their result to reconcile.act.
+    observe  (the bus, nut-scanner, the agent's state files, NUT's files, what runs and
+              what upsd serves: reads only)
+    decide   (pure: names, passwords, the desired files, which processes are ours, which
+              UPSes stay held, the plan)
+    act      (only when asked to: state files, then the plan's steps)
+
+`plan`, `scan`, `status` and `health` observe and decide, and write nothing.
+This module holds no policy of its own: it feeds observations to reconcile.decide and
+hands the plan to reconcile.act.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import subprocess
-from dataclasses import dataclass
-from functools import partial
+import time
+from dataclasses import dataclass, field
+from typing import Any
 
 from reconcile import logfmt, store
-from reconcile.act import daemons
+from reconcile.act import apply
 from reconcile.act.files import write_atomic
-from reconcile.decide import classify, desired, identity, plan
-from reconcile.decide.desired import Secrets
+from reconcile.decide import classify, desired, identity, ownership, plan, power, supervision
+from reconcile.decide.identity import NameBook
 from reconcile.decide.render import render_all, render_upsmon_with
-from reconcile.model import ActualState, NutConfig, Plan, Ups, UsbDevice
-from reconcile.observe import actual, driver_table, nut_scanner, usb_libusb, usb_sysfs
+from reconcile.decide.supervision import Supervision
+from reconcile.model import ActualState, FileState, Ledger, NutConfig, Plan, Secrets, Ups, UsbDevice
+from reconcile.observe import actual, driver_table, nut_scanner, processes, running, usb_libusb, usb_sysfs
 from reconcile.settings import Settings
 from reconcile.simulate import Simulator
-from reconcile.userconfig import UserConfig
+from reconcile.userconfig import UserConfig, reachable
 from reconcile.userconfig import load as load_user_config
 
 SCANNER_TIMEOUT = 10.0
+Bus = tuple[UsbDevice, ...]
 
 
 def simulator_for(settings: Settings) -> Simulator:
@@ -33,21 +42,59 @@ def simulator_for(settings: Settings) -> Simulator:
 
 
 @dataclass(frozen=True)
+class Observation:
+    bus: Bus
+    scanner: dict[str, str]
+    scanner_ran: bool  # nut-scanner ran now: its cache is to be written
+    book: NameBook
+    stored_secrets: dict[str, str]
+    password_files: dict[str, str]
+    memory: power.Memory
+    ledger: Ledger
+    files: dict[str, FileState]
+    facts: running.Facts
+    boot_wall: float
+
+
+@dataclass(frozen=True)
 class Decision:
-    bus: tuple[UsbDevice, ...]
-    upses: tuple[Ups, ...]
-    names: dict[str, str]  # fingerprint -> NUT name
-    book: identity.NameBook
-    config: NutConfig
-    desired: plan.Desired
+    obs: Observation
+    attached: tuple[Ups, ...]
+    held: tuple[Ups, ...]
+    names: dict[str, str]  # Ups.key -> NUT name
+    book: NameBook
     secrets: Secrets
+    secrets_to_keep: dict[str, str]
+    config: NutConfig
+    problems: tuple[desired.Problem, ...]
+    warnings: tuple[str, ...]
+    owned: ownership.Ownership
+    actual: ActualState
+    memory: power.Memory
+    plan: Plan
+    restart: frozenset[str]  # drivers restarted for stale data
+    held_back: tuple[str, ...]
+    supervision: Supervision
 
 
-def device_views(decision: Decision) -> list[dict[str, str]]:
+@dataclass(frozen=True)
+class PassResult:
+    decision: Decision
+    outcome: apply.Outcome | None  # None: nothing was carried out (in sync, or not asked to act)
+    supervision: Supervision
+
+    @property
+    def ok(self) -> bool:
+        """Converged: every step succeeded and nothing was in the way."""
+        return (self.outcome is None or self.outcome.ok) and not self.decision.plan.blocked
+
+
+def device_views(decision: Decision) -> list[dict[str, Any]]:
     """The UPSes of a decision as plain data, for `status` and status.json."""
+    held = {u.key for u in decision.held}
     return [
         {
-            "name": decision.names[u.usb.fingerprint],
+            "name": decision.names[u.key],
             "driver": u.driver,
             "driver_from": u.driver_from,
             "port": u.usb.port,
@@ -55,8 +102,10 @@ def device_views(decision: Decision) -> list[dict[str, str]]:
             "vidpid": u.usb.vidpid,
             "serial": u.usb.serial,
             "fingerprint": u.usb.fingerprint,
+            "held": u.key in held,
         }
-        for u in decision.upses
+        for u in (*decision.attached, *decision.held)
+        if u.key in decision.names
     ]
 
 
@@ -65,22 +114,34 @@ class Agent:
     settings: Settings
     user: UserConfig
     table: driver_table.DriverTable
+    # Passwords generated by this process that could not be saved yet (a full disk):
+    # kept, so the files do not change at every pass.
+    unsaved: dict[str, str] = field(default_factory=dict)
+    # What was reported, so a lasting problem is logged once, not at every tick.
+    reported: set[str] = field(default_factory=set)
+    last_state: dict[str, Any] | None = None
 
     @classmethod
     def load(cls, settings: Settings) -> Agent:
-        """Raises userconfig.ConfigError or OSError (driver table) with a clear message."""
+        """Raises userconfig.ConfigError, store.StoreError or OSError (driver table) with a clear message."""
         user = load_user_config(settings.config_file)
         if settings.simulate:
             user = dataclasses.replace(user, rules=(simulator_for(settings).rule(), *user.rules))
-        return cls(settings, user, driver_table.load(settings.binaries.usb_rules))
+        agent = cls(settings, user, driver_table.load(settings.binaries.usb_rules))
+        agent.password_files()  # a bad password file is bad input: refused before anything runs
+        return agent
 
     @property
     def listen(self) -> tuple[str, int]:
-        return self.user.listen[0]
+        host, port = self.user.listen[0]
+        return reachable(host), port
+
+    def password_files(self) -> dict[str, str]:
+        return {role: store.read_password_file(role, path) for role, path in self.settings.password_files}
 
     # --- observe -------------------------------------------------------------
 
-    def scan_bus(self) -> tuple[UsbDevice, ...]:
+    def scan_bus(self) -> Bus:
         root = self.settings.usb_sysfs_root
         if root.is_dir():
             return tuple(usb_sysfs.scan(root))
@@ -90,70 +151,288 @@ class Agent:
         except usb_libusb.LibusbUnavailable:
             return ()
 
-    def scanner_drivers(self, bus: tuple[UsbDevice, ...]) -> dict[str, str]:
-        """nut-scanner's view, re-run only when the set of VID:PIDs on the bus changed
-        (cached in the state dir, so one-shot commands do not re-run it either)."""
+    def scanner_drivers(self, bus: Bus) -> tuple[dict[str, str], bool]:
+        """nut-scanner's view: from its cache, or run now (only when the set of VID:PIDs
+        on the bus is not the cached one). (drivers, whether it ran)."""
         binary = self.settings.binaries.nut_scanner
-        key = sorted({d.vidpid for d in bus})
+        key = nut_scanner.cache_key({d.vidpid for d in bus})
         if binary is None or not key:
-            return {}
-        cache_path = self.settings.agent_dir / "nut-scanner.json"
-        try:
-            cached = json.loads(cache_path.read_text(encoding="utf-8"))
-            if cached.get("bus") == key and isinstance(cached.get("drivers"), dict):
-                return {str(k): str(v) for k, v in cached["drivers"].items()}
-        except (OSError, ValueError, AttributeError):
-            pass
+            return {}, False
+        cached = nut_scanner.read_cache(self.settings.agent_dir / store.SCANNER, key)
+        if cached is not None:
+            return cached, False
         try:
             found = nut_scanner.run(binary, SCANNER_TIMEOUT, self.settings.nut_env())
         except (subprocess.TimeoutExpired, OSError) as exc:
             logfmt.warning("nut-scanner.failed", error=str(exc))
-            return {}
+            return {}, False
         logfmt.info("nut-scanner.ran", devices=len(found))
-        try:
-            self.settings.agent_dir.mkdir(parents=True, exist_ok=True)
-            write_atomic(cache_path, json.dumps({"bus": key, "drivers": found}), mode=0o644)
-        except OSError as exc:
-            logfmt.debug("nut-scanner.cache", error=str(exc))
-        return found
+        return found, True
 
-    def observe_actual(self, decision: Decision | None = None) -> ActualState:
-        drivers = set(self.table.usb_drivers) | {"dummy-ups"}
+    def _known_drivers(self, files: dict[str, FileState], scanner: dict[str, str]) -> set[str]:
+        drivers = set(self.table.usb_drivers) | {"dummy-ups"} | set(scanner.values())
         drivers |= {r.driver for r in self.user.rules if r.driver}
-        if decision is not None:
-            drivers |= {s.driver for s in decision.config.sections}
-        return actual.observe(
-            self.settings.confpath, self.settings.statepath, daemons.upsmon_pidfile(self.settings), drivers
+        for line in (files["ups.conf"].content or "").splitlines():
+            words = line.split("=", 1)
+            if len(words) == 2 and words[0].strip() == "driver":
+                drivers.add(words[1].strip().strip('"'))
+        return drivers
+
+    def observe(self, bus: Bus, may_write: bool) -> Observation:
+        s = self.settings
+        scanner, ran = self.scanner_drivers(bus)
+        ledger = store.load(s.agent_dir, store.PROCS, store.parse_procs, may_write) or {}
+        files = actual.read_files(s.confpath)
+        marker = {"NUT_CONFPATH": str(s.confpath), "NUT_STATEPATH": str(s.statepath)}
+        return Observation(
+            bus=bus,
+            scanner=scanner,
+            scanner_ran=ran,
+            book=store.load(s.agent_dir, store.NAMES, store.parse_names, may_write) or NameBook(),
+            stored_secrets=store.load(s.agent_dir, store.SECRETS, store.parse_secrets, may_write) or {},
+            password_files=self.password_files(),
+            memory=store.load(s.agent_dir, store.SEEN, store.parse_seen, may_write) or {},
+            ledger=ledger,
+            files=files,
+            facts=running.gather(s.statepath, marker, ledger, self._known_drivers(files, scanner), self.listen),
+            boot_wall=time.time() - processes.boot_ticks() / processes.hz(),
         )
 
-    # --- decide --------------------------------------------------------------
+    def processes(self) -> ownership.Ownership:
+        """Only what runs, and which of it is ours (for stopping everything)."""
+        s = self.settings
+        ledger = store.load(s.agent_dir, store.PROCS, store.parse_procs, False) or {}
+        files = actual.read_files(s.confpath)
+        marker = {"NUT_CONFPATH": str(s.confpath), "NUT_STATEPATH": str(s.statepath)}
+        facts = running.gather(s.statepath, marker, ledger, self._known_drivers(files, {}), self.listen)
+        boot_wall = time.time() - processes.boot_ticks() / processes.hz()
+        return ownership.sort_out(facts.procs, ledger, files, boot_wall, processes.hz())
 
-    def decide(self, bus: tuple[UsbDevice, ...], persist: bool) -> Decision:
-        upses = classify.classify(bus, self.table, self.scanner_drivers(bus), self.user.rules)
-        book = store.load_names(self.settings.agent_dir)
-        names, new_book = identity.assign(upses, book, self.settings.ups_name)
-        secrets = store.load_secrets(
-            self.settings.agent_dir, self.user, create=persist, files=self.settings.password_files
+    # --- decide (pure, but for generating a missing password) ------------------------
+
+    def decide(self, obs: Observation, sup: Supervision) -> Decision:
+        s = self.settings
+        owned = ownership.sort_out(obs.facts.procs, obs.ledger, obs.files, obs.boot_wall, processes.hz())
+        attached = classify.classify(obs.bus, self.table, obs.scanner, self.user.rules)
+        upsmon = owned.upsmon.proc if owned.upsmon else None
+        upsd = owned.upsd.proc if owned.upsd else None
+        holding = power.held(obs.memory, {u.key for u in attached}, upsmon, upsd) if self.user.upsmon_enabled else {}
+        held = self._held_upses(holding)
+        names, book = identity.assign([*attached, *held.values()], obs.book, s.ups_name)
+        seen_by_key = {seen.key: seen for seen in holding.values()}
+        for key in [k for k in held if names[k] != seen_by_key[k].name]:
+            del held[key]  # its name moved on (state set aside): upsmon watches another name now
+            names, book = identity.assign([*attached, *held.values()], obs.book, s.ups_name)
+        secrets, keep = store.choose_secrets(
+            self.user, obs.password_files, {**obs.stored_secrets, **self.unsaved}, store.generate_password
         )
-        config = desired.build(
-            upses,
-            names,
-            self.settings.ups_name,
-            self.user,
-            secrets,
-            str(self.settings.statepath),
-            self.settings.run_user,
+        config, problems = desired.build(
+            list(attached), list(held.values()), names, s.ups_name, self.user, secrets, str(s.statepath), s.run_user
         )
         wanted = plan.Desired(
             files=render_all(config),
             upsmon_enabled=config.upsmon_enabled,
-            placeholders=frozenset(config.placeholders),
-            upsmon_with=partial(render_upsmon_with, config),
+            driverless=frozenset(config.driverless),
+            held=frozenset(names[u.key] for u in held.values()),
+            monitors=config.monitors,
+            upsmon_with=lambda monitors: render_upsmon_with(config, monitors),
         )
-        return Decision(tuple(bus), tuple(upses), names, new_book, config, wanted, secrets)
+        now_actual = ActualState(
+            files=obs.files,
+            drivers=owned.drivers,
+            upsd=owned.upsd,
+            upsmon=owned.upsmon,
+            served=obs.facts.served,
+            strangers=owned.strangers,
+        )
+        restart: frozenset[str] = frozenset()
+        since: dict[str, float] = {}
+        if sup.stale_after is not None:
+            on_bus = {names[u.key] for u in attached} & set(owned.drivers)
+            restart, since = supervision.stale_drivers(
+                obs.facts.served or {}, sup.stale_since, on_bus, sup.now, sup.stale_after
+            )
+        the_plan = plan.make_plan(wanted, now_actual, restart)
+        held_back: list[str] = []
+        if sup.stale_after is not None:
+            the_plan, held_back = supervision.hold_back(the_plan, sup.backoff, sup.now)
+        memory = power.remember(
+            obs.memory,
+            {u.key: u for u in attached},
+            names,
+            obs.facts.served,
+            upsmon,
+            upsd,
+            {seen.name: seen for seen in holding.values() if seen.key in held},
+        )
+        return Decision(
+            obs=obs,
+            attached=tuple(attached),
+            held=tuple(held.values()),
+            names=names,
+            book=book,
+            secrets=secrets,
+            secrets_to_keep=keep,
+            config=config,
+            problems=problems,
+            warnings=tuple(classify.twin_warnings(attached)),
+            owned=owned,
+            actual=now_actual,
+            memory=memory,
+            plan=the_plan,
+            restart=restart,
+            held_back=tuple(held_back),
+            supervision=dataclasses.replace(sup, stale_since=since),
+        )
 
-    def plan(self, decision: Decision, actual_state: ActualState, restart: frozenset[str] = frozenset()) -> Plan:
-        return plan.make_plan(decision.desired, actual_state, restart)
+    def _held_upses(self, holding: power.Memory) -> dict[str, Ups]:
+        """The held UPSes as UPSes again (same rule, driver and section as before), by key."""
+        out: dict[str, Ups] = {}
+        for seen in holding.values():
+            found = classify.classify([seen.device], self.table, {}, self.user.rules)
+            if found:
+                ups = dataclasses.replace(found[0], twin=seen.twin)
+                if ups.key == seen.key:
+                    out[ups.key] = ups
+        return out
 
-    def remember(self, decision: Decision) -> None:
-        store.save_names(self.settings.agent_dir, decision.book)
+    # --- the pass --------------------------------------------------------------------
+
+    def reconcile_once(
+        self, bus: Bus, sup: Supervision | None = None, act: bool = True, by: str = "apply"
+    ) -> PassResult:
+        sup = sup or Supervision()
+        decision = self.decide(self.observe(bus, may_write=act), sup)
+        self._report(decision)
+        if not act:
+            return PassResult(decision, None, decision.supervision)
+        self._save_state(decision)
+        outcome = None
+        if not decision.plan.in_sync:
+            outcome = apply.execute(
+                decision.plan,
+                self.settings,
+                self.listen,
+                decision.owned.ledger,
+                lambda ledger: store.save(self.settings.agent_dir, store.PROCS, store.dump_procs(ledger)),
+            )
+            logfmt.info(
+                "reconcile.done",
+                steps=len(decision.plan.steps),
+                errors=len(outcome.errors),
+                skipped=len(outcome.skipped),
+            )
+        new_sup = decision.supervision
+        if outcome is not None:
+            backoff = new_sup.backoff
+            for key in outcome.started:
+                backoff = backoff.started(key, sup.now)
+            new_sup = dataclasses.replace(new_sup, backoff=backoff)
+        self._save_status(decision, outcome, by)
+        return PassResult(decision, outcome, new_sup)
+
+    def _save_state(self, d: Decision) -> None:
+        """The agent's state files, each only when it changed (the state dir may sit on
+        an SD card). Passwords first: upsd.users must never hold one that is not kept."""
+        agent_dir = self.settings.agent_dir
+        writes: list[tuple[str, Any]] = []
+        if d.secrets_to_keep != d.obs.stored_secrets:
+            writes.append((store.SECRETS, d.secrets_to_keep))
+        if d.book != d.obs.book:
+            writes.append((store.NAMES, d.book.to_json()))
+        if d.memory != d.obs.memory:
+            writes.append((store.SEEN, store.dump_seen(d.memory)))
+        if d.owned.ledger != d.obs.ledger:
+            writes.append((store.PROCS, store.dump_procs(d.owned.ledger)))
+        self.unsaved = {}
+        for name, data in writes:
+            try:
+                store.save(agent_dir, name, data)
+            except OSError as exc:
+                logfmt.error(
+                    "state.write", file=name, error=exc.strerror or str(exc), then="kept in memory, retried next pass"
+                )
+                if name == store.SECRETS:
+                    self.unsaved = dict(d.secrets_to_keep)
+        if d.obs.scanner_ran:
+            key = nut_scanner.cache_key({dev.vidpid for dev in d.obs.bus})
+            try:
+                write_atomic(agent_dir / store.SCANNER, nut_scanner.cache_text(key, d.obs.scanner), mode=0o600)
+            except OSError as exc:
+                logfmt.debug("nut-scanner.cache", error=str(exc))
+
+    def _save_status(self, d: Decision, outcome: apply.Outcome | None, by: str) -> None:
+        # What the pass decided, not live readings (`status` shows those): so an unchanged
+        # state is not written again.
+        state = {
+            "devices": device_views(d),
+            "held_back": list(d.held_back),
+            "problems": [str(p) for p in d.problems] + list(d.plan.warnings) + list(d.plan.blocked),
+        }
+        if self.last_state is None:
+            last = store.load(self.settings.agent_dir, store.STATUS, store.parse_status, False) or {}
+            self.last_state = last.get("state") if last.get("outcome") in ("in sync", "ok") else {}
+        if outcome is None and state == self.last_state:
+            return  # nothing new: no write (SD card)
+        if outcome is None:
+            result, errors = "in sync", []
+        else:
+            result, errors = ("ok" if outcome.ok else "errors"), outcome.errors + outcome.skipped
+        try:
+            store.save(
+                self.settings.agent_dir, store.STATUS, store.status_record(by, result, errors, state), mode=0o644
+            )
+            self.last_state = state if outcome is None or outcome.ok else {}
+        except OSError as exc:
+            logfmt.debug("status.write", error=str(exc))
+
+    def _report(self, d: Decision) -> None:
+        """Each problem once while it lasts (a stranger, an unservable UPS, a held UPS)."""
+        events: list[tuple[str, str, dict[str, Any]]] = []
+        for p in d.problems:
+            events.append(("error", "ups.unservable", {"ups": p.ups, "why": p.reason}))
+        for w in d.warnings:
+            events.append(("warning", "ups.twins", {"why": w}))
+        for w in d.plan.warnings:
+            events.append(("warning", "plan.warning", {"why": w}))
+        for w in d.plan.blocked:
+            events.append(("error", "plan.blocked", {"why": w}))
+        for s in d.owned.strangers:
+            events.append(
+                (
+                    "error",
+                    "process.stranger",
+                    {
+                        "program": s.program,
+                        "pid": s.pid,
+                        "source": s.source,
+                        "why": "not started by nut-reconcile: never signalled",
+                    },
+                )
+            )
+        for key in d.owned.adopted:
+            events.append(("info", "process.adopted", {"process": key, "why": "started for our NUT dirs"}))
+        for u in d.held:
+            events.append(
+                (
+                    "warning",
+                    "ups.held",
+                    {
+                        "ups": d.names[u.key],
+                        "why": "vanished while on battery: stays watched so upsmon's DEADTIME rule can act",
+                    },
+                )
+            )
+        for skipped in d.plan.skipped:
+            events.append(("warning", "file.skip", {"file": skipped.name, "why": skipped.reason}))
+        for item in d.held_back:
+            events.append(("debug", "backoff.hold", {"target": item}))
+        now = set()
+        for level, event, fields in events:
+            key = f"{event} {sorted(fields.items())}"
+            now.add(key)
+            if key not in self.reported:
+                getattr(logfmt, level)(event, **fields)
+        self.reported = now
+        for ups, what in power.changes(d.obs.memory, d.memory):
+            logfmt.info("ups.power", ups=ups, status=what)

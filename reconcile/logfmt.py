@@ -2,11 +2,17 @@
 
 log.info("driver.start", ups="my-ups", driver="usbhid-ups")
 -> ts=2026-11-28T23:30:00+00:00 level=info event=driver.start ups=my-ups driver=usbhid-ups
+
+Values are quoted when needed and every control character is escaped (\n, \r, \t,
+\x1b ...): a USB string or an error message can never start a new line or send a
+terminal escape sequence to whoever reads the log. The file is capped (LOG_FILE_MAX)
+and rotated once, so an SD card never fills with it.
 """
 
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import sys
 import time
 from pathlib import Path
@@ -15,11 +21,23 @@ from typing import Any
 _logger = logging.getLogger("nut-reconcile")
 
 
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(ch: str) -> str:
+    if ch in _ESCAPES:
+        return _ESCAPES[ch]
+    if ch.isprintable():
+        return ch
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
 def _quote(value: Any) -> str:
     text = str(value)
     if text and all(ch.isprintable() and ch not in ' "=\\' for ch in text):
         return text
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    return '"' + "".join(_escape(ch) for ch in text) + '"'
 
 
 def format_event(level: str, event: str, fields: dict[str, Any]) -> str:
@@ -35,10 +53,11 @@ class _Formatter(logging.Formatter):
         return format_event(record.levelname.lower(), record.getMessage(), fields)
 
 
-def setup(debug: bool, log_file: Path | None, to_stderr: bool = False) -> str | None:
+def setup(debug: bool, log_file: Path | None, to_stderr: bool = False, max_bytes: int = 1 << 20) -> str | None:
     """Configure handlers; returns a warning when the log file cannot be used.
 
     to_stderr: for commands whose stdout is their answer (scan, plan, status --json).
+    max_bytes: the file is rotated to <file>.1 at this size (one old copy is kept).
     """
     _logger.handlers.clear()
     _logger.setLevel(logging.DEBUG if debug else logging.INFO)
@@ -50,7 +69,7 @@ def setup(debug: bool, log_file: Path | None, to_stderr: bool = False) -> str | 
         return None
     try:
         log_file.parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(log_file, encoding="utf-8")
+        handler = logging.handlers.RotatingFileHandler(log_file, maxBytes=max_bytes, backupCount=1, encoding="utf-8")
     except OSError as exc:
         # Why not fatal: a full or read-only log volume must not stop the UPS being served.
         return f"{log_file}: {exc.strerror}"

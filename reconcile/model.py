@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,7 @@ class DeviceRule:
     options: tuple[tuple[str, str | bool], ...] = ()
     desc: str | None = None
     ignore: bool = False
+    powers_host: bool = True  # False: watched for the network, but its low battery does not shut this host down
 
     def matches(self, dev: UsbDevice) -> bool:
         return (
@@ -67,6 +68,13 @@ class Ups:
     driver_from: str  # "rule", "nut-scanner" or "udev-rules": why this driver
     usb_driver: bool  # whether the driver matches USB devices (vendorid=, serial=, ...)
     rule: DeviceRule | None = None
+    # Set when another attached device reports the same VID:PID:serial: told apart by port.
+    twin: bool = False
+
+    @property
+    def key(self) -> str:
+        """The identity names are kept by: the fingerprint, plus the port for twins."""
+        return f"{self.usb.fingerprint}:port={self.usb.port}" if self.twin and self.usb.serial else self.usb.fingerprint
 
 
 @dataclass(frozen=True)
@@ -87,22 +95,49 @@ class User:
 
 
 @dataclass(frozen=True)
+class Secrets:
+    admin: str | None  # None: no admin user (it exists only when asked for)
+    monuser: str
+    upsmon: str
+
+    def values(self) -> tuple[str, ...]:
+        return tuple(s for s in (self.admin, self.monuser, self.upsmon) if s)
+
+
+@dataclass(frozen=True)
+class Monitor:
+    """A MONITOR line of upsmon.conf."""
+
+    name: str
+    power: int  # NUT's power value: how many of this host's power supplies the UPS feeds (0 or 1)
+
+
+@dataclass(frozen=True)
 class NutConfig:
     """Everything the five files are rendered from."""
 
     sections: tuple[UpsSection, ...]
     listen: tuple[tuple[str, int], ...]
     users: tuple[User, ...]
-    monitors: tuple[str, ...]  # UPS names upsmon watches
+    monitors: tuple[Monitor, ...]
     monitor_host: str  # host:port upsmon uses to reach upsd
     upsmon_enabled: bool
     shutdown_cmd: str
     statepath: str
     run_user: str
     maxage: int
-    # Sections served with no driver started ("Driver not connected"): the primary
-    # name while no UPS is attached, so clients and dashboards still find it.
-    placeholders: tuple[str, ...] = ()
+    pollfreq: int = 5
+    deadtime: int = 15
+    # Sections served with no driver started ("Driver not connected"): the primary name
+    # while no UPS is attached, and a UPS held after it vanished on battery.
+    driverless: tuple[str, ...] = ()
+
+    @property
+    def minsupplies(self) -> int:
+        """This host needs every UPS that feeds it: any one going critical shuts it down.
+        0 when none is watched, so upsmon still starts and reloads (NUT refuses a total
+        power value below MINSUPPLIES)."""
+        return sum(m.power for m in self.monitors)
 
 
 @dataclass(frozen=True)
@@ -111,53 +146,177 @@ class FileState:
     content: str | None  # None: absent
     managed: bool  # carries our header (or is absent)
     writable: bool
+    mtime: float | None = None  # wall clock; None when absent
+
+
+# --- processes -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProcId:
+    """A process, told apart from a later one with the same PID by its start time."""
+
+    pid: int
+    start: int  # /proc/<pid>/stat starttime: clock ticks after boot
+
+
+@dataclass(frozen=True)
+class ProcFact:
+    """What /proc says about the process a PID file (or our record) names."""
+
+    key: str  # "upsd", "upsmon" or "driver:<ups>"
+    program: str  # the command name it must have
+    proc: ProcId
+    source: str  # the PID file (or "record") it was found through
+    marked: bool | None  # its environment points at our NUT dirs; None: unreadable
+
+
+@dataclass(frozen=True)
+class Owned:
+    """A process the agent started (or adopted), and the configuration it runs with."""
+
+    program: str
+    pid: int | None  # None: being started, not confirmed yet
+    start: int  # its start time; while pending, the earliest start time it can have
+    loaded: tuple[tuple[str, str], ...] = ()  # (file name or "section", sha256) as it last (re)loaded
+
+    @property
+    def proc(self) -> ProcId | None:
+        return None if self.pid is None else ProcId(self.pid, self.start)
+
+
+Ledger = dict[str, Owned]  # "upsd", "upsmon", "driver:<ups>" -> what the agent owns
 
 
 @dataclass(frozen=True)
 class DriverProc:
     ups: str
     driver: str
+    proc: ProcId
+    loaded: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class Daemon:
+    proc: ProcId
+    loaded: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class Stranger:
+    """A live process at one of our PID files that the agent did not start: never signalled."""
+
+    key: str
+    program: str
     pid: int
+    source: str
+
+
+@dataclass(frozen=True)
+class Served:
+    """What upsd answers for one UPS."""
+
+    state: str  # "ok", or NUT's error: DRIVER-NOT-CONNECTED, DATA-STALE, UNKNOWN-UPS, ...
+    status: str | None  # ups.status when ok, e.g. "OL", "OB LB", "FSD OB LB"
+
+    @property
+    def flags(self) -> frozenset[str]:
+        return frozenset((self.status or "").split())
 
 
 @dataclass(frozen=True)
 class ActualState:
     files: dict[str, FileState]
-    drivers: dict[str, DriverProc]  # running drivers by UPS name
-    upsd_pid: int | None  # None: not running
-    upsmon_pid: int | None
+    drivers: dict[str, DriverProc]  # ours, running, by UPS name
+    upsd: Daemon | None  # ours and running
+    upsmon: Daemon | None
+    served: dict[str, Served] | None = None  # None: upsd did not answer
+    strangers: tuple[Stranger, ...] = ()
 
 
-@dataclass(frozen=True)
-class WriteFile:
+# --- the plan: one typed value per kind of step --------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Step:
+    kind: ClassVar[str]
+    reason: str
+    needs: frozenset[int] = frozenset()  # indices of earlier steps that must have succeeded
+
+
+@dataclass(frozen=True, kw_only=True)
+class WriteFile(_Step):
+    kind = "write"
     name: str
     content: str
     old: str | None
-    reason: str
 
 
-ActionKind = Literal[
-    "start_upsd",
-    "stop_upsd",
-    "reload_upsd",
-    "start_upsmon",
-    "reload_upsmon",
-    "stop_upsmon",
-    "start_driver",
-    "stop_driver",
-]
+@dataclass(frozen=True, kw_only=True)
+class StartDriver(_Step):
+    kind = "start_driver"
+    ups: str
+    driver: str
+    loaded: tuple[tuple[str, str], ...]
 
 
-@dataclass(frozen=True)
-class Action:
-    kind: ActionKind
-    reason: str
-    ups: str | None = None
-    driver: str | None = None
-    pid: int | None = None
+@dataclass(frozen=True, kw_only=True)
+class StopDriver(_Step):
+    kind = "stop_driver"
+    ups: str
+    driver: str
+    proc: ProcId
 
 
+@dataclass(frozen=True, kw_only=True)
+class StartUpsd(_Step):
+    kind = "start_upsd"
+    loaded: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class StopUpsd(_Step):
+    kind = "stop_upsd"
+    proc: ProcId
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReloadUpsd(_Step):
+    kind = "reload_upsd"
+    proc: ProcId
+    loaded: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class StartUpsmon(_Step):
+    kind = "start_upsmon"
+    loaded: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReloadUpsmon(_Step):
+    kind = "reload_upsmon"
+    proc: ProcId
+    loaded: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class StopUpsmon(_Step):
+    kind = "stop_upsmon"
+    proc: ProcId
+
+
+Action = StartDriver | StopDriver | StartUpsd | StopUpsd | ReloadUpsd | StartUpsmon | ReloadUpsmon | StopUpsmon
 Step = WriteFile | Action
+
+
+def describe(step: Step) -> str:
+    """One line for plans and logs, e.g. 'write ups.conf (update)', 'start driver my-ups (usbhid-ups)'."""
+    if isinstance(step, WriteFile):
+        return f"write {step.name} ({step.reason})"
+    if isinstance(step, StartDriver | StopDriver):
+        return f"{step.kind.replace('_', ' ')} {step.ups} ({step.driver})"
+    return step.kind.replace("_", " ")
 
 
 @dataclass(frozen=True)
@@ -171,6 +330,7 @@ class Plan:
     steps: tuple[Step, ...] = ()
     skipped: tuple[Skipped, ...] = ()
     warnings: tuple[str, ...] = field(default=())
+    blocked: tuple[str, ...] = ()  # what cannot converge: a process that is not ours is in the way
 
     @property
     def in_sync(self) -> bool:
@@ -179,7 +339,3 @@ class Plan:
     @property
     def writes(self) -> tuple[WriteFile, ...]:
         return tuple(s for s in self.steps if isinstance(s, WriteFile))
-
-    @property
-    def actions(self) -> tuple[Action, ...]:
-        return tuple(s for s in self.steps if isinstance(s, Action))

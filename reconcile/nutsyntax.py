@@ -4,6 +4,9 @@ Every value that reaches a NUT file passes through here. The rules are NUT's own
 (common/parseconf.c): words split on spaces, `"` groups, `\\` escapes the next
 character, `#` starts a comment, `=` is a word of its own outside quotes, bytes
 below 0x20 (but newline) and above 0x7e are dropped by NUT without a word.
+
+What this module makes safe is a `Safe` string; the templates' renderer refuses to
+write anything else (see decide/render.py), so no template can forget the escaping.
 """
 
 from __future__ import annotations
@@ -19,15 +22,26 @@ MAX_WORD = 500
 # client addressing (ups@host:port), `/` the socket path, and `default` is reserved.
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,40}")
 _KEY_RE = re.compile(r"[a-z][a-z0-9_.-]{0,63}")
-# Why so narrow: upsmon sends the password to upsd unquoted, so `#`, quotes,
-# backslashes or spaces in it would be cut off on the wire and the login refused.
-_PASSWORD_RE = re.compile(r"[A-Za-z0-9._~+=%,-]{8,128}")
+# Why so narrow: upsmon sends the password to upsd unquoted, and upsd splits what it
+# reads with the same parser as the files, so `#`, quotes, backslashes or spaces would be
+# cut off on the wire and `=` would become a word of its own: the login is refused.
+_PASSWORD_RE = re.compile(r"[A-Za-z0-9._~+%,-]{8,128}")
+PASSWORD_CHARS = "A-Z a-z 0-9 . _ ~ + % , -"
 # POSIX extended regex metacharacters (NUT compiles USB match values with REG_EXTENDED).
 _ERE_SPECIAL = set(".[]()*+?{}|^$\\")
 
 
 class NutSyntaxError(ValueError):
     """A value that cannot be written safely; the message names the culprit."""
+
+
+class Safe(str):
+    """A string this module made safe to write into a NUT config file as it is.
+
+    Only the functions below create one; str operations on it (concatenation,
+    formatting) give back a plain str, which the renderer refuses."""
+
+    __slots__ = ()
 
 
 def is_printable_ascii(text: str) -> bool:
@@ -58,13 +72,47 @@ def validate_password(password: str, what: str) -> str:
     if not _PASSWORD_RE.fullmatch(password):
         # Never echo the password itself: only what is wrong with it.
         raise NutSyntaxError(
-            f"{what}: the password must be 8-128 characters from A-Z a-z 0-9 . _ ~ + = % , - "
+            f"{what}: the password must be 8-128 characters from {PASSWORD_CHARS} "
             "(upsmon sends it to upsd unquoted, so other characters break the login)"
         )
     return password
 
 
-def encode(value: str, what: str) -> str:
+def name_token(name: str, what: str = "UPS name") -> Safe:
+    """A UPS or user name, bare (a section header `[name]` is one unquoted word)."""
+    return Safe(validate_name(name, what))
+
+
+def key_token(key: str, what: str = "option") -> Safe:
+    return Safe(validate_key(key, what))
+
+
+_BARE_RE = re.compile(r"[A-Za-z0-9_.:@\[\]-]{1,200}")
+
+
+def bare(word: str, what: str = "word") -> Safe:
+    """A word written without quotes (an address, `ups@host:port`): only characters that
+    NUT's parser keeps in one word as they are (no space, quote, backslash, `#` or `=`)."""
+    if not _BARE_RE.fullmatch(word):
+        raise NutSyntaxError(f"{what}: {word!r} is not a single plain word")
+    return Safe(word)
+
+
+def number(value: int, what: str = "number") -> Safe:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise NutSyntaxError(f"{what}: {value!r} is not a whole number")
+    return Safe(str(value))
+
+
+def comment(text: str, what: str = "comment") -> Safe:
+    """Text after `#`: NUT skips it up to the newline, so only a newline (or a byte NUT
+    drops) could end it early. Printable ASCII only."""
+    if not is_printable_ascii(text):
+        raise NutSyntaxError(f"{what}: {text!r} holds control or non-ASCII characters")
+    return Safe(text)
+
+
+def encode(value: str, what: str) -> Safe:
     """Quote a value for any NUT config file (NUT's pconf_encode, plus checks).
 
     Control characters and non-ASCII are refused rather than passed on: NUT drops
@@ -75,7 +123,7 @@ def encode(value: str, what: str) -> str:
     if len(value) > MAX_WORD:
         raise NutSyntaxError(f"{what}: value is {len(value)} characters, NUT allows {MAX_WORD}")
     escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("#", "\\#")
-    return f'"{escaped}"'
+    return Safe(f'"{escaped}"')
 
 
 def ere_escape(text: str) -> str:
@@ -100,13 +148,13 @@ def tokenize(text: str) -> list[list[str]]:
     lines: list[list[str]] = []
     words: list[str] = []
     word: list[str] | None = None
-    in_quote = escaped = comment = False
+    in_quote = escaped = in_comment = False
     for ch in text:
         if ch != "\n" and not (0x20 <= ord(ch) <= 0x7E):
             continue  # NUT drops these bytes without a word
-        if comment:
+        if in_comment:
             if ch == "\n":
-                comment = False
+                in_comment = False
                 lines, words = _end_line(lines, words)
             continue
         if escaped:
@@ -130,7 +178,7 @@ def tokenize(text: str) -> list[list[str]]:
             in_quote = True
             word = word or []
         elif ch == "#":
-            comment = True
+            in_comment = True
             if word is not None:
                 words.append("".join(word))
                 word = None

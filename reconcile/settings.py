@@ -6,6 +6,7 @@ A bad value raises SettingsError naming the variable; the CLI turns it into exit
 from __future__ import annotations
 
 import os
+import pwd
 import re
 import shutil
 from collections.abc import Mapping
@@ -15,6 +16,8 @@ from pathlib import Path
 from reconcile.nutsyntax import NutSyntaxError, validate_name
 
 DEFAULT_CONFIG = "/etc/nut-reconcile/config.toml"
+DEFAULT_STATE = "/var/lib/nut-reconcile"
+LOG_FILE_MAX = 1 << 20  # bytes; one rotated copy is kept beside it
 
 # Where NUT's programs live. /opt/nut is the source build (our image); /lib/nut holds
 # Debian's real upsd and upsmon (Debian's /sbin/upsd is a wrapper that refuses to run
@@ -61,18 +64,24 @@ class Settings:
     config_file: Path | None
     confpath: Path
     statepath: Path
+    agent_dir: Path  # the agent's own state: root only (0700), never inside NUT's state dir
     log_file: Path | None
-    run_user: str
+    log_file_max: int
+    run_user: str  # drivers run as this user
+    upsd_user: str
     command_timeout: float
     stale_restart_after: float
     simulate: bool
     simulate_cycle: float
     password_files: tuple[tuple[str, Path], ...]  # (role, file) from *_FILE or Docker secrets
     binaries: Binaries
+    # For the fault tests: SIGKILL the agent itself just before this step of a plan (1-based).
+    crash_before_step: int | None = None
 
     @property
-    def agent_dir(self) -> Path:
-        """The agent's own state (names, secrets, PIDs, last outcome): inside NUT's state dir."""
+    def legacy_agent_dir(self) -> Path:
+        """Where earlier versions kept names and secrets: inside NUT's state dir, which
+        group nut can write. Moved to agent_dir once, then removed."""
         return self.statepath / "reconcile"
 
     def nut_env(self) -> dict[str, str]:
@@ -84,17 +93,30 @@ class Settings:
         return env
 
 
-def _number(env: Mapping[str, str], var: str, default: float, low: float, high: float) -> float:
+# Why a regex and not float()/int() alone: those also take "1e3", "inf", "1_0" and
+# non-ASCII digits (Arabic-Indic ten, say), none of which anyone means in an env file.
+_DECIMAL = re.compile(r"[0-9]{1,9}(\.[0-9]{1,6})?", re.ASCII)
+
+
+def _number(env: Mapping[str, str], var: str, default: float, low: float, high: float, unit: str = "seconds") -> float:
     raw = env.get(var, "").strip()
     if not raw:
         return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(var, f"{raw!r} is not a number (seconds)") from None
-    if not (low <= value <= high):  # also refuses nan and inf
-        raise SettingsError(var, f"{raw!r} must be between {low:g} and {high:g} seconds")
+    if not _DECIMAL.fullmatch(raw):
+        raise SettingsError(var, f"{raw!r} is not a number of {unit} (ASCII digits, e.g. 2 or 0.5)")
+    value = float(raw)
+    if not (low <= value <= high):
+        raise SettingsError(var, f"{raw!r} must be between {low:g} and {high:g} {unit}")
     return value
+
+
+def _whole(env: Mapping[str, str], var: str, default: int, low: int, high: int, unit: str) -> int:
+    raw = env.get(var, "").strip()
+    if not raw:
+        return default
+    if "." in raw:
+        raise SettingsError(var, f"{raw!r} must be a whole number of {unit}")
+    return int(_number(env, var, default, low, high, unit))
 
 
 def _bool(env: Mapping[str, str], var: str) -> bool:
@@ -121,6 +143,31 @@ def _tz(env: Mapping[str, str]) -> str | None:
     if not re.fullmatch(r"[A-Za-z0-9_+\-/:.,<>]{1,64}", raw) or ".." in raw:
         raise SettingsError("TZ", f"{raw!r} is not a time zone (e.g. Europe/Berlin or UTC)")
     return raw
+
+
+_USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+
+
+def _user(env: Mapping[str, str], var: str, default: str) -> str:
+    raw = env.get(var, "") or default
+    if not _USER.fullmatch(raw):
+        raise SettingsError(var, f"{raw!r} is not a user name")
+    try:
+        pwd.getpwnam(raw)
+    except KeyError:
+        raise SettingsError(var, f"user {raw!r} does not exist here") from None
+    return raw
+
+
+def _upsd_user(env: Mapping[str, str]) -> str:
+    """upsd never touches a device, so it drops root for `nut` wherever that user exists."""
+    if env.get("UPSD_USER"):
+        return _user(env, "UPSD_USER", "")
+    try:
+        pwd.getpwnam("nut")
+    except KeyError:
+        return "root"
+    return "nut"
 
 
 def _binary(env: Mapping[str, str], var: str, program: str) -> str | None:
@@ -185,16 +232,18 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     log_raw = env.get("LOG_FILE")
     log_file = None if log_raw == "" else _path(env, "LOG_FILE", "/var/log/nut/hotplug.log")
 
-    run_user = env.get("NUT_USER", "") or "root"
-    if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", run_user):
-        raise SettingsError("NUT_USER", f"{run_user!r} is not a user name")
-
     simulate = _bool(env, "SIMULATE")
     statepath = _path(env, "NUT_STATEPATH", "/var/run/nut")
+    agent_dir = _path(env, "RECONCILE_STATE", DEFAULT_STATE)
+    if agent_dir == statepath or statepath in agent_dir.parents:
+        raise SettingsError(
+            "RECONCILE_STATE", f"{str(agent_dir)!r} must not be inside NUT_STATEPATH (group nut writes there)"
+        )
     usb_root = _path(env, "USB_SYSFS_ROOT", "/sys/bus/usb/devices")
     if simulate:
-        # The demo plays the bus itself, under the state dir (see reconcile/simulate.py).
-        usb_root = statepath / "reconcile" / "simulate" / "sys"
+        # The demo plays the bus itself, under the agent's dir (see reconcile/simulate.py).
+        usb_root = agent_dir / "simulate" / "sys"
+    crash = env.get("RECONCILE_CRASH_BEFORE_STEP", "")
 
     return Settings(
         scan_interval=_number(env, "SCAN_INTERVAL", 2.0, 0.2, 3600),
@@ -206,8 +255,11 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         config_file=config_file,
         confpath=_path(env, "NUT_CONFPATH", default_conf),
         statepath=statepath,
+        agent_dir=agent_dir,
         log_file=log_file,
-        run_user=run_user,
+        log_file_max=_whole(env, "LOG_FILE_MAX", LOG_FILE_MAX, 65536, 1 << 30, "bytes"),
+        run_user=_user(env, "NUT_USER", "root"),
+        upsd_user=_upsd_user(env),
         command_timeout=_number(env, "NUT_TIMEOUT", 15.0, 1, 300),
         stale_restart_after=_number(env, "STALE_RESTART_AFTER", 30.0, 1, 86400),
         simulate=simulate,
@@ -221,4 +273,5 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
             nut_scanner=_binary(env, "NUT_SCANNER", "nut-scanner"),
             usb_rules=_rules(env),
         ),
+        crash_before_step=_whole(env, "RECONCILE_CRASH_BEFORE_STEP", 0, 1, 10000, "steps") if crash else None,
     )

@@ -1,54 +1,131 @@
-"""The agent's own state files in the state dir (NUT_STATEPATH/reconcile):
-names.json (name assignments), secrets.json (generated passwords, 0600),
-status.json (last reconcile), upsmon.pid."""
+"""The agent's own state files, in its root-only dir (RECONCILE_STATE, mode 0700):
+
+  names.json     name assignments (decide/identity.py)
+  secrets.json   generated passwords (0600)
+  seen.json      UPSes last seen on battery, and who saw them (decide/power.py)
+  procs.json     the processes the agent started, and the config each loaded
+  status.json    the last reconcile, for `status`
+  nut-scanner.json  nut-scanner's answer for the VID:PIDs on the bus (a cache)
+  lock           held by `run` during a pass and by `apply`, so they never race
+
+State files are input: each is validated on load like a config file. One that fails
+is renamed aside (`names.json.corrupt-<time>`) by a command that may write, logged,
+and replaced by a fresh start: it is never a reason to stop serving. No message ever
+holds a password.
+"""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import re
 import secrets as pysecrets
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from reconcile.act.files import write_atomic
-from reconcile.decide.desired import Secrets
+from reconcile import logfmt
+from reconcile.act.files import ensure_private_dir, remove_leftovers, write_atomic
 from reconcile.decide.identity import NameBook
-from reconcile.nutsyntax import NutSyntaxError, validate_password
+from reconcile.decide.power import Memory, Seen
+from reconcile.model import Ledger, Owned, ProcId, Secrets, UsbDevice
+from reconcile.nutsyntax import NutSyntaxError, is_printable_ascii, validate_name, validate_password
 from reconcile.userconfig import UserConfig
+from reconcile.waiting import await_true
+
+T = TypeVar("T")
+
+NAMES, SECRETS, SEEN, PROCS, STATUS, SCANNER = (
+    "names.json",
+    "secrets.json",
+    "seen.json",
+    "procs.json",
+    "status.json",
+    "nut-scanner.json",
+)
+STATE_FILES = (NAMES, SECRETS, SEEN, PROCS, STATUS, SCANNER)
+GENERATED_ROLES = ("monuser", "upsmon")  # admin is never generated: it exists only when asked for
+LOCK_TIMEOUT = 60.0
 
 
 class StoreError(ValueError):
-    pass
+    """A password file that cannot be used: the message names it, never its content."""
 
 
-def _read_json(path: Path) -> Any:
+class Invalid(ValueError):
+    """A state file's content failed validation."""
+
+
+def _read(path: Path, parse: Callable[[Any], T]) -> tuple[T | None, str | None]:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
     except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        raise StoreError(f"{path}: unreadable ({exc}); move it away to start afresh") from None
+        return None, None
+    except OSError as exc:
+        return None, f"unreadable: {exc.strerror}"
+    try:
+        return parse(json.loads(raw.decode("utf-8"))), None
+    except (ValueError, UnicodeDecodeError) as exc:
+        # Only the kind of problem, never the content: secrets.json holds passwords.
+        reason = str(exc) if isinstance(exc, Invalid) else f"not valid JSON ({type(exc).__name__})"
+        return None, reason
 
 
-def load_names(agent_dir: Path) -> NameBook:
-    data = _read_json(agent_dir / "names.json")
-    if data is None:
-        return NameBook()
+def load(agent_dir: Path, name: str, parse: Callable[[Any], T], set_aside: bool) -> T | None:
+    """The validated content of a state file, or None (absent, or invalid: then logged,
+    and renamed aside when `set_aside`)."""
+    path = agent_dir / name
+    value, problem = _read(path, parse)
+    if problem is None:
+        return value
+    if set_aside:
+        aside = path.with_name(f"{name}.corrupt-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
+        try:
+            os.replace(path, aside)
+            logfmt.error("state.corrupt", file=str(path), why=problem, moved_to=str(aside), then="starting afresh")
+        except OSError as exc:
+            logfmt.error("state.corrupt", file=str(path), why=problem, error=f"cannot move it aside: {exc.strerror}")
+    else:
+        logfmt.warning("state.corrupt", file=str(path), why=problem, then="read as empty (nothing is changed)")
+    return None
+
+
+def save(agent_dir: Path, name: str, data: Any, mode: int = 0o600) -> None:
+    write_atomic(agent_dir / name, json.dumps(data, indent=2, sort_keys=True) + "\n", mode=mode)
+
+
+# --- names ---------------------------------------------------------------------------
+
+
+def parse_names(data: Any) -> NameBook:
     try:
         return NameBook.from_json(data)
     except ValueError as exc:
-        raise StoreError(f"{agent_dir / 'names.json'}: {exc}") from None
+        raise Invalid(str(exc)) from None
 
 
-def save_names(agent_dir: Path, book: NameBook) -> None:
-    agent_dir.mkdir(parents=True, exist_ok=True)
-    write_atomic(agent_dir / "names.json", json.dumps(book.to_json(), indent=2) + "\n", mode=0o644)
+# --- secrets -------------------------------------------------------------------------
 
 
-def _generate() -> str:
-    # Letters and digits only: upsmon sends passwords to upsd unquoted.
-    return pysecrets.token_hex(16)
+def parse_secrets(data: Any) -> dict[str, str]:
+    if not isinstance(data, dict) or set(data) - {"admin", *GENERATED_ROLES}:
+        raise Invalid(f"not a JSON object with only {', '.join(GENERATED_ROLES)} (and admin)")
+    out = {}
+    for role, value in data.items():
+        if not isinstance(value, str):
+            raise Invalid(f"{role}: not a string")
+        try:
+            validate_password(value, role)
+        except NutSyntaxError as exc:
+            raise Invalid(str(exc)) from None
+        out[role] = value
+    # Why admin is dropped: earlier versions generated one; it exists only when asked for now.
+    out.pop("admin", None)
+    return out
 
 
 def read_password_file(role: str, path: Path) -> str:
@@ -62,34 +139,171 @@ def read_password_file(role: str, path: Path) -> str:
         raise StoreError(str(exc)) from None
 
 
-def load_secrets(agent_dir: Path, user: UserConfig, create: bool, files: tuple[tuple[str, Path], ...] = ()) -> Secrets:
-    """Passwords, first found: the TOML file, a *_FILE variable or Docker secret, the
-    ones generated on an earlier start; else generated now and kept (0600)."""
-    path = agent_dir / "secrets.json"
-    from_files = {role: read_password_file(role, p) for role, p in files}
-    data = _read_json(path)
-    stored: dict[str, str] = data if isinstance(data, dict) else {}
-    values = {}
-    changed = False
-    for role in ("admin", "monuser", "upsmon"):
-        given = user.password_for(role) or from_files.get(role)
+def choose_secrets(
+    user: UserConfig, files: dict[str, str], stored: dict[str, str], generate: Callable[[], str]
+) -> tuple[Secrets, dict[str, str]]:
+    """Passwords, first found: the TOML file, a *_FILE variable or Docker secret, the ones
+    generated on an earlier start; else generated now. Returns them and what to keep."""
+    keep = dict(stored)
+    values: dict[str, str | None] = {}
+    for role in ("admin", *GENERATED_ROLES):
+        given = user.password_for(role) or files.get(role)
         if given is not None:
             values[role] = given
-        elif isinstance(stored.get(role), str) and stored[role]:
+        elif role == "admin":
+            values[role] = None
+        elif role in stored:
             values[role] = stored[role]
         else:
-            values[role] = _generate()
-            stored[role] = values[role]
-            changed = True
-    if changed and create:
-        agent_dir.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, json.dumps(stored) + "\n", mode=0o600)
-    return Secrets(admin=values["admin"], monuser=values["monuser"], upsmon=values["upsmon"])
+            values[role] = keep[role] = generate()
+    monuser, upsmon = values["monuser"], values["upsmon"]
+    assert monuser is not None and upsmon is not None
+    return Secrets(admin=values["admin"], monuser=monuser, upsmon=upsmon), keep
 
 
-def save_status(agent_dir: Path, by: str, outcome: str, errors: list[str], state: dict[str, Any]) -> dict[str, Any]:
-    """Record the last reconcile (by `run` or `apply`) for `status`. Returns what was written."""
-    status = {
+def generate_password() -> str:
+    # Letters and digits only: upsmon sends passwords to upsd unquoted.
+    return pysecrets.token_hex(16)
+
+
+# --- seen (UPSes last seen on battery) -------------------------------------------------
+
+_PORT = re.compile(r"[0-9]+-[0-9.]+")
+_HEX4 = re.compile(r"[0-9a-f]{4}")
+
+
+def _text(value: Any, what: str, limit: int = 512) -> str:
+    if not isinstance(value, str) or len(value) > limit or not is_printable_ascii(value):
+        raise Invalid(f"{what}: not a printable ASCII string")
+    return value
+
+
+def _int(value: Any, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 1 << 62:
+        raise Invalid(f"{what}: not a whole number")
+    return value
+
+
+def _proc(value: Any, what: str) -> ProcId | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) != 2:
+        raise Invalid(f"{what}: not [pid, start]")
+    return ProcId(_int(value[0], what), _int(value[1], what))
+
+
+def _device(data: Any, what: str) -> UsbDevice:
+    if not isinstance(data, dict):
+        raise Invalid(f"{what}: not an object")
+    dev = UsbDevice(
+        port=_text(data.get("port"), f"{what}.port", 64),
+        vendorid=_text(data.get("vendorid"), f"{what}.vendorid", 4),
+        productid=_text(data.get("productid"), f"{what}.productid", 4),
+        busnum=_int(data.get("busnum"), f"{what}.busnum"),
+        devnum=_int(data.get("devnum"), f"{what}.devnum"),
+        serial=_text(data.get("serial", ""), f"{what}.serial", 256),
+        manufacturer=_text(data.get("manufacturer", ""), f"{what}.manufacturer", 256),
+        product=_text(data.get("product", ""), f"{what}.product", 256),
+        serial_raw_ok=bool(data.get("serial_raw_ok", True)),
+    )
+    if not (_PORT.fullmatch(dev.port) and _HEX4.fullmatch(dev.vendorid) and _HEX4.fullmatch(dev.productid)):
+        raise Invalid(f"{what}: not a USB device")
+    return dev
+
+
+def parse_seen(data: Any) -> Memory:
+    if not isinstance(data, dict) or not isinstance(data.get("ups"), dict):
+        raise Invalid("not a JSON object with 'ups'")
+    memory: Memory = {}
+    for name, entry in data["ups"].items():
+        try:
+            validate_name(name, "UPS name")
+        except NutSyntaxError as exc:
+            raise Invalid(str(exc)) from None
+        if not isinstance(entry, dict):
+            raise Invalid(f"{name}: not an object")
+        memory[name] = Seen(
+            name=name,
+            key=_text(entry.get("key"), f"{name}.key"),
+            device=_device(entry.get("device"), f"{name}.device"),
+            twin=entry.get("twin") is True,
+            status=_text(entry.get("status"), f"{name}.status", 64),
+            upsmon=_proc(entry.get("upsmon"), f"{name}.upsmon"),
+            upsd=_proc(entry.get("upsd"), f"{name}.upsd"),
+        )
+    return memory
+
+
+def dump_seen(memory: Memory) -> dict[str, Any]:
+    def proc(p: ProcId | None) -> list[int] | None:
+        return None if p is None else [p.pid, p.start]
+
+    return {
+        "ups": {
+            name: {
+                "key": s.key,
+                "device": asdict(s.device),
+                "twin": s.twin,
+                "status": s.status,
+                "upsmon": proc(s.upsmon),
+                "upsd": proc(s.upsd),
+            }
+            for name, s in sorted(memory.items())
+        }
+    }
+
+
+# --- procs (the ledger) ----------------------------------------------------------------
+
+_LEDGER_KEY = re.compile(r"upsd|upsmon|driver:[a-z0-9][a-z0-9_.-]{0,40}")
+_PROGRAM = re.compile(r"[a-z0-9][a-z0-9_-]{0,40}")
+_DIGEST = re.compile(r"[0-9a-f]{32}|absent")
+
+
+def parse_procs(data: Any) -> Ledger:
+    if not isinstance(data, dict):
+        raise Invalid("not a JSON object")
+    ledger: Ledger = {}
+    for key, entry in data.items():
+        if not isinstance(key, str) or not _LEDGER_KEY.fullmatch(key) or not isinstance(entry, dict):
+            raise Invalid(f"{key!r}: not a process record")
+        program = entry.get("program")
+        if not isinstance(program, str) or not _PROGRAM.fullmatch(program):
+            raise Invalid(f"{key}.program: not a program name")
+        pid = entry.get("pid")
+        loaded = entry.get("loaded", [])
+        if not isinstance(loaded, list) or not all(
+            isinstance(i, list) and len(i) == 2 and _text(i[0], f"{key}.loaded", 64) and _DIGEST.fullmatch(str(i[1]))
+            for i in loaded
+        ):
+            raise Invalid(f"{key}.loaded: not a list of [file, digest]")
+        ledger[key] = Owned(
+            program=program,
+            pid=None if pid is None else _int(pid, f"{key}.pid"),
+            start=_int(entry.get("start"), f"{key}.start"),
+            loaded=tuple((str(a), str(b)) for a, b in loaded),
+        )
+    return ledger
+
+
+def dump_procs(ledger: Ledger) -> dict[str, Any]:
+    return {
+        key: {"program": o.program, "pid": o.pid, "start": o.start, "loaded": [list(i) for i in o.loaded]}
+        for key, o in sorted(ledger.items())
+    }
+
+
+# --- status ----------------------------------------------------------------------------
+
+
+def parse_status(data: Any) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise Invalid("not a JSON object")
+    return data
+
+
+def status_record(by: str, outcome: str, errors: list[str], state: dict[str, Any]) -> dict[str, Any]:
+    return {
         "by": by,
         "pid": os.getpid(),
         "last_reconcile": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -97,11 +311,58 @@ def save_status(agent_dir: Path, by: str, outcome: str, errors: list[str], state
         "errors": errors,
         "state": state,
     }
-    agent_dir.mkdir(parents=True, exist_ok=True)
-    write_atomic(agent_dir / "status.json", json.dumps(status, indent=2, sort_keys=True) + "\n", mode=0o644)
-    return status
 
 
-def load_status(agent_dir: Path) -> dict[str, Any] | None:
-    data = _read_json(agent_dir / "status.json")
-    return data if isinstance(data, dict) else None
+# --- the dir itself ----------------------------------------------------------------------
+
+
+def prepare(agent_dir: Path, legacy_dir: Path) -> None:
+    """For a command that may write: the dir exists as it must, the temp files a crash
+    left are gone, and state from an earlier version's dir is moved in."""
+    ensure_private_dir(agent_dir)
+    for path in remove_leftovers(agent_dir, STATE_FILES):
+        logfmt.warning("state.leftover", file=str(path), why="a write was cut short: removed")
+    _migrate(agent_dir, legacy_dir)
+
+
+def _migrate(agent_dir: Path, legacy_dir: Path) -> None:
+    """Earlier versions kept names.json and secrets.json in NUT's state dir, which group
+    nut can write. Move them (validated) into the agent's dir once, then remove them."""
+    for name, parse in ((NAMES, parse_names), (SECRETS, parse_secrets)):
+        old = legacy_dir / name
+        if not old.is_file() or old.is_symlink():
+            continue
+        value, problem = _read(old, parse)
+        if not (agent_dir / name).exists() and problem is None and value is not None:
+            data = value.to_json() if isinstance(value, NameBook) else value
+            save(agent_dir, name, data)
+            logfmt.info("state.migrated", file=name, source=str(old), to=str(agent_dir / name))
+        elif problem is not None:
+            logfmt.warning("state.migrated", file=name, source=str(old), why=f"not taken over: {problem}")
+        old.unlink()
+    for leftover in ("upsmon.pid", NAMES, SECRETS):
+        try:
+            (legacy_dir / leftover).unlink()
+        except OSError:
+            pass
+
+
+@contextmanager
+def locked(agent_dir: Path, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
+    """One writer at a time: `run` holds this during each pass, `apply` for its one pass,
+    so a `docker exec ... apply` never races the running loop."""
+    fd = os.open(agent_dir / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+
+        def take() -> bool:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                return False
+
+        if not await_true(take, timeout, 0.05):
+            raise TimeoutError(f"{agent_dir / 'lock'}: another nut-reconcile held it for {timeout:g}s")
+        yield
+    finally:
+        os.close(fd)

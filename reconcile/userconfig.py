@@ -9,6 +9,8 @@ Example:
     [upsmon]
     enabled = true
     shutdown_cmd = "/sbin/shutdown -h +0"
+    pollfreq = 5                   # NUT's POLLFREQ and POLLFREQALERT
+    deadtime = 15                  # NUT's DEADTIME: at least 3 x pollfreq
 
     [users.monuser]                # network dashboards log in as this (upsmon secondary)
     password_file = "/run/secrets/nut-monuser"
@@ -23,10 +25,12 @@ Example:
     options = {pollinterval = 5}   # optional: more ups.conf options
     desc = "Rack UPS"
     ignore = false                 # true: never serve this device
+    powers_host = true             # false: watched, but its low battery does not shut this host down
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import tomllib
 from dataclasses import dataclass
@@ -43,7 +47,7 @@ from reconcile.nutsyntax import (
     validate_password,
 )
 
-_HEX4 = re.compile(r"[0-9a-f]{4}")
+_HEX4 = re.compile(r"[0-9a-fA-F]{4}")
 _DRIVER = re.compile(r"[a-z0-9][a-z0-9_-]{0,40}")
 # usbhid-ups and friends already get these from the scan; pinning bus/device breaks replug.
 _RESERVED_OPTIONS = {"driver", "bus", "device", "busport"}
@@ -65,6 +69,8 @@ class UserConfig:
     maxage: int = 15
     upsmon_enabled: bool = True
     shutdown_cmd: str = "/bin/echo nut-reconcile: upsmon asked for a system shutdown"
+    pollfreq: int = 5
+    deadtime: int = 15
     passwords: tuple[tuple[str, str], ...] = ()  # (role, password) given by the user
     rules: tuple[DeviceRule, ...] = ()
 
@@ -107,10 +113,21 @@ def _listen(value: Any) -> tuple[tuple[str, int], ...]:
         raise ConfigError('upsd.listen must be a non-empty list such as ["0.0.0.0:3493"]')
     out = []
     for item in value:
-        m = re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[0-9.]+|localhost):(\d{1,5})", item) if isinstance(item, str) else None
-        if not m or not (1 <= int(m.group(2)) <= 65535):
-            raise ConfigError(f"upsd.listen: {item!r} is not 'address:port' (e.g. 0.0.0.0:3493 or [::]:3493)")
-        out.append((m.group(1).strip("[]"), int(m.group(2))))
+        m = re.fullmatch(r"(\[[^\]]*\]|[^:\[\]]*):([0-9]{1,5})", item, re.ASCII) if isinstance(item, str) else None
+        address = m.group(1).strip("[]") if m else ""
+        try:
+            # ipaddress, not a regex: it knows 999.999.999.999 is no address.
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            ip = None
+        if not m or ip is None or (ip.version == 6) != m.group(1).startswith("[") or not 1 <= int(m.group(2)) <= 65535:
+            raise ConfigError(
+                f"upsd.listen: {item!r} is not 'address:port' with an IP address and a port from 1 to 65535 "
+                "(e.g. 0.0.0.0:3493, 192.168.1.10:3493 or [::]:3493)"
+            )
+        out.append((str(ip), int(m.group(2))))
+    if len(set(out)) != len(out):
+        raise ConfigError("upsd.listen: the same address:port is listed twice")
     return tuple(out)
 
 
@@ -137,18 +154,12 @@ def _rule(index: int, entry: Any) -> DeviceRule:
     where = f"device[{index}]"
     if not isinstance(entry, dict):
         raise ConfigError(f"{where} must be a table")
-    _unknown(entry, {"match", "name", "driver", "options", "desc", "ignore"}, where)
+    _unknown(entry, {"match", "name", "driver", "options", "desc", "ignore", "powers_host"}, where)
     match = entry.get("match")
     if not isinstance(match, dict) or not match:
         raise ConfigError(f"{where}.match must be a table with vendorid, productid and/or serial")
     _unknown(match, {"vendorid", "productid", "serial"}, f"{where}.match")
-    ids: dict[str, str] = {}
-    for key in ("vendorid", "productid"):
-        if key in match:
-            value = str(match[key]).lower().removeprefix("0x")
-            if not _HEX4.fullmatch(value):
-                raise ConfigError(f"{where}.match.{key}: {match[key]!r} is not 4 hex digits")
-            ids[key] = value
+    ids = {key: _usb_id(match[key], f"{where}.match.{key}") for key in ("vendorid", "productid") if key in match}
     serial = match.get("serial")
     if serial is not None and (not isinstance(serial, str) or not is_printable_ascii(serial)):
         raise ConfigError(f"{where}.match.serial must be a printable ASCII string")
@@ -166,6 +177,10 @@ def _rule(index: int, entry: Any) -> DeviceRule:
         validate_key(key, f"{where}.options")
         if key in _RESERVED_OPTIONS:
             raise ConfigError(f"{where}.options.{key} is not allowed (it is set by the agent or breaks replug)")
+        if key == "desc":
+            # Why: the rule's own `desc` (or the device's name) is always written, and two
+            # desc lines would both reach ups.conf.
+            raise ConfigError(f"{where}.options.desc duplicates the section's desc: use desc = ... on the rule")
         if isinstance(value, bool):
             opts.append((key, value))
         elif isinstance(value, (str, int, float)):
@@ -179,6 +194,9 @@ def _rule(index: int, entry: Any) -> DeviceRule:
     ignore = entry.get("ignore", False)
     if not isinstance(ignore, bool):
         raise ConfigError(f"{where}.ignore must be true or false")
+    powers_host = entry.get("powers_host", True)
+    if not isinstance(powers_host, bool):
+        raise ConfigError(f"{where}.powers_host must be true or false")
     return DeviceRule(
         index=index,
         vendorid=ids.get("vendorid"),
@@ -189,7 +207,25 @@ def _rule(index: int, entry: Any) -> DeviceRule:
         options=tuple(opts),
         desc=None if desc is None else str(desc),
         ignore=ignore,
+        powers_host=powers_host,
     )
+
+
+def _usb_id(value: Any, where: str) -> str:
+    """A USB vendor or product ID: a string of 4 hex digits, as lsusb prints it."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 0xFFFF:
+        # TOML reads 0x051d as the number 1309: say exactly what to write instead.
+        raise ConfigError(f'{where}: {value!r} is a number; write the ID as a string: "{value:04x}"')
+    if not isinstance(value, str) or not _HEX4.fullmatch(value):
+        raise ConfigError(f'{where}: {value!r} is not 4 hex digits in quotes (e.g. "051d")')
+    return value.lower()
+
+
+def _whole(table: dict[str, Any], key: str, default: int, low: int, high: int, where: str) -> int:
+    value = table.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise ConfigError(f"{where}.{key} must be a whole number from {low} to {high}")
+    return value
 
 
 def parse(data: dict[str, Any]) -> UserConfig:
@@ -197,14 +233,17 @@ def parse(data: dict[str, Any]) -> UserConfig:
     upsd = _table(data, "upsd", "")
     _unknown(upsd, {"listen", "maxage"}, "upsd")
     upsmon = _table(data, "upsmon", "")
-    _unknown(upsmon, {"enabled", "shutdown_cmd"}, "upsmon")
+    _unknown(upsmon, {"enabled", "shutdown_cmd", "pollfreq", "deadtime"}, "upsmon")
     users = _table(data, "users", "")
     _unknown(users, set(ROLES), "users")
     defaults = UserConfig()
 
-    maxage = upsd.get("maxage", defaults.maxage)
-    if not isinstance(maxage, int) or isinstance(maxage, bool) or not 5 <= maxage <= 3600:
-        raise ConfigError("upsd.maxage must be a whole number of seconds from 5 to 3600")
+    maxage = _whole(upsd, "maxage", defaults.maxage, 5, 3600, "upsd")
+    pollfreq = _whole(upsmon, "pollfreq", defaults.pollfreq, 1, 60, "upsmon")
+    deadtime = _whole(upsmon, "deadtime", defaults.deadtime, 3, 3600, "upsmon")
+    if deadtime < 3 * pollfreq:
+        # NUT's advice (upsmon.conf(5)): a UPS must miss several polls before it counts as dead.
+        raise ConfigError(f"upsmon.deadtime ({deadtime}) must be at least 3 x upsmon.pollfreq ({3 * pollfreq})")
     enabled = upsmon.get("enabled", True)
     if not isinstance(enabled, bool):
         raise ConfigError("upsmon.enabled must be true or false")
@@ -227,6 +266,8 @@ def parse(data: dict[str, Any]) -> UserConfig:
         maxage=maxage,
         upsmon_enabled=enabled,
         shutdown_cmd=shutdown_cmd,
+        pollfreq=pollfreq,
+        deadtime=deadtime,
         passwords=tuple((role, _password(role, entry)) for role, entry in users.items()),
         rules=rules,
     )

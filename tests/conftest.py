@@ -3,12 +3,11 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from reconcile.act.daemons import become_subreaper
-from tests.helpers import Sandbox, make_sandbox
+from tests.helpers import Sandbox, make_sandbox, nut_readable_dir
 
 
 def _have_nut() -> str | None:
@@ -29,12 +28,16 @@ def _reap_orphans() -> Iterator[None]:
     yield
 
 
-@pytest.fixture
-def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
+def need_nut() -> None:
     reason = _have_nut()
     if reason:
         if os.environ.get("CI"):
             pytest.fail(reason)  # CI installs NUT: its absence there is a failure, not a skip
         pytest.skip(reason)
-    # Short path: a driver socket path must fit 108 bytes.
-    yield from make_sandbox(tmp_path)
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    need_nut()
+    with nut_readable_dir() as root:
+        yield from make_sandbox(root)

@@ -6,6 +6,7 @@ upsdrvctl, dummy-ups, upsc and upsmon, run as root in a temp dir on a loopback p
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shutil
@@ -72,6 +73,18 @@ class SimBus:
         hub.mkdir()
         (hub / "idVendor").write_text("1d6b\n")
         (hub / "idProduct").write_text("0002\n")
+
+
+@contextlib.contextmanager
+def nut_readable_dir(prefix: str = "nrs-") -> Iterator[Path]:
+    """A short temp dir the `nut` user can reach (pytest's own is root-only, and a
+    driver socket path must fit 108 bytes)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    os.chmod(path, 0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def upsc(port: int, target: str = "my-ups", var: str | None = None) -> tuple[int, str]:
@@ -164,6 +177,11 @@ class Sandbox:
     @property
     def state(self) -> Path:
         return Path(self.env["NUT_STATEPATH"])
+
+    @property
+    def agent(self) -> Path:
+        """The agent's own state dir (names, secrets, process records)."""
+        return Path(self.env["RECONCILE_STATE"])
 
     @property
     def log(self) -> Path:
@@ -267,6 +285,7 @@ class Sandbox:
 
 
 def make_sandbox(tmp: Path) -> Iterator[Sandbox]:
+    """`tmp` and its parents must be searchable by the `nut` user: upsd drops to it."""
     for d in ("conf", "state", "sys", "log"):
         (tmp / d).mkdir()
     os.chmod(tmp, 0o755)
@@ -277,6 +296,7 @@ def make_sandbox(tmp: Path) -> Iterator[Sandbox]:
         "NUT_STATEPATH": str(tmp / "state"),
         "USB_SYSFS_ROOT": str(tmp / "sys"),
         "RECONCILE_CONFIG": str(tmp / "config.toml"),
+        "RECONCILE_STATE": str(tmp / "agent"),
         "LOG_FILE": str(tmp / "log" / "hotplug.log"),
         "SCAN_INTERVAL": "1",
         "SETTLE_TIME": "1",

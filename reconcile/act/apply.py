@@ -1,20 +1,43 @@
 """Carry a plan out, step by step, in the plan's order.
 
-A step that fails is logged and recorded; the steps after it still run, so one UPS
-that cannot be served does not keep the others from converging.
+A step that fails is logged and recorded. The steps that need it (see decide/plan.py)
+are skipped and reported; the others still run, so one UPS that cannot be served does
+not keep the rest from converging. Every process started is recorded (the ledger)
+before it is started and again once it is confirmed, so a restart after a crash at any
+instant knows which processes are its own.
 """
 
 from __future__ import annotations
 
+import os
+import signal
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import assert_never
 
 from reconcile import logfmt
 from reconcile.act import daemons
-from reconcile.act.files import nut_gid, write_atomic
-from reconcile.model import Action, Plan, WriteFile
+from reconcile.act.files import ensure_dir, ensure_nut_statepath, nut_gid, write_atomic
+from reconcile.model import (
+    Ledger,
+    Owned,
+    Plan,
+    ProcId,
+    ReloadUpsd,
+    ReloadUpsmon,
+    StartDriver,
+    StartUpsd,
+    StartUpsmon,
+    Step,
+    StopDriver,
+    StopUpsd,
+    StopUpsmon,
+    WriteFile,
+    describe,
+)
 from reconcile.nutsyntax import NutSyntaxError, section_drivers
-from reconcile.observe import upsd_client
+from reconcile.observe import processes, upsd_client
 from reconcile.settings import Settings
 from reconcile.waiting import await_true
 
@@ -23,13 +46,48 @@ UPSD_SERVE_TIMEOUT = 5.0
 
 @dataclass
 class Outcome:
+    ledger: Ledger
     errors: list[str] = field(default_factory=list)
-    started: dict[str, int] = field(default_factory=dict)  # "driver:<ups>", "upsd", "upsmon" -> pid
-    stopping: dict[str, tuple[str, int]] = field(default_factory=dict)  # ups -> (driver, pid) signalled
+    skipped: list[str] = field(default_factory=list)  # steps not run: a step they need failed
+    started: list[str] = field(default_factory=list)  # backoff keys: "driver:<ups>", "upsd", "upsmon"
+    stopping: dict[str, tuple[str, ProcId]] = field(default_factory=dict)  # ups -> (driver, proc) signalled
 
     @property
     def ok(self) -> bool:
-        return not self.errors
+        return not self.errors and not self.skipped
+
+
+@dataclass
+class _Run:
+    settings: Settings
+    listen: tuple[str, int]
+    outcome: Outcome
+    save_ledger: Callable[[Ledger], None]
+
+    def record(self, key: str, owned: Owned | None) -> None:
+        ledger = dict(self.outcome.ledger)
+        if owned is None:
+            ledger.pop(key, None)
+        else:
+            ledger[key] = owned
+        self.outcome.ledger = ledger
+        self.save_ledger(ledger)
+
+    def starting(self, key: str, program: str, loaded: tuple[tuple[str, str], ...]) -> int:
+        """Record the intent before the start: a crash right after it leaves a process
+        the next pass can still tell is ours (it started no earlier than this)."""
+        not_before = processes.boot_ticks() - 1
+        self.record(key, Owned(program, None, not_before, loaded))
+        return not_before
+
+    def started(self, key: str, program: str, proc: ProcId, loaded: tuple[tuple[str, str], ...]) -> None:
+        self.record(key, Owned(program, proc.pid, proc.start, loaded))
+        self.outcome.started.append(key)
+
+    def reloaded(self, key: str, loaded: tuple[tuple[str, str], ...]) -> None:
+        owned = self.outcome.ledger.get(key)
+        if owned is not None:
+            self.record(key, Owned(owned.program, owned.pid, owned.start, loaded))
 
 
 def _await_upsd_serves(settings: Settings, listen: tuple[str, int]) -> None:
@@ -50,83 +108,106 @@ def _await_upsd_serves(settings: Settings, listen: tuple[str, int]) -> None:
         logfmt.warning("upsd.slow", why=f"upsd does not list {sorted(expected)} {UPSD_SERVE_TIMEOUT:g}s after reload")
 
 
-def _write(settings: Settings, step: WriteFile) -> None:
-    write_atomic(Path(settings.confpath) / step.name, step.content, group=nut_gid())
+def _finish_stop(run: _Run, ups: str) -> None:
+    driver, proc = run.outcome.stopping.pop(ups)
+    daemons.stop_driver(run.settings, ups, driver, proc)
+    run.record(f"driver:{ups}", None)
 
 
-def _finish_stop(settings: Settings, outcome: Outcome, ups: str) -> None:
-    driver, pid = outcome.stopping.pop(ups)
-    daemons.stop_driver(settings, ups, driver, pid)
+def _do(run: _Run, step: Step) -> ProcId | None:
+    """Carry out one step; returns the process it started, for the log."""
+    settings = run.settings
+    match step:
+        case WriteFile():
+            write_atomic(Path(settings.confpath) / step.name, step.content, group=nut_gid())
+        case StartDriver():
+            key = f"driver:{step.ups}"
+            if step.ups in run.outcome.stopping:
+                _finish_stop(run, step.ups)  # two drivers for one UPS fight
+            proc = daemons.start_driver(settings, step.ups, step.driver, run.starting(key, step.driver, step.loaded))
+            run.started(key, step.driver, proc, step.loaded)
+            return proc
+        case StopDriver():
+            # Signalled now, awaited later: the driver is known by (PID, start time), so
+            # its section may leave ups.conf and upsd may reload while it exits.
+            daemons.signal_stop(step.proc, step.driver)
+            run.outcome.stopping[step.ups] = (step.driver, step.proc)
+        case StartUpsd():
+            proc = daemons.start_upsd(settings, run.starting("upsd", "upsd", step.loaded))
+            run.started("upsd", "upsd", proc, step.loaded)
+            _await_upsd_serves(settings, run.listen)
+            return proc
+        case StopUpsd():
+            daemons.stop_upsd(settings, step.proc)
+            run.record("upsd", None)
+        case ReloadUpsd():
+            daemons.reload(step.proc, "upsd")
+            run.reloaded("upsd", step.loaded)
+            _await_upsd_serves(settings, run.listen)
+        case StartUpsmon():
+            run.starting("upsmon", "upsmon", step.loaded)
+            proc = daemons.start_upsmon(settings)
+            run.started("upsmon", "upsmon", proc, step.loaded)
+            return proc
+        case ReloadUpsmon():
+            daemons.reload(step.proc, "upsmon")
+            run.reloaded("upsmon", step.loaded)
+        case StopUpsmon():
+            daemons.stop_upsmon(step.proc)
+            run.record("upsmon", None)
+        case _:
+            assert_never(step)
+    return None
 
 
-def _act(settings: Settings, step: Action, outcome: Outcome, listen: tuple[str, int]) -> None:
-    if step.kind == "start_driver":
-        assert step.ups and step.driver
-        if step.ups in outcome.stopping:
-            _finish_stop(settings, outcome, step.ups)  # two drivers for one UPS fight
-        outcome.started[f"driver:{step.ups}"] = daemons.start_driver(settings, step.ups, step.driver)
-    elif step.kind == "stop_driver":
-        assert step.ups and step.driver and step.pid
-        # Signalled now, awaited later: the driver is found by PID, so its section may
-        # leave ups.conf and upsd may reload while it exits.
-        daemons.signal_stop(step.pid)
-        outcome.stopping[step.ups] = (step.driver, step.pid)
-    elif step.kind == "start_upsd":
-        outcome.started["upsd"] = daemons.start_upsd(settings)
-        _await_upsd_serves(settings, listen)
-    elif step.kind == "stop_upsd":
-        assert step.pid
-        daemons.stop_upsd(settings, step.pid)
-    elif step.kind == "reload_upsd":
-        assert step.pid
-        daemons.reload_upsd(settings, step.pid)
-        _await_upsd_serves(settings, listen)
-    elif step.kind == "start_upsmon":
-        outcome.started["upsmon"] = daemons.start_upsmon(settings)
-    elif step.kind == "reload_upsmon":
-        assert step.pid
-        daemons.reload_upsmon(settings, step.pid)
-    elif step.kind == "stop_upsmon":
-        assert step.pid
-        daemons.stop_upsmon(settings, step.pid)
-
-
-def execute(plan: Plan, settings: Settings, listen: tuple[str, int]) -> Outcome:
-    outcome = Outcome()
-    # Why here: a fresh volume (or ./dev.sh run) starts with neither; NUT needs both.
-    for directory in (settings.confpath, settings.statepath):
-        directory.mkdir(parents=True, exist_ok=True)
-    for skipped in plan.skipped:
-        logfmt.warning("file.skip", file=skipped.name, why=skipped.reason)
-    for warning in plan.warnings:
-        logfmt.warning("plan.warning", why=warning)
-    for step in plan.steps:
-        try:
-            if isinstance(step, WriteFile):
-                _write(settings, step)
-                logfmt.info("file.write", file=step.name, why=step.reason)
-            else:
-                _act(settings, step, outcome, listen)
-                pid = outcome.started.get(f"driver:{step.ups}" if step.ups else step.kind.split("_", 1)[1])
-                logfmt.info(
-                    step.kind.replace("_", "."),
-                    ups=step.ups,
-                    driver=step.driver,
-                    why=step.reason,
-                    pid=pid if step.kind.startswith("start") else step.pid,
-                )
-        except (daemons.DaemonError, OSError) as exc:
-            message = f"{describe(step)}: {exc}"
-            logfmt.error("step.failed", step=describe(step), error=str(exc))
-            outcome.errors.append(message)
-        daemons.reap()
-    for ups in list(outcome.stopping):
-        _finish_stop(settings, outcome, ups)
-    return outcome
-
-
-def describe(step: WriteFile | Action) -> str:
+def _log(step: Step, started: ProcId | None) -> None:
     if isinstance(step, WriteFile):
-        return f"write {step.name} ({step.reason})"
-    target = f" {step.ups} ({step.driver})" if step.ups else ""
-    return f"{step.kind.replace('_', ' ')}{target}"
+        logfmt.info("file.write", file=step.name, why=step.reason)
+        return
+    ups = getattr(step, "ups", None)
+    driver = getattr(step, "driver", None)
+    proc = started if started is not None else getattr(step, "proc", None)
+    logfmt.info(step.kind.replace("_", "."), ups=ups, driver=driver, why=step.reason, pid=proc.pid if proc else None)
+
+
+def execute(
+    plan: Plan,
+    settings: Settings,
+    listen: tuple[str, int],
+    ledger: Ledger,
+    save_ledger: Callable[[Ledger], None],
+) -> Outcome:
+    run = _Run(settings, listen, Outcome(ledger=dict(ledger)), save_ledger)
+    # Why here: a fresh volume (or ./dev.sh run) starts with neither; NUT needs both.
+    try:
+        ensure_dir(settings.confpath)
+        ensure_nut_statepath(settings.statepath)
+    except OSError as exc:
+        logfmt.error("dir.failed", error=str(exc), why="the steps that need it will fail and be retried")
+    failed: set[int] = set()
+    for index, step in enumerate(plan.steps):
+        blocked = sorted(step.needs & failed)
+        if blocked:
+            failed.add(index)
+            why = "; ".join(describe(plan.steps[i]) for i in blocked)
+            logfmt.warning("step.skipped", step=describe(step), why=f"needs {why}, which did not succeed")
+            run.outcome.skipped.append(f"{describe(step)}: skipped (needs {why})")
+            continue
+        if settings.crash_before_step == index + 1:
+            # The fault tests' hook: die here as a power cut or OOM kill would.
+            logfmt.warning("crash.hook", before_step=index + 1, step=describe(step))
+            os.kill(os.getpid(), signal.SIGKILL)
+        try:
+            _log(step, _do(run, step))
+        except (daemons.DaemonError, OSError) as exc:
+            failed.add(index)
+            logfmt.error("step.failed", step=describe(step), error=str(exc))
+            run.outcome.errors.append(f"{describe(step)}: {exc}")
+        daemons.reap()
+    for ups in list(run.outcome.stopping):
+        try:
+            _finish_stop(run, ups)
+        except (daemons.DaemonError, OSError) as exc:
+            run.outcome.errors.append(f"stop driver {ups}: {exc}")
+            run.outcome.stopping.pop(ups, None)
+    return run.outcome

@@ -5,6 +5,10 @@ a one-shot `apply` and the long-running `run` see and control the same processes
 upsmon runs in the foreground (-F) with privilege separation off (-p), detached in
 its own session, and the agent keeps its PID: Debian's upsmon writes its PID file to
 a compiled-in path that NUT_ALTPIDPATH does not move.
+
+Every signal goes to a process named by (PID, start time), checked through a pidfd
+right before it is sent: a PID that now belongs to another process is never signalled.
+Reloads are NUT's own: SIGHUP, which is all `upsd -c reload` / `upsmon -c reload` send.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ import subprocess
 from pathlib import Path
 
 from reconcile import logfmt
-from reconcile.observe.processes import alive, running_pid
+from reconcile.model import ProcId
+from reconcile.observe import processes
+from reconcile.observe.running import UPSMON_OWN_PIDFILES
 from reconcile.settings import Settings
 from reconcile.waiting import await_true, await_value
 
@@ -26,6 +32,10 @@ START_CONFIRM = 5.0
 _children: dict[int, subprocess.Popen[bytes]] = {}
 _PR_SET_CHILD_SUBREAPER = 36
 _reaper = {"on": False}
+
+
+class DaemonError(RuntimeError):
+    pass
 
 
 def become_subreaper() -> bool:
@@ -45,8 +55,21 @@ def become_subreaper() -> bool:
     return ok
 
 
-class DaemonError(RuntimeError):
-    pass
+def reap() -> None:
+    """Collect exited children: our upsmon, and (as PID 1 in a container) daemons
+    reparented to us. Called only between steps, never while a subprocess.run is
+    waiting, so it cannot steal that child's exit status."""
+    for pid, child in list(_children.items()):
+        if child.poll() is not None:
+            del _children[pid]
+    if _reaper["on"] or os.getpid() == 1:
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
 
 
 def _run(settings: Settings, argv: list[str]) -> str:
@@ -87,42 +110,71 @@ def _remove(path: Path) -> None:
         pass
 
 
-def terminate(pid: int, program: str, timeout: float = STOP_TIMEOUT) -> None:
-    """SIGTERM, await the exit, SIGKILL if it does not come."""
+# --- signals, only ever to the process we mean --------------------------------------
+
+
+def send(proc: ProcId, program: str, sig: signal.Signals) -> bool:
+    """Signal exactly this process. False when it is gone (or its PID now names another
+    process, which is then left alone)."""
     try:
-        os.kill(pid, signal.SIGTERM)
+        fd = os.pidfd_open(proc.pid)
     except ProcessLookupError:
+        return False
+    except OSError as exc:
+        raise DaemonError(f"pidfd_open({proc.pid}): {exc.strerror}") from None
+    try:
+        # The pidfd pins the process: if it is still the one we mean now, the signal
+        # can only reach it.
+        if processes.proc_id(proc.pid, program) != proc:
+            return False
+        signal.pidfd_send_signal(fd, sig)
+        return True
+    except ProcessLookupError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def _gone(proc: ProcId, program: str) -> bool:
+    reap()
+    return processes.proc_id(proc.pid, program) != proc
+
+
+def terminate(proc: ProcId, program: str, timeout: float = STOP_TIMEOUT) -> None:
+    """SIGTERM, await the exit, SIGKILL if it does not come."""
+    if not send(proc, program, signal.SIGTERM):
         return
     reap()
-    if not await_true(lambda: _gone(pid, program), timeout):
-        logfmt.warning("process.kill", pid=pid, program=program, why=f"no exit {timeout:g}s after SIGTERM")
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            return
-        await_true(lambda: _gone(pid, program), 1.0)
+    if not await_true(lambda: _gone(proc, program), timeout):
+        logfmt.warning("process.kill", pid=proc.pid, program=program, why=f"no exit {timeout:g}s after SIGTERM")
+        if send(proc, program, signal.SIGKILL):
+            await_true(lambda: _gone(proc, program), 1.0)
+    if not _gone(proc, program):
+        raise DaemonError(f"{program} (pid {proc.pid}) did not exit")
 
 
-def _gone(pid: int, program: str) -> bool:
-    reap()
-    return not alive(pid, program)
+def _confirm(pidfile: Path, program: str, not_before: int, what: str) -> ProcId:
+    """The process that wrote `pidfile`, started by us (no earlier than `not_before`)."""
+
+    def started() -> ProcId | None:
+        pid = processes.read_pid(pidfile)
+        proc = None if pid is None else processes.proc_id(pid, program)
+        return proc if proc is not None and proc.start >= not_before else None
+
+    proc = await_value(started, START_CONFIRM)
+    if proc is None:
+        raise DaemonError(f"{what} did not stay up")
+    return proc
 
 
-def reap() -> None:
-    """Collect exited children: our upsmon, and (as PID 1 in a container) daemons
-    reparented to us. Called only between steps, never while a subprocess.run is
-    waiting, so it cannot steal that child's exit status."""
-    for pid, child in list(_children.items()):
-        if child.poll() is not None:
-            del _children[pid]
-    if _reaper["on"] or os.getpid() == 1:
-        while True:
-            try:
-                pid, _ = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
+def _clear_dead_pidfile(pidfile: Path, program: str) -> None:
+    """A PID file whose process is gone makes NUT wait for it (drivers: 5 s) or refuse
+    to start (upsd, upsmon). One naming a live `program` is left alone: the plan never
+    starts a second one over a process that is not ours."""
+    pid = processes.read_pid(pidfile)
+    if pidfile.exists() and (pid is None or processes.proc_id(pid, program) is None):
+        logfmt.debug("pidfile.stale", path=pidfile)
+        _remove(pidfile)
 
 
 # --- drivers -------------------------------------------------------------------
@@ -132,93 +184,65 @@ def driver_pidfile(settings: Settings, driver: str, ups: str) -> Path:
     return settings.statepath / f"{driver}-{ups}.pid"
 
 
-def start_driver(settings: Settings, ups: str, driver: str) -> int:
+def start_driver(settings: Settings, ups: str, driver: str, not_before: int) -> ProcId:
     pidfile = driver_pidfile(settings, driver, ups)
-    if pidfile.exists() and running_pid(pidfile, driver) is None:
-        # A stale PID file makes the new driver wait 5 s to "terminate the other one".
-        _remove(pidfile)
+    _clear_dead_pidfile(pidfile, driver)
     _run(settings, [_need(settings.binaries.upsdrvctl, "upsdrvctl"), "-u", settings.run_user, "start", ups])
-    pid = await_value(lambda: running_pid(pidfile, driver), START_CONFIRM)
-    if pid is None:
-        raise DaemonError(f"driver {driver} for {ups} did not stay up")
-    return pid
+    return _confirm(pidfile, driver, not_before, f"driver {driver} for {ups}")
 
 
-def signal_stop(pid: int) -> None:
+def signal_stop(proc: ProcId, driver: str) -> None:
     """Ask a driver to exit without waiting: a driver takes up to its poll interval
     (~2 s) to go, and nothing but a new driver for the same UPS needs to wait for it."""
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
+    send(proc, driver, signal.SIGTERM)
 
 
-def stop_driver(settings: Settings, ups: str, driver: str, pid: int, timeout: float = STOP_TIMEOUT) -> None:
+def stop_driver(settings: Settings, ups: str, driver: str, proc: ProcId, timeout: float = STOP_TIMEOUT) -> None:
     """Stop and await the exit (after signal_stop, or on its own)."""
-    terminate(pid, driver, timeout)
-    # Drivers killed hard leave their PID file and socket behind.
-    _remove(driver_pidfile(settings, driver, ups))
-    _remove(settings.statepath / f"{driver}-{ups}")
+    terminate(proc, driver, timeout)
+    # A driver killed hard leaves its PID file and socket behind; remove them only if
+    # they are still that driver's.
+    pidfile = driver_pidfile(settings, driver, ups)
+    if processes.read_pid(pidfile) == proc.pid:
+        _remove(pidfile)
+        _remove(settings.statepath / f"{driver}-{ups}")
 
 
 # --- upsd -----------------------------------------------------------------------
 
 
-def start_upsd(settings: Settings) -> int:
+def start_upsd(settings: Settings, not_before: int) -> ProcId:
     pidfile = settings.statepath / "upsd.pid"
-    if pidfile.exists() and running_pid(pidfile, "upsd") is None:
+    _clear_dead_pidfile(pidfile, "upsd")
+    _run(settings, [_need(settings.binaries.upsd, "upsd"), "-u", settings.upsd_user])
+    return _confirm(pidfile, "upsd", not_before, "upsd")
+
+
+def reload(proc: ProcId, program: str) -> None:
+    """NUT's reload (upsd and upsmon re-read their files and keep their clients)."""
+    if not send(proc, program, signal.SIGHUP):
+        raise DaemonError(f"{program} (pid {proc.pid}) is gone: nothing to reload")
+
+
+def stop_upsd(settings: Settings, proc: ProcId, timeout: float = STOP_TIMEOUT) -> None:
+    terminate(proc, "upsd", timeout)
+    pidfile = settings.statepath / "upsd.pid"
+    if processes.read_pid(pidfile) == proc.pid:
         _remove(pidfile)
-    _run(settings, [_need(settings.binaries.upsd, "upsd"), "-u", settings.run_user])
-    pid = await_value(lambda: running_pid(pidfile, "upsd"), START_CONFIRM)
-    if pid is None:
-        raise DaemonError("upsd did not stay up")
-    return pid
-
-
-def reload_upsd(settings: Settings, pid: int) -> None:
-    _run(settings, [_need(settings.binaries.upsd, "upsd"), "-c", "reload", "-P", str(pid)])
-
-
-def stop_upsd(settings: Settings, pid: int, timeout: float = STOP_TIMEOUT) -> None:
-    terminate(pid, "upsd", timeout)
-    _remove(settings.statepath / "upsd.pid")
 
 
 # --- upsmon ---------------------------------------------------------------------
 
 
-def upsmon_pidfile(settings: Settings) -> Path:
-    return settings.agent_dir / "upsmon.pid"
-
-
-# Where upsmon itself writes its PID file: NUT's compiled-in PIDPATH (/run/nut for
-# Debian, the state dir for our source build).
-_UPSMON_OWN_PIDFILES = ("/run/nut/upsmon.pid", "/var/run/nut/upsmon.pid")
-
-
-def _clear_stale_upsmon_pidfiles(settings: Settings) -> None:
-    """upsmon refuses to start while its PID file names any live process. After a
-    container restart that PID often belongs to something else (even our upsd).
-    A live upsmon that is not ours (a host's own NUT) is reported, not killed."""
-    for path in sorted({Path(p) for p in _UPSMON_OWN_PIDFILES} | {settings.statepath / "upsmon.pid"}):
-        if not path.exists():
-            continue
-        other = running_pid(path, "upsmon")
-        if other is None:
-            logfmt.debug("upsmon.stale-pidfile", path=path)
-            _remove(path)
-        else:
-            raise DaemonError(
-                f"another upsmon (pid {other}, {path}) is running and NUT allows one per PID file: "
-                "stop it, or set [upsmon] enabled = false"
-            )
-
-
-def start_upsmon(settings: Settings) -> int:
+def start_upsmon(settings: Settings) -> ProcId:
     binary = _need(settings.binaries.upsmon, "upsmon")
-    _clear_stale_upsmon_pidfiles(settings)
-    settings.agent_dir.mkdir(parents=True, exist_ok=True)
-    log = open(settings.agent_dir / "upsmon.log", "ab")  # noqa: SIM115 - handed to the child
+    # upsmon refuses to start while its PID file names any live process. After a
+    # container restart that PID often belongs to something else (even our upsd).
+    for path in sorted({*UPSMON_OWN_PIDFILES, settings.statepath / "upsmon.pid"}):
+        _clear_dead_pidfile(path, "upsmon")
+    log_path = settings.agent_dir / "upsmon.log"
+    _cap(log_path, settings.log_file_max)
+    log = open(log_path, "ab")  # noqa: SIM115 - handed to the child
     try:
         child = subprocess.Popen(
             [binary, "-p", "-F"],
@@ -233,15 +257,20 @@ def start_upsmon(settings: Settings) -> int:
     finally:
         log.close()
     _children[child.pid] = child
-    # If it dies (a bad config), the next observation sees no live PID and restarts it with backoff.
-    upsmon_pidfile(settings).write_text(f"{child.pid}\n", encoding="ascii")
-    return child.pid
+    proc = await_value(lambda: processes.proc_id(child.pid, "upsmon"), START_CONFIRM)
+    if proc is None:
+        raise DaemonError("upsmon did not stay up")
+    return proc
 
 
-def reload_upsmon(settings: Settings, pid: int) -> None:
-    _run(settings, [_need(settings.binaries.upsmon, "upsmon"), "-c", "reload", "-P", str(pid)])
+def _cap(path: Path, limit: int) -> None:
+    """Keep upsmon's own log (which only grows) to one rotation, like the agent's."""
+    try:
+        if path.stat().st_size > limit:
+            os.replace(path, path.with_name(path.name + ".1"))
+    except FileNotFoundError:
+        pass
 
 
-def stop_upsmon(settings: Settings, pid: int, timeout: float = STOP_TIMEOUT) -> None:
-    terminate(pid, "upsmon", timeout)
-    _remove(upsmon_pidfile(settings))
+def stop_upsmon(proc: ProcId, timeout: float = STOP_TIMEOUT) -> None:
+    terminate(proc, "upsmon", timeout)

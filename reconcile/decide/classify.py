@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 
 from reconcile.model import DeviceRule, Ups, UsbDevice
 from reconcile.observe.driver_table import DriverTable
@@ -36,4 +38,23 @@ def classify(
         else:
             continue
         upses.append(Ups(usb=dev, driver=driver, driver_from=origin, usb_driver=table.is_usb_driver(driver), rule=rule))
-    return upses
+    return mark_twins(upses)
+
+
+def mark_twins(upses: list[Ups]) -> list[Ups]:
+    """Units that report the same VID:PID:serial (cheap UPSes often say 000000000000) can
+    only be told apart by their USB port: mark them, so each gets its own name and driver."""
+    counts = Counter(u.usb.fingerprint for u in upses)
+    return [replace(u, twin=counts[u.usb.fingerprint] > 1) for u in upses]
+
+
+def twin_warnings(upses: Iterable[Ups]) -> list[str]:
+    by_fp: dict[str, list[str]] = {}
+    for u in upses:
+        if u.twin:
+            by_fp.setdefault(u.usb.fingerprint, []).append(u.usb.port)
+    return [
+        f"USB ports {', '.join(sorted(ports))} hold UPSes that all report {fp}: they are told apart by "
+        "port, so their names follow the port (plug one into another port and the names may move)"
+        for fp, ports in sorted(by_fp.items())
+    ]

@@ -1,11 +1,16 @@
-"""The desired NUT configuration, from the UPSes found, their names and the settings."""
+"""The desired NUT configuration, from the UPSes found, their names and the settings.
+
+A UPS that cannot be served (its driver's socket path would be too long, a value NUT
+cannot be given) is left out with a problem saying why; the others are still served.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from reconcile.model import NutConfig, Ups, UpsSection, User
-from reconcile.nutsyntax import ere_escape, printable_ascii
+from reconcile.decide.render import check_section
+from reconcile.model import Monitor, NutConfig, Secrets, Ups, UpsSection, User
+from reconcile.nutsyntax import NutSyntaxError, ere_escape, printable_ascii
 from reconcile.userconfig import UserConfig, reachable
 
 DESC_MAX = 120
@@ -13,15 +18,13 @@ LOCAL_UPSMON_USER = "upsmon"
 SOCKET_PATH_MAX = 107  # sun_path is 108 bytes with the terminating NUL
 
 
-class DesiredError(ValueError):
-    pass
-
-
 @dataclass(frozen=True)
-class Secrets:
-    admin: str
-    monuser: str
-    upsmon: str
+class Problem:
+    ups: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.ups}: {self.reason}"
 
 
 def _desc(ups: Ups) -> str:
@@ -39,14 +42,18 @@ def section(ups: Ups, name: str) -> UpsSection:
     options: list[tuple[str, str | None]] = []
     if ups.usb_driver:
         # Match by identity only. bus/device/busport change on replug and would stop
-        # the driver from finding the UPS again, so they are never pinned.
+        # the driver from finding the UPS again, so they are never pinned...
         options += [("port", "auto"), ("vendorid", usb.vendorid), ("productid", usb.productid)]
         if usb.serial and usb.serial_raw_ok:
             # NUT compiles match values as anchored extended regexes: escape the literal.
             options.append(("serial", ere_escape(usb.serial)))
+        if ups.twin:
+            # ...except for twins (same VID:PID:serial), which nothing else tells apart.
+            # A replug changes the address, so the section changes and the driver restarts.
+            options += [("bus", f"{usb.busnum:03d}"), ("device", f"{usb.devnum:03d}")]
     for key, value in ups.rule.options if ups.rule else ():
         if value is True:
-            options.append((key, None))
+            options = [(k, v) for k, v in options if k != key] + [(key, None)]
         elif value is not False:
             options = [(k, v) for k, v in options if k != key] + [(key, str(value))]
     options.append(("desc", _desc(ups)))
@@ -63,44 +70,73 @@ def placeholder(name: str) -> UpsSection:
     )
 
 
+def _servable(s: UpsSection, statepath: str) -> str | None:
+    """Why NUT could not serve this section, or None."""
+    sock = f"{statepath}/{s.driver}-{s.name}"
+    if len(sock.encode()) > SOCKET_PATH_MAX:
+        return f"driver socket path {sock!r} is longer than {SOCKET_PATH_MAX} bytes (shorten NUT_STATEPATH or the name)"
+    try:
+        check_section(s)
+    except NutSyntaxError as exc:
+        return str(exc)
+    return None
+
+
 def build(
-    upses: list[Ups],
+    attached: list[Ups],
+    held: list[Ups],
     names: dict[str, str],
     primary_name: str,
     user: UserConfig,
     secrets: Secrets,
     statepath: str,
     run_user: str,
-) -> NutConfig:
-    sections = [section(u, names[u.usb.fingerprint]) for u in upses]
-    placeholders: tuple[str, ...] = ()
-    if primary_name not in {s.name for s in sections}:
+) -> tuple[NutConfig, tuple[Problem, ...]]:
+    """`held`: UPSes gone from the bus that stay watched (see decide/power.py): their
+    section stays, with no driver, and so does their MONITOR line."""
+    problems: list[Problem] = []
+    sections: list[UpsSection] = []
+    power: dict[str, int] = {}
+    held_names: set[str] = set()
+    for ups, is_held in [(u, False) for u in attached] + [(u, True) for u in held]:
+        s = section(ups, names[ups.key])
+        why = _servable(s, statepath)
+        if why is not None:
+            problems.append(Problem(s.name, why))
+            continue
+        sections.append(s)
+        power[s.name] = 0 if ups.rule is not None and not ups.rule.powers_host else 1
+        if is_held:
+            held_names.add(s.name)
+    placeholders: set[str] = set()
+    if primary_name not in power:
         sections.append(placeholder(primary_name))
-        placeholders = (primary_name,)
+        placeholders.add(primary_name)
     sections.sort(key=lambda s: s.name)
-    for s in sections:
-        sock = f"{statepath}/{s.driver}-{s.name}"
-        if len(sock.encode()) > SOCKET_PATH_MAX:
-            raise DesiredError(f"NUT_STATEPATH: driver socket path {sock!r} is longer than {SOCKET_PATH_MAX} bytes")
     host, port = user.listen[0]
     host = reachable(host)
     monitor_host = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return NutConfig(
+    users = [
+        User("monuser", secrets.monuser, "upsmon-secondary"),
+        User(LOCAL_UPSMON_USER, secrets.upsmon, "upsmon-primary"),
+    ]
+    if secrets.admin is not None:
+        # Only when asked for: admin can switch the UPS's load off (instant commands).
+        users.insert(0, User("admin", secrets.admin, "admin"))
+    config = NutConfig(
         sections=tuple(sections),
         listen=user.listen,
-        users=(
-            User("admin", secrets.admin, "admin"),
-            User("monuser", secrets.monuser, "upsmon-secondary"),
-            User(LOCAL_UPSMON_USER, secrets.upsmon, "upsmon-primary"),
-        ),
-        # Never watch a placeholder: upsmon would count a UPS it cannot reach, last seen
-        # on battery, as critical and could shut the host down.
-        monitors=tuple(s.name for s in sections if s.name not in placeholders),
+        users=tuple(users),
+        # Never watch a placeholder: there is no UPS behind it.
+        monitors=tuple(Monitor(s.name, power[s.name]) for s in sections if s.name in power),
         monitor_host=monitor_host,
         upsmon_enabled=user.upsmon_enabled,
         shutdown_cmd=user.shutdown_cmd,
         statepath=statepath,
         run_user=run_user,
         maxage=user.maxage,
-        placeholders=placeholders,
+        pollfreq=user.pollfreq,
+        deadtime=user.deadtime,
+        driverless=tuple(sorted(placeholders | held_names)),
     )
+    return config, tuple(problems)

@@ -17,29 +17,47 @@ import re
 from dataclasses import dataclass, field
 
 from reconcile.model import Ups
+from reconcile.nutsyntax import NutSyntaxError, is_printable_ascii, validate_name
+
+_KEY_MAX = 512
 
 
 @dataclass(frozen=True)
 class NameBook:
     """What is persisted between runs (state dir, names.json)."""
 
-    primary: str | None = None  # fingerprint of the UPS holding the primary name
-    names: dict[str, str] = field(default_factory=dict)  # fingerprint -> secondary name
+    primary: str | None = None  # key (Ups.key) of the UPS holding the primary name
+    names: dict[str, str] = field(default_factory=dict)  # key -> secondary name
 
     def to_json(self) -> dict[str, object]:
         return {"primary": self.primary, "names": dict(sorted(self.names.items()))}
 
     @classmethod
     def from_json(cls, data: object) -> NameBook:
-        if not isinstance(data, dict):
-            raise ValueError("names file: not a JSON object")
+        """Validated like any input: every name must be one NUT can be given safely,
+        since it goes into ups.conf and upsmon.conf (upsmon runs as root)."""
+        if not isinstance(data, dict) or set(data) - {"primary", "names"}:
+            raise ValueError("not a JSON object with 'primary' and 'names'")
         primary = data.get("primary")
         names = data.get("names", {})
-        if primary is not None and not isinstance(primary, str):
-            raise ValueError("names file: 'primary' must be a string or null")
-        if not isinstance(names, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in names.items()):
-            raise ValueError("names file: 'names' must map strings to strings")
+        if primary is not None and not _good_key(primary):
+            raise ValueError("'primary' must be a device key (printable ASCII) or null")
+        if not isinstance(names, dict):
+            raise ValueError("'names' must map device keys to UPS names")
+        for key, name in names.items():
+            if not _good_key(key) or not isinstance(name, str):
+                raise ValueError("'names' must map device keys (printable ASCII) to UPS names")
+            try:
+                validate_name(name, "a name in 'names'")
+            except NutSyntaxError as exc:
+                raise ValueError(str(exc)) from None
+        if len(set(names.values())) != len(names):
+            raise ValueError("'names' gives one UPS name to more than one device")
         return cls(primary, dict(names))
+
+
+def _good_key(key: object) -> bool:
+    return isinstance(key, str) and 0 < len(key) <= _KEY_MAX and is_printable_ascii(key)
 
 
 def _port_key(port: str) -> tuple[int, ...]:
@@ -47,9 +65,9 @@ def _port_key(port: str) -> tuple[int, ...]:
 
 
 def assign(upses: list[Ups], book: NameBook, primary_name: str) -> tuple[dict[str, str], NameBook]:
-    """Names by fingerprint for the attached UPSes, and the updated book."""
+    """Names by key (Ups.key) for the attached UPSes, and the updated book."""
     names: dict[str, str] = {}
-    attached = {u.usb.fingerprint: u for u in upses}
+    attached = {u.key: u for u in upses}
     # 1. pinned names
     for fp, ups in attached.items():
         if ups.rule is not None and ups.rule.name:
@@ -66,7 +84,9 @@ def assign(upses: list[Ups], book: NameBook, primary_name: str) -> tuple[dict[st
         if primary_fp is not None:
             names[primary_fp] = primary_name
     # 4. the others keep or get a secondary name
-    secondary = {fp: n for fp, n in book.names.items() if fp != primary_fp and n not in pinned_taken}
+    secondary = {
+        fp: n for fp, n in book.names.items() if fp != primary_fp and n not in pinned_taken and n != primary_name
+    }
     reserved = set(secondary.values()) | set(names.values())
     for fp in sorted(attached, key=lambda fp: (_port_key(attached[fp].usb.port), fp)):
         if fp in names:

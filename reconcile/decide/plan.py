@@ -1,52 +1,62 @@
-"""The plan: a pure function from (desired, actual) to ordered steps.
+"""The plan: a pure function from (desired, actual) to ordered steps, each naming the
+earlier steps it needs.
+
+Level-triggered: it compares what should be with what is there *and running* (the
+drivers per section, what upsd serves, the configuration each process last loaded),
+never with what the agent did before. A section with no live driver gets one; a driver
+started for another version of its section is restarted; an upsd that does not serve
+exactly the sections of ups.conf, or runs with older files, is reloaded. So whatever
+instant the agent was killed at, the next pass converges.
 
 NUT's safe order (see README, "How a change is applied"):
   unplug: MONITOR out -> reload upsmon -> stop driver -> section out -> reload upsd
   plug:   section in -> start driver -> reload upsd -> MONITOR in -> reload upsmon
-Both can happen in one plan (a swap), so the steps run in phases:
-  A. upsmon.conf without the MONITORs that go away; reload upsmon
-  B. stop the drivers whose section goes away or changes (before the section leaves
-     ups.conf: NUT finds a driver through its section)
-  C. write ups.conf, upsd.conf, upsd.users, nut.conf
-  D. start the drivers that are new, changed, dead, or asked to restart
-  E. start upsd, restart it (upsd.conf changed: LISTEN needs a restart), or reload it
-  F. upsmon.conf with the new MONITORs; start or reload upsmon
-Files we do not manage (no header, or read-only) are never written: they are
-reported and what they say is used as it is.
+Both can happen in one plan (a swap), so the steps come in phases:
+  A. upsmon stops watching the UPSes that go away (an intermediate upsmon.conf)
+  B. the drivers whose section goes away or changes are stopped
+  C. ups.conf, upsd.conf, upsd.users, nut.conf are written
+  D. the drivers that are missing are started
+  E. upsd is started, restarted (LISTEN needs it) or reloaded
+  F. upsmon.conf with the new MONITORs; upsmon is started or reloaded
+A step whose needs failed is skipped by the executor (e.g. no driver stop and no upsd
+reload after a failed upsmon.conf write). Files we do not manage (no header, or
+read-only) are never written: they are reported and what they say is used as it is.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
 
-from reconcile.model import Action, ActualState, Plan, Skipped, Step, WriteFile
+from reconcile.decide.loaded import UPSD_FILES, digest, of_files, of_section, section_blocks
+from reconcile.model import (
+    ActualState,
+    Monitor,
+    Plan,
+    ReloadUpsd,
+    ReloadUpsmon,
+    Skipped,
+    StartDriver,
+    StartUpsd,
+    StartUpsmon,
+    Step,
+    StopDriver,
+    StopUpsd,
+    StopUpsmon,
+    WriteFile,
+)
 from reconcile.nutsyntax import NutSyntaxError, section_drivers, tokenize
-
-_HEADER_LINE = re.compile(r"^\s*\[([^\]]*)\]\s*$")
 
 
 @dataclass(frozen=True)
 class Desired:
     files: dict[str, str]
     upsmon_enabled: bool
-    placeholders: frozenset[str]  # sections to serve with no driver
-    # upsmon.conf as it would be with only these MONITORs (for phase A)
-    upsmon_with: Callable[[tuple[str, ...]], str]
-
-
-def section_blocks(text: str | None) -> dict[str, str]:
-    """ups.conf section name -> its text, to tell which sections changed."""
-    blocks: dict[str, list[str]] = {}
-    current: list[str] | None = None
-    for line in (text or "").splitlines():
-        header = _HEADER_LINE.match(line)
-        if header:
-            current = blocks.setdefault(header.group(1), [])
-        if current is not None:
-            current.append(line.rstrip())
-    return {name: "\n".join(lines).strip() for name, lines in blocks.items()}
+    driverless: frozenset[str]  # sections served with no driver (placeholder, held)
+    held: frozenset[str]  # of those, the UPSes that vanished on battery (decide/power.py)
+    monitors: tuple[Monitor, ...]
+    # upsmon.conf as it would be with only these MONITORs (phase A)
+    upsmon_with: Callable[[tuple[Monitor, ...]], str]
 
 
 def monitored(text: str | None) -> tuple[str, ...]:
@@ -58,11 +68,29 @@ def monitored(text: str | None) -> tuple[str, ...]:
     return tuple(names)
 
 
-def make_plan(desired: Desired, actual: ActualState, restart: frozenset[str] = frozenset()) -> Plan:
-    skipped: list[Skipped] = []
-    warnings: list[str] = []
+@dataclass
+class _Builder:
+    steps: list[Step] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    blocked: list[str] = field(default_factory=list)
+    upsmon_reloaded_to: tuple[tuple[str, str], ...] | None = None  # by phase A
+
+    def add(self, step: Step, needs: Iterable[int | None] = ()) -> int:
+        self.steps.append(replace(step, needs=frozenset(n for n in needs if n is not None)))
+        return len(self.steps) - 1
+
+
+@dataclass(frozen=True)
+class _Files:
+    final: dict[str, str | None]  # what each file will say after the plan
+    writes: dict[str, WriteFile]
+    skipped: tuple[Skipped, ...]
+
+
+def _files(desired: Desired, actual: ActualState) -> _Files:
     final: dict[str, str | None] = {}
-    to_write: dict[str, WriteFile] = {}
+    writes: dict[str, WriteFile] = {}
+    skipped: list[Skipped] = []
     for name, content in desired.files.items():
         state = actual.files[name]
         if state.content == content:
@@ -76,94 +104,230 @@ def make_plan(desired: Desired, actual: ActualState, restart: frozenset[str] = f
         else:
             final[name] = content
             reason = "create" if state.content is None else "update"
-            to_write[name] = WriteFile(name, content, state.content, reason)
+            writes[name] = WriteFile(name=name, content=content, old=state.content, reason=reason)
+    return _Files(final, writes, tuple(skipped))
 
-    old_ups = actual.files["ups.conf"].content
-    new_ups = final["ups.conf"]
+
+def _drivers_wanted(desired: Desired, final_ups: str | None, b: _Builder) -> dict[str, str]:
     try:
-        new_drivers = section_drivers(new_ups)
-        if new_ups == desired.files["ups.conf"]:
-            new_drivers = {ups: d for ups, d in new_drivers.items() if ups not in desired.placeholders}
+        sections = section_drivers(final_ups)
     except NutSyntaxError as exc:
-        warnings.append(f"ups.conf cannot be parsed ({exc}): no driver is started")
-        new_drivers = {}
-    old_blocks, new_blocks = section_blocks(old_ups), section_blocks(new_ups)
+        b.warnings.append(f"ups.conf cannot be parsed ({exc}): no driver is started")
+        return {}
+    if final_ups == desired.files["ups.conf"]:
+        sections = {ups: d for ups, d in sections.items() if ups not in desired.driverless}
+    for ups, driver in sorted(sections.items()):
+        if not driver:
+            b.warnings.append(f"ups.conf section [{ups}] has no driver")
+    return {ups: d for ups, d in sections.items() if d}
+
+
+def _monitors_out(
+    desired: Desired, actual: ActualState, files: _Files, leaving: set[str], b: _Builder
+) -> tuple[int | None, set[str]]:
+    """Phase A. Returns the step after which upsmon no longer watches `gone`, and `gone`."""
+    on_disk = actual.files["upsmon.conf"].content
     try:
-        old_mon = monitored(actual.files["upsmon.conf"].content)
+        disk_mon = set(monitored(on_disk))
     except NutSyntaxError:
-        old_mon = ()
+        disk_mon = set()
     try:
-        new_mon = monitored(final["upsmon.conf"])
+        final_mon = set(monitored(files.final["upsmon.conf"]))
     except NutSyntaxError as exc:
-        warnings.append(f"upsmon.conf cannot be parsed ({exc})")
-        new_mon = old_mon
-    upsmon_running = actual.upsmon_pid is not None
-
-    steps: list[Step] = []
-    # A. MONITORs out first, so upsmon never watches a UPS that is about to vanish.
-    gone = [m for m in old_mon if m not in new_mon]
-    if gone and upsmon_running and "upsmon.conf" in to_write:
-        kept = tuple(m for m in old_mon if m in new_mon)
-        added = [m for m in new_mon if m not in old_mon]
-        content = desired.upsmon_with(kept) if added else to_write["upsmon.conf"].content
-        steps.append(WriteFile("upsmon.conf", content, to_write["upsmon.conf"].old, f"stop watching {', '.join(gone)}"))
-        steps.append(Action("reload_upsmon", f"stop watching {', '.join(gone)}", pid=actual.upsmon_pid))
+        b.warnings.append(f"upsmon.conf cannot be parsed ({exc})")
+        final_mon = disk_mon
+    upsmon = actual.upsmon
+    if upsmon is None:
+        return None, set()
+    may_watch = set(disk_mon)
+    if upsmon.loaded != of_files({"upsmon.conf": on_disk}, ("upsmon.conf",)):
+        # upsmon runs with a file that is no longer on disk (a crash between a write and
+        # its reload): it may watch any UPS that still has a section.
+        may_watch |= leaving
+    gone = may_watch - final_mon
+    if not gone:
+        return None, set()
+    why = f"stop watching {', '.join(sorted(gone))}"
+    write = files.writes.get("upsmon.conf")
+    if write is not None:
+        kept = tuple(m for m in desired.monitors if m.name in disk_mon)
+        added = final_mon - disk_mon
+        content = desired.upsmon_with(kept) if added else write.content
+        step = b.add(WriteFile(name="upsmon.conf", content=content, old=write.old, reason=why))
         if not added:
-            del to_write["upsmon.conf"]
+            del files.writes["upsmon.conf"]
+        b.upsmon_reloaded_to = of_files({"upsmon.conf": content}, ("upsmon.conf",))
+        return b.add(ReloadUpsmon(proc=upsmon.proc, loaded=b.upsmon_reloaded_to, reason=why), [step]), gone
+    if files.final["upsmon.conf"] == on_disk and "upsmon.conf" not in {s.name for s in files.skipped}:
+        b.upsmon_reloaded_to = of_files({"upsmon.conf": on_disk}, ("upsmon.conf",))
+        return b.add(ReloadUpsmon(proc=upsmon.proc, loaded=b.upsmon_reloaded_to, reason=why)), gone
+    b.warnings.append(f"upsmon.conf is not ours to write: upsmon may still watch {', '.join(sorted(gone))}")
+    return None, set()
 
-    # B. drivers down, while their section is still in ups.conf.
-    stopped: set[str] = set()
+
+def _drivers_down(
+    actual: ActualState,
+    wanted: dict[str, str],
+    final_blocks: dict[str, str],
+    restart: frozenset[str],
+    held: frozenset[str],
+    gate: tuple[int | None, set[str]],
+    b: _Builder,
+) -> dict[str, int]:
+    """Phase B: stop the drivers that must go or restart, while upsmon no longer watches
+    a UPS that goes away. Returns the stop step of each UPS."""
+    stops: dict[str, int] = {}
+    gate_step, gone = gate
     for ups, proc in sorted(actual.drivers.items()):
-        if ups not in new_drivers:
-            reason = "UPS gone"
-        elif new_drivers[ups] != proc.driver:
-            reason = f"driver changes to {new_drivers[ups]}"
-        elif new_blocks.get(ups) != old_blocks.get(ups):
+        if ups not in wanted:
+            reason = "vanished on battery: the driver goes, the UPS stays watched" if ups in held else "UPS gone"
+        elif wanted[ups] != proc.driver:
+            reason = f"driver changes to {wanted[ups]}"
+        elif proc.loaded != of_section(final_blocks.get(ups)):
             reason = "section changed (new device, replug or options)"
         elif ups in restart:
             reason = "restart requested (data stale)"
         else:
             continue
-        steps.append(Action("stop_driver", reason, ups=ups, driver=proc.driver, pid=proc.pid))
-        stopped.add(ups)
+        step = StopDriver(ups=ups, driver=proc.driver, proc=proc.proc, reason=reason)
+        stops[ups] = b.add(step, [gate_step if ups in gone else None])
+    return stops
 
-    # C. the files upsd and the drivers read.
+
+def _write_configs(
+    files: _Files, stops_before_ups_conf: list[int], gate_step: int | None, b: _Builder
+) -> dict[str, int]:
+    """Phase C: the files upsd and the drivers read."""
+    written: dict[str, int] = {}
     for name in ("nut.conf", "ups.conf", "upsd.conf", "upsd.users"):
-        if name in to_write:
-            steps.append(to_write.pop(name))
+        if name in files.writes:
+            needs: list[int | None] = [gate_step, *stops_before_ups_conf] if name == "ups.conf" else []
+            written[name] = b.add(files.writes.pop(name), needs)
+    return written
 
-    # D. drivers up.
-    for ups, driver in sorted(new_drivers.items()):
-        if not driver:
-            warnings.append(f"ups.conf section [{ups}] has no driver")
-        elif ups not in actual.drivers:
-            steps.append(
-                Action("start_driver", "new UPS" if ups not in old_blocks else "not running", ups=ups, driver=driver)
+
+def _drivers_up(
+    actual: ActualState,
+    wanted: dict[str, str],
+    final_blocks: dict[str, str],
+    old_sections: set[str],
+    stops: dict[str, int],
+    written: dict[str, int],
+    b: _Builder,
+) -> None:
+    """Phase D: every section that should have a driver and has no live one gets one."""
+    blocked = {s.key.removeprefix("driver:"): s for s in actual.strangers if s.key.startswith("driver:")}
+    for ups, driver in sorted(wanted.items()):
+        if ups in actual.drivers and ups not in stops:
+            continue
+        if ups in blocked:
+            s = blocked[ups]
+            b.blocked.append(
+                f"driver for {ups} not started: {s.source} names pid {s.pid} ({s.program}), not started by "
+                "nut-reconcile (never signalled; stop it or remove its PID file)"
             )
-        elif ups in stopped:
-            steps.append(Action("start_driver", "restart", ups=ups, driver=driver))
+            continue
+        reason = "restart" if ups in stops else ("new UPS" if ups not in old_sections else "not running")
+        step = StartDriver(ups=ups, driver=driver, loaded=of_section(final_blocks.get(ups)), reason=reason)
+        b.add(step, [written.get("ups.conf"), stops.get(ups)])
 
-    # E. upsd.
-    written = {s.name for s in steps if isinstance(s, WriteFile)}
-    if actual.upsd_pid is None:
-        steps.append(Action("start_upsd", "not running"))
-    elif "upsd.conf" in written:
-        steps.append(Action("stop_upsd", "upsd.conf changed (LISTEN needs a restart)", pid=actual.upsd_pid))
-        steps.append(Action("start_upsd", "upsd.conf changed"))
-    elif written & {"ups.conf", "upsd.users"}:
-        steps.append(Action("reload_upsd", "ups.conf or upsd.users changed", pid=actual.upsd_pid))
 
-    # F. upsmon last: only now do the new UPSes exist in upsd.
-    if desired.upsmon_enabled:
-        if "upsmon.conf" in to_write:
-            steps.append(to_write.pop("upsmon.conf"))
-            if upsmon_running:
-                steps.append(Action("reload_upsmon", "upsmon.conf changed", pid=actual.upsmon_pid))
-        if not upsmon_running:
-            steps.append(Action("start_upsmon", "not running"))
-    else:
-        if "upsmon.conf" in to_write:
-            steps.append(to_write.pop("upsmon.conf"))
-        if upsmon_running:
-            steps.append(Action("stop_upsmon", "upsmon is disabled", pid=actual.upsmon_pid))
-    return Plan(steps=tuple(steps), skipped=tuple(skipped), warnings=tuple(warnings))
+def _upsd(
+    actual: ActualState, files: _Files, sections: set[str], written: dict[str, int], fsd: bool, b: _Builder
+) -> int | None:
+    """Phase E. Returns the step after which upsd serves the new sections, if any."""
+    want = of_files(files.final, UPSD_FILES)
+    stranger = next((s for s in actual.strangers if s.key == "upsd"), None)
+    if actual.upsd is None:
+        if stranger is not None:
+            b.blocked.append(
+                f"upsd not started: {stranger.source} names pid {stranger.pid} (upsd), not started by nut-reconcile "
+                "(never signalled; stop it or remove its PID file)"
+            )
+            return None
+        return b.add(StartUpsd(loaded=want, reason="not running"), written.values())
+    loaded = dict(actual.upsd.loaded)
+    if loaded.get("upsd.conf") != digest(files.final["upsd.conf"]):
+        if fsd:
+            # A restart would drop the FSD flag that tells secondaries to shut down.
+            b.warnings.append("upsd.conf changed, but a UPS is in FSD: upsd is not restarted until it is over")
+        else:
+            why = "upsd.conf changed (LISTEN needs a restart)"
+            stop = b.add(StopUpsd(proc=actual.upsd.proc, reason=why), [written.get("upsd.conf")])
+            return b.add(StartUpsd(loaded=want, reason=why), [stop, *written.values()])
+    served = None if actual.served is None else set(actual.served)
+    if actual.upsd.loaded != want or (served is not None and served != sections):
+        if served is not None and served != sections:
+            reason = "upsd does not serve exactly the sections of ups.conf"
+        else:
+            reason = "ups.conf or upsd.users changed"
+        needs = [written.get("ups.conf"), written.get("upsd.users")]
+        return b.add(ReloadUpsd(proc=actual.upsd.proc, loaded=want, reason=reason), needs)
+    return None
+
+
+def _upsmon(desired: Desired, actual: ActualState, files: _Files, upsd_step: int | None, b: _Builder) -> None:
+    """Phase F: upsmon last: only now do the new UPSes exist in upsd."""
+    write = files.writes.pop("upsmon.conf", None)
+    write_step = b.add(write, [upsd_step]) if write is not None else None
+    want = of_files(files.final, ("upsmon.conf",))
+    if not desired.upsmon_enabled:
+        if actual.upsmon is not None:
+            b.add(StopUpsmon(proc=actual.upsmon.proc, reason="upsmon is disabled"))
+        return
+    if actual.upsmon is not None:
+        now = b.upsmon_reloaded_to if b.upsmon_reloaded_to is not None else actual.upsmon.loaded
+        if now != want:
+            b.add(ReloadUpsmon(proc=actual.upsmon.proc, loaded=want, reason="upsmon.conf changed"), [write_step])
+        return
+    stranger = next((s for s in actual.strangers if s.key == "upsmon"), None)
+    if stranger is not None:
+        b.blocked.append(
+            f"upsmon not started: another upsmon (pid {stranger.pid}, {stranger.source}) is running and NUT allows one "
+            "per PID file: stop it, or set [upsmon] enabled = false"
+        )
+        return
+    b.add(StartUpsmon(loaded=want, reason="not running"), [write_step, upsd_step])
+
+
+def make_plan(desired: Desired, actual: ActualState, restart: frozenset[str] = frozenset()) -> Plan:
+    """`restart`: UPS names whose driver must restart (its data has been stale too long)."""
+    b = _Builder()
+    files = _files(desired, actual)
+    old_ups = actual.files["ups.conf"].content
+    try:
+        old_sections = set(section_drivers(old_ups))
+    except NutSyntaxError:
+        old_sections = set()
+    final_ups = files.final["ups.conf"]
+    wanted = _drivers_wanted(desired, final_ups, b)
+    try:
+        final_sections = set(section_drivers(final_ups))
+    except NutSyntaxError:
+        final_sections = set()
+    old_blocks, final_blocks = section_blocks(old_ups), section_blocks(final_ups)
+    fsd = any("FSD" in s.flags for s in (actual.served or {}).values())
+
+    gate = _monitors_out(desired, actual, files, old_sections - final_sections, b)
+    stops = _drivers_down(actual, wanted, final_blocks, restart, desired.held, gate, b)
+    changed = [step for ups, step in stops.items() if old_blocks.get(ups) != final_blocks.get(ups)]
+    written = _write_configs(files, changed, gate[0], b)
+    _drivers_up(actual, wanted, final_blocks, old_sections, stops, written, b)
+    upsd_step = _upsd(actual, files, final_sections, written, fsd, b)
+    _upsmon(desired, actual, files, upsd_step, b)
+    return Plan(steps=tuple(b.steps), skipped=files.skipped, warnings=tuple(b.warnings), blocked=tuple(b.blocked))
+
+
+def drop(plan: Plan, indices: Iterable[int]) -> Plan:
+    """The plan without these steps and every step that needs one of them (renumbered)."""
+    gone = set(indices)
+    for i, step in enumerate(plan.steps):
+        if step.needs & gone:
+            gone.add(i)
+    new_index = {old: new for new, old in enumerate(i for i in range(len(plan.steps)) if i not in gone)}
+    steps = tuple(
+        replace(step, needs=frozenset(new_index[n] for n in step.needs))
+        for i, step in enumerate(plan.steps)
+        if i not in gone
+    )
+    return replace(plan, steps=steps)

@@ -3,11 +3,12 @@ which drivers to restart because upsd has been reporting their data stale."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from reconcile.decide.backoff import Backoff
-from reconcile.model import Action, Plan
+from reconcile.decide.plan import drop
+from reconcile.model import Plan, Served, StartDriver, StartUpsd, StartUpsmon, Step
 
 # A driver whose UPS is attached but whose data upsd calls stale for this long is
 # restarted: usbhid-ups can stay "Data stale" forever after a USB reset (NUT issues
@@ -16,29 +17,41 @@ STALE_RESTART_AFTER = 30.0
 _STALE_STATES = {"DATA-STALE", "DRIVER-NOT-CONNECTED"}
 
 
-def backoff_key(action: Action) -> str | None:
-    if action.kind == "start_driver":
-        return f"driver:{action.ups}"
-    if action.kind in ("start_upsd", "start_upsmon"):
-        return action.kind.split("_", 1)[1]
+@dataclass(frozen=True)
+class Supervision:
+    """What the run loop carries from one pass to the next. `apply` passes none: no
+    backoff (it runs once) and no stale restarts (it has no history)."""
+
+    backoff: Backoff = field(default_factory=Backoff)
+    stale_since: Mapping[str, float] = field(default_factory=dict)
+    stale_after: float | None = None  # None: never restart a driver for stale data
+    now: float = 0.0
+
+
+def backoff_key(step: Step) -> str | None:
+    if isinstance(step, StartDriver):
+        return f"driver:{step.ups}"
+    if isinstance(step, StartUpsd):
+        return "upsd"
+    if isinstance(step, StartUpsmon):
+        return "upsmon"
     return None
 
 
 def hold_back(plan: Plan, backoff: Backoff, now: float) -> tuple[Plan, list[str]]:
-    """Drop the starts that are still in their backoff window (and their stop twin)."""
+    """Drop the starts that are still in their backoff window, and the steps that need them."""
     held: list[str] = []
-    steps = []
-    for step in plan.steps:
-        key = backoff_key(step) if isinstance(step, Action) else None
+    indices = []
+    for i, step in enumerate(plan.steps):
+        key = backoff_key(step)
         if key is not None and not backoff.allowed(key, now):
             held.append(f"{key} (retry in {backoff.delay(key, now):.0f}s)")
-            continue
-        steps.append(step)
-    return dataclasses.replace(plan, steps=tuple(steps)), held
+            indices.append(i)
+    return (drop(plan, indices) if indices else plan), held
 
 
 def stale_drivers(
-    freshness: Mapping[str, str],
+    served: Mapping[str, Served],
     since: Mapping[str, float],
     running: set[str],
     now: float,
@@ -46,13 +59,13 @@ def stale_drivers(
 ) -> tuple[frozenset[str], dict[str, float]]:
     """(UPS names to restart, updated 'stale since' times).
 
-    `freshness` is upsd's answer per UPS ("ok" or NUT's error); only drivers that run
-    are considered: a driver that is not running is started anyway.
+    `served` is upsd's answer per UPS; only drivers that run (for a UPS on the bus) are
+    considered: a driver that is not running is started anyway.
     """
     new_since: dict[str, float] = {}
     restart = set()
-    for ups, state in freshness.items():
-        if ups not in running or state not in _STALE_STATES:
+    for ups, state in served.items():
+        if ups not in running or state.state not in _STALE_STATES:
             continue
         first = since.get(ups, now)
         if now - first >= after:

@@ -1,13 +1,17 @@
 """Ask NUT's nut-scanner which driver fits the USB devices present (-U -P).
 
-It runs only when the bus changed, never every tick, always with a timeout. Its
-output is raw (no escaping), so every field is validated before use.
+It runs only when the set of VID:PIDs on the bus changed, never every tick, always
+with a timeout; its answer is cached in the agent's dir (written only by a pass that
+applies). Its output is raw (no escaping), so every field is validated before use, and
+so is the cache.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
+from pathlib import Path
 
 _LINE = re.compile(r"USB:(.*)")
 _FIELD = re.compile(r'(\w+)="([^"]*)"')
@@ -41,3 +45,31 @@ def run(binary: str, timeout: float, env: dict[str, str] | None = None) -> dict[
         check=False,
     )
     return parse(result.stdout)
+
+
+_VIDPID = re.compile(r"[0-9a-f]{4}:[0-9a-f]{4}")
+
+
+def cache_key(vidpids: set[str]) -> tuple[str, ...]:
+    return tuple(sorted(vidpids))
+
+
+def read_cache(path: Path, key: tuple[str, ...]) -> dict[str, str] | None:
+    """The drivers cached for exactly this set of VID:PIDs, if the cache is valid."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("bus") != list(key) or not isinstance(data.get("drivers"), dict):
+        return None
+    drivers = data["drivers"]
+    if not all(
+        isinstance(k, str) and _VIDPID.fullmatch(k) and isinstance(v, str) and _DRIVER.fullmatch(v)
+        for k, v in drivers.items()
+    ):
+        return None
+    return dict(drivers)
+
+
+def cache_text(key: tuple[str, ...], drivers: dict[str, str]) -> str:
+    return json.dumps({"bus": list(key), "drivers": drivers}, sort_keys=True) + "\n"

@@ -1,9 +1,19 @@
-"""Which NUT daemons and drivers are running: PID files checked against /proc."""
+"""What /proc says about a process: its command name, start time, and whether it was
+started for our NUT directories. PID files only say where to look.
+
+Why the start time: a PID is reused once its process is gone (after a container
+restart the PID in a stale PID file often belongs to something else). (pid, start time)
+names one process for the life of the system; every signal the agent sends is checked
+against it first (see act/daemons.py).
+"""
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
+
+from reconcile.model import ProcId
 
 
 def read_pid(path: Path) -> int | None:
@@ -11,46 +21,76 @@ def read_pid(path: Path) -> int | None:
         text = path.read_text(encoding="ascii", errors="replace").strip()
     except OSError:
         return None
-    return int(text) if text.isdigit() and int(text) > 1 else None
+    return int(text) if text.isdigit() and 1 < int(text) < 1 << 22 else None
 
 
-def alive(pid: int, program: str) -> bool:
-    """True when pid runs `program` and is not a zombie (guards against PID reuse)."""
+def stat(pid: int) -> tuple[str, str, int] | None:
+    """(command name, state letter, start time in clock ticks after boot), or None if gone."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+        text = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    # The name sits in parentheses and may itself hold spaces or ')': split at the last ')'.
+    head, _, tail = text.rpartition(")")
+    fields = tail.split()
+    if len(fields) < 20 or not fields[19].isdigit():
+        return None
+    return head[head.find("(") + 1 :], fields[0], int(fields[19])
+
+
+def proc_id(pid: int, program: str) -> ProcId | None:
+    """The live (not zombie) process `pid`, if it runs `program`."""
+    info = stat(pid)
+    if info is None:
+        return None
+    comm, state, start = info
+    # The kernel truncates the command name to 15 characters.
+    if state in ("Z", "X") or comm != program[:15]:
+        return None
+    return ProcId(pid, start)
+
+
+def started_for(pid: int, marker: dict[str, str]) -> bool | None:
+    """Whether the process was started with our NUT directories in its environment
+    (every NUT program the agent runs gets them). None when /proc does not let us read
+    it: another user's process, without CAP_SYS_PTRACE."""
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except PermissionError:
+        return None
     except OSError:
         return False
-    comm = stat[stat.find("(") + 1 : stat.rfind(")")]
-    state = stat[stat.rfind(")") + 2 : stat.rfind(")") + 3]
-    # The kernel truncates comm to 15 characters.
-    return state not in ("Z", "X") and comm == program[:15]
+    env = dict(item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
+    return all(env.get(k.encode()) == v.encode() for k, v in marker.items())
 
 
-def running_pid(pidfile: Path, program: str) -> int | None:
-    pid = read_pid(pidfile)
-    return pid if pid is not None and alive(pid, program) else None
+def hz() -> int:
+    """Clock ticks a second, the unit of /proc/<pid>/stat's start time."""
+    return int(os.sysconf("SC_CLK_TCK"))
 
 
-def find_driver_pids(statepath: Path, drivers: set[str]) -> dict[str, tuple[str, int]]:
-    """Running drivers by UPS name: {ups: (driver, pid)}, from <driver>-<ups>.pid files.
+def boot_ticks() -> int:
+    """Now, on the clock of /proc/<pid>/stat's start time (clock ticks after boot)."""
+    return int(time.clock_gettime(time.CLOCK_BOOTTIME) * hz())
+
+
+def driver_pidfiles(statepath: Path, drivers: set[str]) -> dict[str, tuple[str, Path]]:
+    """NUT's driver PID files, <driver>-<ups>.pid, by UPS name: {ups: (driver, path)}.
 
     `drivers` is every driver name that could be in use; the longest matching prefix
     wins, since both driver and UPS names may contain '-'.
     """
-    found: dict[str, tuple[str, int]] = {}
+    found: dict[str, tuple[str, Path]] = {}
     try:
         entries = os.listdir(statepath)
     except OSError:
         return found
-    for entry in entries:
+    for entry in sorted(entries):
         if not entry.endswith(".pid"):
             continue
         stem = entry[: -len(".pid")]
         candidates = [d for d in drivers if stem.startswith(d + "-") and len(stem) > len(d) + 1]
-        if not candidates:
-            continue
-        driver = max(candidates, key=len)
-        pid = running_pid(statepath / entry, driver)
-        if pid is not None:
-            found[stem[len(driver) + 1 :]] = (driver, pid)
+        if candidates:
+            driver = max(candidates, key=len)
+            found[stem[len(driver) + 1 :]] = (driver, statepath / entry)
     return found

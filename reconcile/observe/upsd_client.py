@@ -7,20 +7,13 @@ Used to await that upsd serves a UPS after a change and to read data freshness f
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass
 
+from reconcile.model import Served
 from reconcile.userconfig import reachable
 
 
 class UpsdError(OSError):
     pass
-
-
-@dataclass(frozen=True)
-class Freshness:
-    ups: str
-    state: str  # "ok", or NUT's error: DRIVER-NOT-CONNECTED, DATA-STALE, UNKNOWN-UPS, ...
-    status: str | None  # ups.status when ok, e.g. "OL", "OB LB", "WAIT"
 
 
 class Connection:
@@ -62,17 +55,24 @@ class Connection:
             raise UpsdError(f"upsd: unexpected reply {first!r}")
         names: list[str] = []
         while True:
-            line = self._file.readline().rstrip("\n")
-            if not line or line.startswith("END LIST UPS"):
+            try:
+                raw = self._file.readline()
+            except OSError as exc:
+                raise UpsdError(f"upsd: {exc}") from None
+            if not raw:
+                raise UpsdError("upsd closed the connection in the middle of LIST UPS")
+            line = raw.rstrip("\n")
+            if line.startswith("END LIST UPS"):
                 return names
             parts = line.split(" ", 2)
             if len(parts) >= 2 and parts[0] == "UPS":
                 names.append(parts[1])
 
-    def freshness(self, ups: str) -> Freshness:
+    def served(self, ups: str) -> Served:
+        """Whether upsd has fresh data for the UPS ("ok"), and its ups.status."""
         reply = self.command(f"GET VAR {ups} ups.status")
         if reply.startswith("ERR "):
-            return Freshness(ups, reply[4:].split(" ")[0], None)
+            return Served(reply[4:].split(" ")[0], None)
         # VAR <ups> ups.status "OL"
         value = reply.split(" ", 3)[3].strip('"') if reply.count(" ") >= 3 else ""
-        return Freshness(ups, "ok", value)
+        return Served("ok", value)

@@ -32,6 +32,6 @@ def test_low_battery_on_an_attached_ups_runs_the_shutdown_command_and_sets_fsd(s
     flag = sandbox.root / "shutdown-ran"
 
     sandbox.data_file(**{"ups.status": "OB LB", "battery.charge": "4"})
-    assert await_true(flag.exists, AWAIT), (sandbox.state / "reconcile" / "upsmon.log").read_text()
+    assert await_true(flag.exists, AWAIT), (sandbox.agent / "upsmon.log").read_text()
     code, status = sandbox.upsc("my-ups", "ups.status")
     assert code == 0 and status.split() == ["FSD", "OB", "LB"]

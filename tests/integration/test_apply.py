@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from reconcile.nutsyntax import parse_sections
-from tests.helpers import Sandbox, make_sandbox, nut_processes
+from tests.helpers import Sandbox, make_sandbox, nut_processes, nut_readable_dir
 
 pytestmark = pytest.mark.nut
 
@@ -102,25 +102,28 @@ def test_second_apply_is_a_no_op(sandbox: Sandbox) -> None:
     sandbox.bus.plug("1-1")
     sandbox.cli("apply", check=True)
     assert sandbox.await_upsc("OL")
-    mtimes = {p.name: p.stat().st_mtime_ns for p in sandbox.conf.iterdir()}
-    pids = {p.name: p.read_text() for p in sandbox.state.glob("*.pid")} | {
-        "upsmon": (sandbox.state / "reconcile" / "upsmon.pid").read_text()
-    }
+
+    def written() -> dict[str, int]:
+        return {p.name: p.stat().st_mtime_ns for d in (sandbox.conf, sandbox.agent) for p in d.iterdir()}
+
+    mtimes = written()
+    pids = {p.name: p.read_text() for p in sandbox.state.glob("*.pid")}
+    procs = json.loads((sandbox.agent / "procs.json").read_text())
+    assert set(procs) == {"upsd", "upsmon", "driver:my-ups"}
 
     second = sandbox.cli("apply", check=True)
     assert "reconcile.in-sync" in second.stdout
-    assert {p.name: p.stat().st_mtime_ns for p in sandbox.conf.iterdir()} == mtimes
-    assert {p.name: p.read_text() for p in sandbox.state.glob("*.pid")} | {
-        "upsmon": (sandbox.state / "reconcile" / "upsmon.pid").read_text()
-    } == pids
+    assert written() == mtimes  # nothing written: not a config file, not a state file
+    assert {p.name: p.read_text() for p in sandbox.state.glob("*.pid")} == pids
+    assert json.loads((sandbox.agent / "procs.json").read_text()) == procs
     assert sandbox.cli("plan").returncode == 0
 
 
 def test_plan_changes_nothing_masks_passwords_and_signals_pending(sandbox: Sandbox) -> None:
     sandbox.dummy_rule(sandbox.data_file())
     sandbox.cli("apply", check=True)
-    secrets = json.loads((sandbox.state / "reconcile" / "secrets.json").read_text())
-    assert oct((sandbox.state / "reconcile" / "secrets.json").stat().st_mode & 0o777) == "0o600"
+    secrets = json.loads((sandbox.agent / "secrets.json").read_text())
+    assert oct((sandbox.agent / "secrets.json").stat().st_mode & 0o777) == "0o600"
     sandbox.bus.plug("1-1")
     before = {p.name: p.read_text() for p in sandbox.conf.iterdir()}
 
@@ -209,6 +212,7 @@ def test_bad_env_value_names_the_variable_exits_2_and_writes_nothing(
         assert result.returncode == 2
         assert variable in result.stderr
         assert os.listdir(sandbox.conf) == [] and os.listdir(sandbox.state) == []
+        assert not sandbox.agent.exists()
         assert nut_processes(sandbox.conf) == []
 
 
@@ -251,22 +255,22 @@ def test_debug_logs_each_nut_command_without_secrets(sandbox: Sandbox) -> None:
     sandbox.dummy_rule(sandbox.data_file())
     loud = sandbox.cli("apply", env={"DEBUG": "1"}, check=True)
     assert "level=debug event=exec argv=" in loud.stdout and "upsdrvctl -u root start my-ups" in loud.stdout
-    secrets = json.loads((sandbox.state / "reconcile" / "secrets.json").read_text())
+    secrets = json.loads((sandbox.agent / "secrets.json").read_text())
     for secret in secrets.values():
         assert secret not in loud.stdout and secret not in sandbox.log.read_text()
 
 
-def test_a_foreign_upsmon_is_reported_not_killed(sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_a_foreign_upsmon_is_reported_not_killed(sandbox: Sandbox) -> None:
     sandbox.cli("apply", check=True)
     theirs = [p for p, comm in nut_processes(sandbox.conf) if comm == "upsmon"]
     assert len(theirs) == 1
-    gen = make_sandbox(tmp_path_factory.mktemp("second"))
-    second = next(gen)
-    try:
-        result = second.cli("apply")
-        assert result.returncode == 1
-        assert "another upsmon" in result.stdout and "enabled = false" in result.stdout
-        assert [p for p, comm in nut_processes(sandbox.conf) if comm == "upsmon"] == theirs
-        assert second.upsc("my-ups", "ups.status") == (1, NOT_CONNECTED)  # the rest converged
-    finally:
-        second.cleanup()
+    with nut_readable_dir() as root:
+        second = next(make_sandbox(root))
+        try:
+            result = second.cli("apply")
+            assert result.returncode == 1
+            assert "another upsmon" in result.stdout and "enabled = false" in result.stdout
+            assert [p for p, comm in nut_processes(sandbox.conf) if comm == "upsmon"] == theirs
+            assert second.upsc("my-ups", "ups.status") == (1, NOT_CONNECTED)  # the rest converged
+        finally:
+            second.cleanup()

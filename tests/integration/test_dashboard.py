@@ -34,7 +34,7 @@ def test_dashboard_sees_one_stable_name_through_hotplug(sandbox: Sandbox) -> Non
     sandbox.dummy_rule(sandbox.data_file("apc.dev", **{"ups.mfr": "APC", "battery.charge": "91"}), "051d", "0002")
     sandbox.dummy_rule(sandbox.data_file("cps.dev", **{"ups.mfr": "CPS", "battery.charge": "57"}), "0764", "0501")
     sandbox.start_run()
-    secrets = sandbox.state / "reconcile" / "secrets.json"
+    secrets = sandbox.agent / "secrets.json"
     assert await_true(secrets.exists, AWAIT), sandbox.run_output()
     password = json.loads(secrets.read_text())["monuser"]
 

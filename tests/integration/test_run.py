@@ -115,13 +115,13 @@ def test_a_tick_that_raises_is_logged_and_the_loop_goes_on(sandbox: Sandbox) -> 
     sandbox.dummy_rule(sandbox.data_file())
     agent = sandbox.start_run()
     assert sandbox.await_upsc(NOT_CONNECTED, timeout=AWAIT), sandbox.run_output()
-    names = sandbox.state / "reconcile" / "names.json"
-    assert await_true(names.exists, AWAIT)
-    good = names.read_text()
-    names.write_text("{not json")
+    # A tick that raises: the lock file is a directory, so the pass cannot take it.
+    lock = sandbox.agent / "lock"
+    lock.unlink()
+    lock.mkdir()
     assert await_true(lambda: "event=tick.failed" in sandbox.run_output(), AWAIT), sandbox.run_output()
     assert agent.poll() is None
-    names.write_text(good)
+    lock.rmdir()
     sandbox.bus.plug("1-1")
     assert sandbox.await_upsc("OL", timeout=AWAIT), sandbox.run_output()
 

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from reconcile.decide.classify import classify
+import pytest
+
+from reconcile.decide.classify import classify, twin_warnings
 from reconcile.decide.identity import NameBook, assign
 from reconcile.model import DeviceRule, Ups, UsbDevice
 from reconcile.observe.driver_table import DriverTable
@@ -83,6 +85,45 @@ def test_identical_models_without_serial_are_told_apart_by_port() -> None:
     assert sorted(names.values()) == ["my-ups", "my-ups-2"]
 
 
+def test_units_with_the_same_serial_get_one_name_each_and_a_warning() -> None:
+    # Cheap UPSes report 000000000000: two of them must not share [my-ups-2].
+    table = DriverTable({"051d:0002": "usbhid-ups"}, None)
+    a, b, c = dev("1-1", serial="000000000000"), dev("1-2", serial="000000000000"), dev("1-3", serial="OTHER")
+    upses = classify([a, b, c], table, {}, [])
+    assert [u.twin for u in upses] == [True, True, False]
+    names, book = assign(upses, NameBook(), "my-ups")
+    assert sorted(names.values()) == ["my-ups", "my-ups-2", "my-ups-3"]
+    assert len({u.key for u in upses}) == 3
+    (warning,) = twin_warnings(upses)
+    assert "1-1, 1-2" in warning and "names may move" in warning
+    # The same units after a restart keep their names; a swap of ports swaps them.
+    again, _ = assign(classify([a, b, c], table, {}, []), book, "my-ups")
+    assert again == names
+
+
 def test_book_round_trips_through_json() -> None:
     book = NameBook("x", {"y": "my-ups-2"})
     assert NameBook.from_json(book.to_json()) == book
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"primary": None, "names": {"x": "a\nSHUTDOWNCMD /bin/sh"}},
+        {"primary": None, "names": {"x": "ok-name", "y": "ok-name"}},
+        {"primary": None, "names": {"x": "default"}},
+        {"primary": 5, "names": {}},
+        {"primary": None, "names": {"x\n": "ok"}},
+        {"primary": None, "names": [], "extra": 1},
+        ["not", "an", "object"],
+    ],
+)
+def test_a_hostile_book_is_refused(data: object) -> None:
+    with pytest.raises(ValueError):
+        NameBook.from_json(data)
+
+
+def test_a_book_name_equal_to_the_primary_name_is_not_given_twice() -> None:
+    a, b = dev("1-1", serial="A"), dev("1-2", serial="B")
+    names, _ = assign([ups(a), ups(b)], NameBook(a.fingerprint, {b.fingerprint: "my-ups"}), "my-ups")
+    assert sorted(names.values()) == ["my-ups", "my-ups-2"]

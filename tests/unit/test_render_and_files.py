@@ -5,21 +5,22 @@ from pathlib import Path
 
 import pytest
 
-from reconcile.act.files import write_atomic
-from reconcile.decide.desired import DesiredError, Secrets, build, section
-from reconcile.decide.render import mask_secrets, render_all
-from reconcile.model import DeviceRule, NutConfig, Ups, UsbDevice
-from reconcile.nutsyntax import parse_sections, tokenize
+from reconcile.act.files import remove_leftovers, write_atomic
+from reconcile.decide.desired import Problem, build, section
+from reconcile.decide.render import mask_secrets, render_all, render_file
+from reconcile.model import DeviceRule, NutConfig, Secrets, Ups, UsbDevice
+from reconcile.nutsyntax import NutSyntaxError, parse_sections, tokenize
 from reconcile.observe.actual import MANAGED_HEADER
 from reconcile.userconfig import UserConfig
 
-SECRETS = Secrets("adminpass1", "monpass123", "upsmonpass")
+SECRETS = Secrets(None, "monpass123", "upsmonpass")
 
 
-def build_one(usb: UsbDevice, statepath: str = "/run/nut") -> NutConfig:
+def build_one(usb: UsbDevice, statepath: str = "/run/nut") -> tuple[NutConfig, tuple[Problem, ...]]:
     """The desired state for one attached usbhid-ups UPS served as my-ups."""
     return build(
         [Ups(usb, "usbhid-ups", "udev-rules", True)],
+        [],
         {usb.fingerprint: "my-ups"},
         "my-ups",
         UserConfig(),
@@ -31,7 +32,7 @@ def build_one(usb: UsbDevice, statepath: str = "/run/nut") -> NutConfig:
 
 def test_every_file_has_the_header_and_parses() -> None:
     usb = UsbDevice("1-1", "051d", "0002", 1, 2, 'A"B#\\[x]', "APC", "Back-UPS")
-    files = render_all(build_one(usb))
+    files = render_all(build_one(usb)[0])
     assert set(files) == {"nut.conf", "ups.conf", "upsd.conf", "upsd.users", "upsmon.conf"}
     for name, text in files.items():
         assert text.startswith(MANAGED_HEADER + "\n"), name
@@ -40,7 +41,7 @@ def test_every_file_has_the_header_and_parses() -> None:
     _, secs = parse_sections(files["ups.conf"])
     assert [s.name for s in secs] == ["my-ups"]
     assert secs[0].get("serial") == 'A"B#\\\\\\[x\\]'
-    assert "ALLOW_NO_DEVICE true" in files["upsd.conf"] and "MINSUPPLIES 1" in files["upsmon.conf"]
+    assert "ALLOW_NO_DEVICE true" in files["upsd.conf"] and "MINSUPPLIES 1\n" in files["upsmon.conf"]
     users = {s.name: s for s in parse_sections(files["upsd.users"])[1]}
     assert users["monuser"].options[-1] == ("upsmon", "secondary")
     assert users["upsmon"].options[-1] == ("upsmon", "primary")
@@ -68,10 +69,66 @@ def test_unprintable_serial_is_not_used_as_a_match() -> None:
     assert "serial" not in dict(section(Ups(usb, "usbhid-ups", "udev-rules", True), "my-ups").options)
 
 
-def test_too_long_socket_path_is_an_error() -> None:
+def test_a_ups_with_a_too_long_socket_path_is_left_out_and_the_primary_still_served() -> None:
     usb = UsbDevice("1-1", "051d", "0002", 1, 2)
-    with pytest.raises(DesiredError, match="NUT_STATEPATH"):
-        build_one(usb, statepath="/" + "x" * 100)
+    config, problems = build_one(usb, statepath="/" + "x" * 90)
+    assert [p.ups for p in problems] == ["my-ups"] and "NUT_STATEPATH" in problems[0].reason
+    assert [s.name for s in config.sections] == ["my-ups"] and config.driverless == ("my-ups",)
+    assert config.monitors == () and config.minsupplies == 0
+
+
+def test_one_unservable_ups_does_not_stop_the_others() -> None:
+    good, bad = UsbDevice("1-1", "051d", "0002", 1, 2, "A"), UsbDevice("1-2", "051d", "0002", 1, 3, "B")
+    rule = DeviceRule(0, serial="B", options=(("pollinterval", "x" * 600),))
+    upses = [Ups(good, "usbhid-ups", "udev-rules", True), Ups(bad, "usbhid-ups", "rule", True, rule)]
+    names = {good.fingerprint: "my-ups", bad.fingerprint: "my-ups-2"}
+    config, problems = build(upses, [], names, "my-ups", UserConfig(), SECRETS, "/run/nut", "root")
+    assert [s.name for s in config.sections] == ["my-ups"]
+    assert [p.ups for p in problems] == ["my-ups-2"] and "500" in problems[0].reason
+
+
+def test_minsupplies_counts_the_upses_that_power_this_host() -> None:
+    a, b = UsbDevice("1-1", "051d", "0002", 1, 2, "A"), UsbDevice("1-2", "051d", "0002", 1, 3, "B")
+    other = DeviceRule(0, serial="B", powers_host=False)
+    upses = [Ups(a, "usbhid-ups", "udev-rules", True), Ups(b, "usbhid-ups", "rule", True, other)]
+    config, _ = build(
+        upses,
+        [],
+        {a.fingerprint: "my-ups", b.fingerprint: "my-ups-2"},
+        "my-ups",
+        UserConfig(),
+        SECRETS,
+        "/run/nut",
+        "root",
+    )
+    text = render_all(config)["upsmon.conf"]
+    assert "MINSUPPLIES 1\n" in text
+    assert 'MONITOR my-ups@127.0.0.1:3493 1 upsmon "upsmonpass" primary' in text
+    assert 'MONITOR my-ups-2@127.0.0.1:3493 0 upsmon "upsmonpass" primary' in text
+
+
+def test_the_admin_user_exists_only_when_asked_for() -> None:
+    usb = UsbDevice("1-1", "051d", "0002", 1, 2)
+    without = render_all(build_one(usb)[0])["upsd.users"]
+    assert "[admin]" not in without and "instcmds" not in without
+    with_admin = build(
+        [], [], {}, "my-ups", UserConfig(), Secrets("adminpass1", "monpass123", "upsmonpass"), "/r", "root"
+    )
+    assert "[admin]" in render_all(with_admin[0])["upsd.users"]
+
+
+def test_a_template_cannot_write_a_raw_value(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every {{ }} must pass through a NUT filter: a raw one is refused, whatever it holds.
+    import reconcile.decide.render as render
+
+    config = build_one(UsbDevice("1-1", "051d", "0002", 1, 2))[0]
+    env = render._env()
+    monkeypatch.setitem(env.globals, "evil", "x\nSHUTDOWNCMD /bin/rm")
+    template = env.from_string("RUN_AS_USER {{ evil }}\n")
+    with pytest.raises(NutSyntaxError, match="without a NUT filter") as err:
+        template.render(config=config)
+    assert "SHUTDOWNCMD" not in str(err.value)
+    assert render_file("upsd.conf", config).count("LISTEN") == 1
 
 
 def test_mask_secrets_hides_passwords_everywhere() -> None:
@@ -95,3 +152,11 @@ def test_atomic_write_sets_mode_and_a_failure_keeps_the_old_file(
         write_atomic(target, "new\n")
     assert target.read_text() == "old\n"
     assert os.listdir(tmp_path) == ["ups.conf"]  # no temp file left behind
+
+
+def test_leftover_temp_files_of_a_crash_are_removed_and_nothing_else(tmp_path: Path) -> None:
+    for name in (".secrets.json.a1b2c3d4.tmp", ".upsd.users.zz9_xy12.tmp", ".other.json.a1b2c3d4.tmp", "secrets.json"):
+        (tmp_path / name).write_text("x")
+    removed = remove_leftovers(tmp_path, ("secrets.json", "upsd.users"))
+    assert sorted(p.name for p in removed) == [".secrets.json.a1b2c3d4.tmp", ".upsd.users.zz9_xy12.tmp"]
+    assert sorted(os.listdir(tmp_path)) == [".other.json.a1b2c3d4.tmp", "secrets.json"]

@@ -13,7 +13,10 @@ def test_defaults() -> None:
     s = load({})
     assert (s.scan_interval, s.settle_time, s.ups_name, s.debug) == (2.0, 2.0, "my-ups", False)
     assert str(s.usb_sysfs_root) == "/sys/bus/usb/devices" and str(s.statepath) == "/var/run/nut"
-    assert str(s.log_file) == "/var/log/nut/hotplug.log"
+    assert str(s.log_file) == "/var/log/nut/hotplug.log" and s.log_file_max == 1 << 20
+    assert str(s.agent_dir) == "/var/lib/nut-reconcile" and s.run_user == "root"
+    assert s.upsd_user == "nut"  # where the user exists: upsd never touches a device
+    assert load({"SCAN_INTERVAL": "0.5", "SETTLE_TIME": " 3 "}).scan_interval == 0.5
 
 
 @pytest.mark.parametrize(
@@ -31,6 +34,18 @@ def test_defaults() -> None:
         ({"RECONCILE_CONFIG": "/no/such/file.toml"}, "RECONCILE_CONFIG"),
         ({"NUT_UPSD": "/no/such/upsd"}, "NUT_UPSD"),
         ({"NUT_USER": "root;rm"}, "NUT_USER"),
+        ({"NUT_USER": "nosuchuser"}, "NUT_USER"),
+        ({"UPSD_USER": "nosuchuser"}, "UPSD_USER"),
+        # Numbers in env are ASCII decimal: no other digits, exponents, signs or underscores.
+        ({"SCAN_INTERVAL": "\u0661\u0660"}, "SCAN_INTERVAL"),
+        ({"SCAN_INTERVAL": "1e1"}, "SCAN_INTERVAL"),
+        ({"SCAN_INTERVAL": "+2"}, "SCAN_INTERVAL"),
+        ({"SCAN_INTERVAL": "1_0"}, "SCAN_INTERVAL"),
+        ({"SETTLE_TIME": "inf"}, "SETTLE_TIME"),
+        ({"LOG_FILE_MAX": "1.5"}, "LOG_FILE_MAX"),
+        ({"LOG_FILE_MAX": "10"}, "LOG_FILE_MAX"),
+        ({"RECONCILE_STATE": "/var/run/nut/reconcile"}, "RECONCILE_STATE"),
+        ({"RECONCILE_STATE": "state"}, "RECONCILE_STATE"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], variable: str) -> None:
@@ -70,6 +85,19 @@ def test_the_issue_example_rule_parses() -> None:
         ({"device": [{"match": {"vendorid": "051d"}, "options": {"port": "a\nb"}}]}, "device[0].options.port"),
         ({"device": [{"match": {"vendorid": "051d"}, "name": "My UPS"}]}, "device[0].name"),
         ({"upsd": {"listen": ["0.0.0.0"]}}, "upsd.listen"),
+        ({"upsd": {"listen": ["999.999.999.999:3493"]}}, "upsd.listen"),
+        ({"upsd": {"listen": ["localhost:3493"]}}, "upsd.listen"),
+        ({"upsd": {"listen": ["::1:3493"]}}, "upsd.listen"),
+        ({"upsd": {"listen": ["[127.0.0.1]:3493"]}}, "upsd.listen"),
+        ({"upsd": {"listen": ["127.0.0.1:70000"]}}, "upsd.listen"),
+        ({"upsd": {"listen": ["127.0.0.1:3493", "127.0.0.1:3493"]}}, "twice"),
+        ({"device": [{"match": {"vendorid": "0x051d"}}]}, "device[0].match.vendorid"),
+        ({"device": [{"match": {"productid": True}}]}, "device[0].match.productid"),
+        ({"device": [{"match": {"vendorid": "051d"}, "desc": "a", "options": {"desc": "b"}}]}, "options.desc"),
+        ({"device": [{"match": {"vendorid": "051d"}, "powers_host": "no"}]}, "device[0].powers_host"),
+        ({"users": {"monuser": {"password": "has=equals-sign"}}}, "users.monuser"),
+        ({"upsmon": {"pollfreq": 5, "deadtime": 10}}, "upsmon.deadtime"),
+        ({"upsmon": {"pollfreq": 0}}, "upsmon.pollfreq"),
         ({"users": {"admin": {"password": "short"}}}, "users.admin"),
         ({"device": [{"match": {"serial": "a"}, "name": "x"}, {"match": {"serial": "b"}, "name": "x"}]}, "x"),
     ],
@@ -93,3 +121,26 @@ def test_password_file(tmp_path: Path) -> None:
     secret.write_text("monitor-pass-1\n")
     cfg = parse({"users": {"monuser": {"password_file": str(secret)}}})
     assert cfg.password_for("monuser") == "monitor-pass-1"
+
+
+def test_a_numeric_usb_id_is_refused_with_the_fix() -> None:
+    # TOML reads vendorid = 0x051d as the number 1309, which would never match a device.
+    with pytest.raises(ConfigError) as err:
+        parse({"device": [{"match": {"vendorid": 0x051D}}]})
+    assert "device[0].match.vendorid" in str(err.value) and '"051d"' in str(err.value)
+
+
+def test_listen_addresses_are_real_ip_addresses() -> None:
+    cfg = parse({"upsd": {"listen": ["0.0.0.0:3493", "[::1]:3494", "192.168.1.10:3493"]}})
+    assert cfg.listen == (("0.0.0.0", 3493), ("::1", 3494), ("192.168.1.10", 3493))
+
+
+def test_upsmon_timing_and_powers_host() -> None:
+    cfg = parse(
+        {
+            "upsmon": {"pollfreq": 1, "deadtime": 3},
+            "device": [{"match": {"vendorid": "051D"}, "powers_host": False}],
+        }
+    )
+    assert (cfg.pollfreq, cfg.deadtime) == (1, 3)
+    assert cfg.rules[0].vendorid == "051d" and cfg.rules[0].powers_host is False

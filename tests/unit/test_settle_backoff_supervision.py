@@ -3,7 +3,7 @@ from __future__ import annotations
 from reconcile.decide.backoff import Backoff
 from reconcile.decide.settle import Settle
 from reconcile.decide.supervision import hold_back, stale_drivers
-from reconcile.model import Action, Plan, UsbDevice, WriteFile
+from reconcile.model import Plan, ProcId, ReloadUpsd, Served, StartDriver, StartUpsd, StartUpsmon, UsbDevice, WriteFile
 
 D1 = (UsbDevice("1-1", "051d", "0002", 1, 2),)
 D2 = (UsbDevice("1-1", "051d", "0002", 1, 3),)  # the same port re-enumerated
@@ -53,27 +53,31 @@ def test_backoff_grows_and_caps_and_forgets_after_healthy_run() -> None:
     assert b.delay("driver:x", now + 61) == 0.0
 
 
-def test_hold_back_drops_starts_in_their_window_only() -> None:
+def test_hold_back_drops_starts_in_their_window_and_what_needs_them() -> None:
     plan = Plan(
         steps=(
-            WriteFile("ups.conf", "x", None, "create"),
-            Action("start_driver", "new", ups="a", driver="d"),
-            Action("start_driver", "new", ups="b", driver="d"),
-            Action("reload_upsd", "r", pid=5),
+            WriteFile(name="ups.conf", content="x", old=None, reason="create"),
+            StartDriver(ups="a", driver="d", loaded=(), reason="new", needs=frozenset({0})),
+            StartDriver(ups="b", driver="d", loaded=(), reason="new", needs=frozenset({0})),
+            ReloadUpsd(proc=ProcId(5, 1), loaded=(), reason="r", needs=frozenset({0})),
+            StartUpsd(loaded=(), reason="not running"),
+            StartUpsmon(loaded=(), reason="not running", needs=frozenset({4})),
         )
     )
-    b = Backoff({"driver:a": (3, 100.0, 90.0)})
+    b = Backoff({"driver:a": (3, 100.0, 90.0), "upsd": (1, 101.0, 99.0)})
     held_plan, held = hold_back(plan, b, 95.0)
-    assert [getattr(s, "ups", None) for s in held_plan.actions] == ["b", None]
-    assert held == ["driver:a (retry in 5s)"]
-    assert hold_back(plan, b, 100.0)[0] == plan
+    assert [getattr(s, "ups", s.kind) for s in held_plan.steps] == ["write", "b", "reload_upsd"]
+    assert [sorted(s.needs) for s in held_plan.steps] == [[], [0], [0]]
+    assert held == ["driver:a (retry in 5s)", "upsd (retry in 6s)"]
+    assert hold_back(plan, b, 101.0)[0] == plan
 
 
 def test_stale_drivers_are_restarted_only_after_the_threshold_and_only_if_running() -> None:
-    fresh = {"a": "DATA-STALE", "b": "ok", "c": "DATA-STALE"}
+    stale, ok = Served("DATA-STALE", None), Served("ok", "OL")
+    fresh = {"a": stale, "b": ok, "c": stale}
     restart, since = stale_drivers(fresh, {}, {"a", "b"}, 100.0, 30.0)
     assert restart == frozenset() and since == {"a": 100.0}
     restart, since = stale_drivers(fresh, since, {"a", "b"}, 131.0, 30.0)
     assert restart == {"a"} and since == {}
-    _, since = stale_drivers({"a": "ok"}, {"a": 100.0}, {"a"}, 120.0, 30.0)
+    _, since = stale_drivers({"a": ok}, {"a": 100.0}, {"a"}, 120.0, 30.0)
     assert since == {}

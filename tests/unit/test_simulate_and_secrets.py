@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -8,7 +7,7 @@ import pytest
 from reconcile.observe.usb_sysfs import scan
 from reconcile.settings import SettingsError, load
 from reconcile.simulate import Simulator, state_at
-from reconcile.store import StoreError, load_secrets
+from reconcile.store import StoreError, choose_secrets, read_password_file
 from reconcile.userconfig import parse
 
 
@@ -29,31 +28,36 @@ def test_simulator_writes_a_bus_and_a_data_file(tmp_path: Path) -> None:
     assert scan(tmp_path / "sys") == []
 
 
-def test_simulate_moves_the_bus_under_the_state_dir() -> None:
-    s = load({"SIMULATE": "1", "NUT_STATEPATH": "/x/state"})
-    assert str(s.usb_sysfs_root) == "/x/state/reconcile/simulate/sys"
+def test_simulate_moves_the_bus_under_the_agent_dir() -> None:
+    s = load({"SIMULATE": "1", "NUT_STATEPATH": "/x/state", "RECONCILE_STATE": "/x/agent"})
+    assert str(s.usb_sysfs_root) == "/x/agent/simulate/sys"
 
 
-def test_password_precedence_toml_then_file_then_kept_then_generated(tmp_path: Path) -> None:
-    pw = tmp_path / "pw"
-    pw.write_text("from-the-file-1\n")
-    state = tmp_path / "state"
+def test_password_precedence_toml_then_file_then_kept_then_generated() -> None:
     user = parse({"users": {"admin": {"password": "from-the-toml-1"}}})
-    first = load_secrets(state, user, create=True, files=(("admin", pw), ("monuser", pw)))
-    assert (first.admin, first.monuser) == ("from-the-toml-1", "from-the-file-1")
-    kept = json.loads((state / "secrets.json").read_text())
-    assert set(kept) == {"upsmon"} and oct((state / "secrets.json").stat().st_mode & 0o777) == "0o600"
-    again = load_secrets(state, parse({}), create=True)
-    assert again.upsmon == first.upsmon and len(again.admin) == 32  # generated once, then kept
+    counter = iter(range(100))
+
+    def generate() -> str:
+        return f"generated-{next(counter)}"
+
+    first, keep = choose_secrets(user, {"admin": "from-a-file-1", "monuser": "from-a-file-1"}, {}, generate)
+    assert (first.admin, first.monuser, first.upsmon) == ("from-the-toml-1", "from-a-file-1", "generated-0")
+    assert keep == {"upsmon": "generated-0"}  # only what was generated is kept
+    again, keep_again = choose_secrets(parse({}), {}, keep, generate)
+    assert again.upsmon == "generated-0" and again.monuser == "generated-1" and again.admin is None
+    assert keep_again == {"upsmon": "generated-0", "monuser": "generated-1"}
 
 
 def test_bad_password_file_is_named_and_never_echoed(tmp_path: Path) -> None:
     pw = tmp_path / "pw"
     pw.write_text("bad pass#word\n")
     with pytest.raises(StoreError) as err:
-        load_secrets(tmp_path / "state", parse({}), create=True, files=(("monuser", pw),))
+        read_password_file("monuser", pw)
     assert str(pw) in str(err.value) and "bad pass" not in str(err.value)
-    assert not (tmp_path / "state").exists()
+    pw.write_text("has=an-equals-sign\n")
+    with pytest.raises(StoreError) as err:
+        read_password_file("monuser", pw)
+    assert "equals" not in str(err.value) and "0-9" in str(err.value)
 
 
 def test_missing_password_file_variable_is_an_error() -> None:

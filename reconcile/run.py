@@ -1,14 +1,16 @@
 """`nut-reconcile run`: the container's main process.
 
-Every SCAN_INTERVAL seconds (through `schedule`) a tick scans the bus, decides, and
-applies the difference. A bus change is acted on once it has been stable for
-SETTLE_TIME; a tick is also run right at that moment, so a plug is served within
-SCAN_INTERVAL + SETTLE_TIME plus the time to start its driver. A tick that raises is
-logged and the loop goes on. SIGTERM/SIGINT stop upsmon, the drivers and upsd.
+Every SCAN_INTERVAL seconds (through `schedule`) a tick scans the bus and runs one
+reconcile pass (cycle.Agent.reconcile_once, the same pass `apply` runs). A bus change is
+acted on once it has been stable for SETTLE_TIME; a tick is also run right at that
+moment, so a plug is served within SCAN_INTERVAL + SETTLE_TIME plus the time to start
+its driver. A tick that raises is logged and the loop goes on. SIGTERM/SIGINT stop
+upsmon, the drivers and upsd (only the agent's own).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import threading
 import time
@@ -18,13 +20,12 @@ from types import FrameType
 import schedule
 
 from reconcile import logfmt, store
-from reconcile.act import apply, daemons
-from reconcile.cycle import Agent, device_views, simulator_for
-from reconcile.decide.backoff import Backoff
+from reconcile.act import daemons
+from reconcile.cycle import Agent, simulator_for
 from reconcile.decide.settle import Settle
-from reconcile.decide.supervision import hold_back, stale_drivers
-from reconcile.model import ActualState, UsbDevice
-from reconcile.observe import upsd_client, usb_sysfs
+from reconcile.decide.supervision import Supervision
+from reconcile.model import UsbDevice
+from reconcile.observe import usb_sysfs
 
 
 class Runner:
@@ -32,10 +33,8 @@ class Runner:
         self.agent = agent
         self.settings = agent.settings
         self.settle = Settle()
-        self.backoff = Backoff()
-        self.stale_since: dict[str, float] = {}
+        self.supervision = Supervision(stale_after=self.settings.stale_restart_after)
         self.stopping = threading.Event()
-        self.last_status: dict[str, object] = {}
         self.started = time.monotonic()
         self.simulator = simulator_for(self.settings) if self.settings.simulate else None
         self.last_bus: tuple[UsbDevice, ...] = ()
@@ -61,38 +60,11 @@ class Runner:
         settled = self.settle.settled or ()
         if before is not None and settled != before:
             logfmt.info("bus.settled", devices=len(settled))
-        decision = self.agent.decide(settled, persist=True)
-        actual = self.agent.observe_actual(decision)
-        freshness = self._freshness(actual)
-        restart, self.stale_since = stale_drivers(
-            freshness, self.stale_since, set(actual.drivers), now, self.settings.stale_restart_after
-        )
-        for ups in sorted(restart):
+        with store.locked(self.settings.agent_dir):
+            result = self.agent.reconcile_once(settled, dataclasses.replace(self.supervision, now=now), by="run")
+        self.supervision = result.supervision
+        for ups in sorted(result.decision.restart):
             logfmt.warning("driver.stale", ups=ups, why="data stale too long: restarting the driver")
-        plan, held = hold_back(self.agent.plan(decision, actual, restart), self.backoff, now)
-        for item in held:
-            logfmt.debug("backoff.hold", target=item)
-        outcome = None
-        if not plan.in_sync:
-            outcome = apply.execute(plan, self.settings, self.agent.listen)
-            for key in outcome.started:
-                self.backoff = self.backoff.started(key, now)
-            self.agent.remember(decision)
-            logfmt.info("reconcile.done", steps=len(plan.steps), errors=len(outcome.errors))
-        status = {
-            "devices": device_views(decision),
-            "freshness": freshness,
-            "held_back": held,
-        }
-        if outcome is not None or status != self.last_status.get("state"):
-            # Why only on change: the state dir may sit on an SD card; no write every tick.
-            self.last_status = store.save_status(
-                self.settings.agent_dir,
-                by="run",
-                outcome="in sync" if outcome is None else ("ok" if outcome.ok else "errors"),
-                errors=[] if outcome is None else outcome.errors,
-                state=status,
-            )
         daemons.reap()
 
     def _changed_at(self, bus: tuple[UsbDevice, ...], now: float) -> float | None:
@@ -108,16 +80,6 @@ class Runner:
         # Wall-clock stamps to monotonic time; clamped to the previous scan, since the
         # device was not there then: a clock jump cannot skip the settle time.
         return max(floor, now - max(0.0, time.time() - max(stamps.values())))
-
-    def _freshness(self, actual: ActualState) -> dict[str, str]:
-        if actual.upsd_pid is None:
-            return {}
-        try:
-            with upsd_client.Connection(*self.agent.listen, timeout=2.0) as conn:
-                return {name: conn.freshness(name).state for name in conn.list_ups()}
-        except upsd_client.UpsdError as exc:
-            logfmt.debug("upsd.unreachable", error=str(exc))
-            return {}
 
     def safe_tick(self) -> None:
         try:
@@ -143,6 +105,7 @@ class Runner:
             ups_name=self.settings.ups_name,
             confpath=self.settings.confpath,
             statepath=self.settings.statepath,
+            agent_dir=self.settings.agent_dir,
             usb=self.settings.usb_sysfs_root,
             drivers_known=len(self.agent.table.by_vidpid),
         )
@@ -166,16 +129,21 @@ class Runner:
     def shutdown(self) -> None:
         """upsmon first (it must not see the UPSes vanish and count them lost), then the
         drivers (all signalled at once: they take up to their poll interval), then upsd.
-        The timeouts add up to less than Docker's 10 s before SIGKILL."""
+        Only the agent's own processes. The timeouts add up to less than Docker's 10 s
+        before SIGKILL."""
         started = time.monotonic()
-        actual = self.agent.observe_actual()
-        if actual.upsmon_pid:
-            daemons.stop_upsmon(self.settings, actual.upsmon_pid, timeout=2.0)
-        for proc in actual.drivers.values():
-            daemons.signal_stop(proc.pid)
-        for ups, proc in actual.drivers.items():
-            daemons.stop_driver(self.settings, ups, proc.driver, proc.pid, timeout=4.0)
-        if actual.upsd_pid:
-            daemons.stop_upsd(self.settings, actual.upsd_pid, timeout=2.0)
+        try:
+            owned = self.agent.processes()
+            if owned.upsmon:
+                daemons.stop_upsmon(owned.upsmon.proc, timeout=2.0)
+            for proc in owned.drivers.values():
+                daemons.signal_stop(proc.proc, proc.driver)
+            for ups, proc in owned.drivers.items():
+                daemons.stop_driver(self.settings, ups, proc.driver, proc.proc, timeout=4.0)
+            if owned.upsd:
+                daemons.stop_upsd(self.settings, owned.upsd.proc, timeout=2.0)
+            store.save(self.settings.agent_dir, store.PROCS, {})
+        except (daemons.DaemonError, OSError) as exc:
+            logfmt.error("stop.failed", error=str(exc))
         daemons.reap()
         logfmt.info("stopped", seconds=f"{time.monotonic() - started:.2f}")

@@ -1,0 +1,88 @@
+"""The layout's rule (layers import downward only) and the log format's escaping."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from reconcile import logfmt
+from tests.helpers import REPO
+
+# Lower layers never import higher ones. decide/ and act/ are siblings: neither imports the other.
+LAYERS = {
+    "base": 0,  # model, nutsyntax, logfmt, waiting, settings, userconfig
+    "observe": 1,
+    "decide": 2,
+    "act": 2,
+    "store": 3,
+    "simulate": 3,
+    "cycle": 4,
+    "run": 5,
+    "cli": 6,
+    "__main__": 7,
+}
+
+
+def layer(module: str) -> str:
+    parts = module.split(".")
+    name = parts[1] if len(parts) > 1 else "base"
+    return name if name in LAYERS else "base"
+
+
+def imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("reconcile"):
+            found |= {f"{node.module}.{a.name}" if node.module == "reconcile" else node.module for a in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("reconcile")}
+    return found
+
+
+def modules() -> list[tuple[str, Path]]:
+    root = REPO / "reconcile"
+    return [(".".join(p.relative_to(REPO).with_suffix("").parts), p) for p in sorted(root.rglob("*.py"))]
+
+
+def test_layers_import_downward_only() -> None:
+    wrong = []
+    for module, path in modules():
+        mine = layer(module)
+        for target in imports(path):
+            theirs = layer(target)
+            if theirs == mine:
+                continue
+            if LAYERS[theirs] >= LAYERS[mine]:
+                wrong.append(f"{module} ({mine}) imports {target} ({theirs})")
+    assert wrong == []
+
+
+def test_decide_is_pure() -> None:
+    """No module of decide/ reaches for the system (files, processes, sockets, clocks)."""
+    forbidden = {"os", "subprocess", "socket", "time", "shutil", "pathlib", "tempfile"}
+    for module, path in modules():
+        if layer(module) == "decide":
+            tree = ast.parse(path.read_text())
+            names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+            names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+            assert not names & forbidden, module
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("plain", "plain"),
+        ("two words", '"two words"'),
+        ("cr\rlf\n", '"cr\\rlf\\n"'),
+        ("esc\x1b[31mred", '"esc\\x1b[31mred"'),
+        ('quote"back\\', '"quote\\"back\\\\"'),
+        ("nul\x00bell\x07", '"nul\\x00bell\\x07"'),
+        ("", '""'),
+    ],
+)
+def test_logfmt_escapes_every_control_character(value: str, expected: str) -> None:
+    line = logfmt.format_event("info", "x", {"v": value})
+    assert line.endswith(f" v={expected}")
+    assert "\r" not in line and "\n" not in line and "\x1b" not in line

@@ -1,0 +1,119 @@
+"""Which processes are ours, and which UPSes stay held: pure decisions, no I/O."""
+
+from __future__ import annotations
+
+from reconcile.decide.loaded import of_files, of_section, section_blocks
+from reconcile.decide.ownership import sort_out
+from reconcile.decide.power import Seen, changes, held, remember
+from reconcile.model import FileState, Owned, ProcFact, ProcId, Served, Ups, UsbDevice
+
+HZ = 100
+UPS_CONF = "[my-ups]\n  driver = dummy-ups\n  port = a.dev\n"
+
+
+def files(mtime: float = 50.0) -> dict[str, FileState]:
+    return {"ups.conf": FileState("ups.conf", UPS_CONF, True, True, mtime)}
+
+
+def fact(
+    key: str, program: str, pid: int, start: int, marked: bool | None = False, source: str = "pidfile"
+) -> ProcFact:
+    return ProcFact(key, program, ProcId(pid, start), source, marked)
+
+
+def test_a_recorded_process_is_ours_with_what_it_loaded() -> None:
+    ledger = {"upsd": Owned("upsd", 10, 500, (("ups.conf", "d1"),))}
+    owned = sort_out([fact("upsd", "upsd", 10, 500)], ledger, files(), 0.0, HZ)
+    assert owned.upsd is not None and owned.upsd.loaded == (("ups.conf", "d1"),)
+    assert owned.strangers == () and owned.ledger == ledger
+
+
+def test_a_reused_pid_is_a_stranger_and_never_ours() -> None:
+    # Same PID and name as recorded, but a later start time: another process.
+    ledger = {"upsd": Owned("upsd", 10, 500)}
+    owned = sort_out([fact("upsd", "upsd", 10, 900)], ledger, files(), 0.0, HZ)
+    assert owned.upsd is None
+    assert [(s.program, s.pid) for s in owned.strangers] == [("upsd", 10)]
+    assert owned.ledger == {}  # the dead record is dropped
+
+
+def test_a_process_started_after_the_recorded_intent_is_ours() -> None:
+    # Killed between starting the driver and recording its PID: the intent says so.
+    ledger = {"driver:my-ups": Owned("dummy-ups", None, 700, (("section", "d2"),))}
+    owned = sort_out([fact("driver:my-ups", "dummy-ups", 33, 701)], ledger, files(), 0.0, HZ)
+    assert owned.drivers["my-ups"].proc == ProcId(33, 701)
+    assert owned.ledger["driver:my-ups"] == Owned("dummy-ups", 33, 701, (("section", "d2"),))
+    before = sort_out([fact("driver:my-ups", "dummy-ups", 33, 650)], ledger, files(), 0.0, HZ)
+    assert before.drivers == {} and len(before.strangers) == 1
+
+
+def test_an_unrecorded_process_started_for_our_dirs_is_adopted_with_what_it_can_have_loaded() -> None:
+    boot = 1000.0  # booted at wall time 1000; the driver started 10 s later (tick 1000 at 100 Hz)
+    old = sort_out([fact("driver:my-ups", "dummy-ups", 40, 1000, marked=True)], {}, files(mtime=1005.0), boot, HZ)
+    assert old.adopted == ("driver:my-ups",)
+    assert old.drivers["my-ups"].loaded == of_section(section_blocks(UPS_CONF)["my-ups"])
+    # ups.conf written after the process started: it cannot have loaded it.
+    newer = sort_out([fact("driver:my-ups", "dummy-ups", 40, 1000, marked=True)], {}, files(mtime=1011.0), boot, HZ)
+    assert newer.drivers["my-ups"].loaded == ()
+    # Environment unreadable or someone else's: a stranger.
+    for marked in (None, False):
+        other = sort_out([fact("upsd", "upsd", 41, 1000, marked=marked)], {}, files(), boot, HZ)
+        assert other.upsd is None and other.strangers[0].pid == 41
+
+
+def test_two_processes_for_one_key_the_recorded_one_wins() -> None:
+    ledger = {"upsmon": Owned("upsmon", 50, 5)}
+    facts = [
+        fact("upsmon", "upsmon", 60, 9, source="/run/nut/upsmon.pid"),
+        fact("upsmon", "upsmon", 50, 5, source="record"),
+    ]
+    owned = sort_out(facts, ledger, files(), 0.0, HZ)
+    assert owned.upsmon is not None and owned.upsmon.proc.pid == 50
+    assert [(s.pid, s.source) for s in owned.strangers] == [(60, "/run/nut/upsmon.pid")]
+
+
+def test_adopted_upsd_knows_only_the_files_older_than_itself() -> None:
+    fs = {
+        "ups.conf": FileState("ups.conf", "a", True, True, 10.0),
+        "upsd.conf": FileState("upsd.conf", "b", True, True, 30.0),
+        "upsd.users": FileState("upsd.users", "c", True, True, 10.0),
+    }
+    owned = sort_out([fact("upsd", "upsd", 7, 2000, marked=True)], {}, fs, 0.0, HZ)  # started at 20 s
+    assert owned.upsd is not None
+    assert owned.upsd.loaded == of_files({"ups.conf": "a", "upsd.users": "c"}, ("ups.conf", "upsd.users"))
+
+
+# --- power ---------------------------------------------------------------------------
+
+DEV = UsbDevice("1-1", "051d", "0002", 1, 2, "S1")
+UPS = Ups(DEV, "usbhid-ups", "udev-rules", True)
+MON, MON2, UPSD = ProcId(11, 1), ProcId(12, 2), ProcId(10, 1)
+
+
+def seen(status: str = "OB DISCHRG", upsmon: ProcId | None = MON) -> Seen:
+    return Seen("my-ups", UPS.key, DEV, False, status, upsmon, UPSD)
+
+
+def test_on_battery_is_remembered_and_on_line_forgotten() -> None:
+    names = {UPS.key: "my-ups"}
+    ob = remember({}, {UPS.key: UPS}, names, {"my-ups": Served("ok", "OB DISCHRG")}, MON, UPSD, {})
+    assert ob == {"my-ups": seen()}
+    assert changes({}, ob) == [("my-ups", "on battery (OB DISCHRG)")]
+    # upsd cannot tell now (stale): what was known is kept
+    assert remember(ob, {UPS.key: UPS}, names, {"my-ups": Served("DATA-STALE", None)}, MON, UPSD, {}) == ob
+    assert remember(ob, {UPS.key: UPS}, names, {"my-ups": Served("ok", "OL CHRG")}, MON, UPSD, {}) == {}
+
+
+def test_a_ups_gone_on_battery_is_held_while_the_upsmon_that_saw_it_runs() -> None:
+    memory = {"my-ups": seen()}
+    assert held(memory, set(), MON, UPSD) == memory
+    assert held(memory, {UPS.key}, MON, UPSD) == {}  # back on the bus: served as usual
+    assert held(memory, set(), MON2, UPSD) == {}  # a new upsmon never heard it: NUT assumes OL
+    assert held(memory, set(), None, UPSD) == {}
+    assert held({"my-ups": seen("OL")}, set(), MON2, UPSD) == {}
+
+
+def test_fsd_holds_while_the_upsd_that_has_the_flag_runs() -> None:
+    memory = {"my-ups": seen("FSD OB LB", upsmon=None)}
+    assert held(memory, set(), MON2, UPSD) == memory
+    assert held(memory, set(), MON2, ProcId(99, 9)) == {}
