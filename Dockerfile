@@ -121,7 +121,11 @@ FROM runtime-${NUT_SOURCE} AS final
 COPY --from=pybuild /staging/ /
 RUN set -eu; \
     if [ ! -e /opt/nut/bin/upsdrvctl ]; then ln -s ../sbin/upsdrvctl /opt/nut/bin/upsdrvctl; fi; \
-    install -d -o root -g nut -m 0770 /var/run/nut /var/log/nut; \
+    # NUT's state dir: group nut may write (upsd runs as nut); setgid, so driver sockets are group nut.
+    install -d -o root -g nut -m 2770 /var/run/nut; \
+    # The agent's own state (names, generated credentials, process records): root only, never in NUT's.
+    install -d -o root -g root -m 0700 /var/lib/nut-reconcile; \
+    install -d -o root -g root -m 0750 /var/log/nut; \
     for b in /opt/nut/sbin/upsd /opt/nut/sbin/upsmon /opt/nut/sbin/upsdrvctl /opt/nut/bin/upsc \
              /opt/nut/bin/nut-scanner /opt/nut/bin/usbhid-ups /opt/nut/bin/dummy-ups; do \
         [ -x "$b" ] || { echo "missing $b" >&2; exit 1; }; \
@@ -132,7 +136,9 @@ RUN set -eu; \
 LABEL org.opencontainers.image.title="ups-nut-smart" \
       org.opencontainers.image.description="Network UPS Tools with a self-healing reconcile agent"
 EXPOSE 3493
-VOLUME ["/var/run/nut", "/var/log/nut"]
+# NUT's state dir (/var/run/nut: sockets, PID files) is rebuilt at every start: compose.yaml
+# puts it on a tmpfs. What must survive a restart is the agent's dir and the log.
+VOLUME ["/var/lib/nut-reconcile", "/var/log/nut"]
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 CMD ["nut-reconcile", "health"]
 ENTRYPOINT ["nut-reconcile"]

@@ -69,6 +69,10 @@ def test_image_runs_the_agent_and_nut(image: str) -> None:
     ).stdout
     assert found.strip() == ""
     assert docker("run", "--rm", "--entrypoint", "ls", image, "-A", "/var/run/nut").stdout.strip() == ""
+    modes = docker(
+        "run", "--rm", "--entrypoint", "stat", image, "-c", "%n %U:%G %a", "/var/run/nut", "/var/lib/nut-reconcile"
+    )
+    assert modes.stdout.split("\n")[:2] == ["/var/run/nut root:nut 2770", "/var/lib/nut-reconcile root:root 700"]
 
 
 def test_no_ups_serves_my_ups_not_connected_and_turns_healthy(image: str, container_name: str) -> None:
@@ -127,18 +131,18 @@ def test_docker_stop_is_clean_within_10s_with_exit_0(image: str, container_name:
     assert "event=signal name=SIGTERM" in logs and "event=stopped" in logs  # the agent stopped NUT itself
 
 
-def test_compose_up_and_down_with_the_shipped_file(image: str, tmp_path: Path) -> None:
+def test_compose_up_and_down_with_the_shipped_file_and_least_privilege(image: str, tmp_path: Path) -> None:
     if docker("ps", "-aq", "--filter", "name=^ups-nut-smart$").stdout.strip():
         pytest.skip("a container named ups-nut-smart exists already: not touching it")
-    if {v for v in ("ups-nut-state", "ups-nut-logs")} & set(docker("volume", "ls", "-q").stdout.split()):
-        pytest.skip("volumes ups-nut-state/ups-nut-logs exist already: not touching them")
+    if {"ups-nut-agent", "ups-nut-logs"} & set(docker("volume", "ls", "-q").stdout.split()):
+        pytest.skip("volumes ups-nut-agent/ups-nut-logs exist already: not touching them")
     port = free_port()
     # Overrides only for what this machine lacks: no /dev/bus/usb, no /run/udev, no UPS
-    # (SIMULATE=1), and the port on loopback only.
+    # (SIMULATE=1), and the port on loopback only. Everything about privilege is as shipped.
     override = tmp_path / "compose.test.yaml"
     override.write_text(
         "services:\n  ups-nut-smart:\n"
-        "    volumes: !override\n      - ups-nut-state:/var/run/nut\n      - ups-nut-logs:/var/log/nut\n"
+        "    volumes: !override\n      - ups-nut-agent:/var/lib/nut-reconcile\n      - ups-nut-logs:/var/log/nut\n"
         f'    ports: !override\n      - "127.0.0.1:{port}:3493"\n'
         '    environment:\n      SIMULATE: "1"\n'
     )
@@ -147,10 +151,27 @@ def test_compose_up_and_down_with_the_shipped_file(image: str, tmp_path: Path) -
         docker(*compose, "config", "--quiet")
         docker(*compose, "up", "-d", "--no-build", timeout=180)
         assert await_true(lambda: upsc(port, "ups.mfr") == "ups-nut-smart", AWAIT), docker(*compose, "logs").stdout
-        inspect = json.loads(docker("inspect", "ups-nut-smart").stdout)[0]
-        assert inspect["HostConfig"]["Privileged"] is False
-        assert inspect["HostConfig"]["DeviceCgroupRules"] == ["c 189:* rmw"]
-        assert inspect["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+        host = json.loads(docker("inspect", "ups-nut-smart").stdout)[0]["HostConfig"]
+        assert host["Privileged"] is False
+        assert host["DeviceCgroupRules"] == ["c 189:* rmw"]
+        assert host["RestartPolicy"]["Name"] == "unless-stopped"
+        # least privilege, each step as it reaches the engine
+        assert host["CapDrop"] == ["ALL"]
+        assert sorted(host["CapAdd"]) == ["CHOWN", "KILL", "SETGID", "SETUID"]
+        assert host["SecurityOpt"] == ["no-new-privileges:true"]
+        assert host["ReadonlyRootfs"] is True
+        assert set(host["Tmpfs"]) == {"/opt/nut/etc", "/var/run/nut", "/tmp"}
+        # ... and what it means inside: upsd runs as nut, the root filesystem takes no write,
+        # the agent's dir is root's alone, and no admin user exists unless asked for.
+        run = ["exec", "ups-nut-smart", "sh", "-c"]
+        # uids, not names: `docker top` would name them from the host's /etc/passwd
+        top = docker("top", "ups-nut-smart", "-eo", "pid,uid,comm").stdout.splitlines()[1:]
+        uids = {line.split()[2]: line.split()[1] for line in top}
+        assert uids["upsd"] == docker(*run, "id -u nut").stdout.strip() and uids["dummy-ups"] == "0"
+        assert docker(*run, "touch /opt/nut/sbin/x", check=False).returncode != 0
+        assert docker(*run, "stat -c %a /var/lib/nut-reconcile").stdout.strip() == "700"
+        assert docker(*run, "grep -c '^\\[admin\\]' /opt/nut/etc/upsd.users", check=False).stdout.strip() == "0"
+        assert docker(*run, "nut-reconcile health").stdout.startswith("healthy")
         docker(*compose, "down", timeout=60)
         assert docker("ps", "-aq", "--filter", "name=^ups-nut-smart$").stdout.strip() == ""
     finally:
