@@ -232,7 +232,6 @@ class Agent:
         wanted = plan.Desired(
             files=render_all(config),
             upsmon_enabled=config.upsmon_enabled,
-            driverless=frozenset(config.driverless),
             held=frozenset(names[u.key] for u in held.values()),
             monitors=config.monitors,
             upsmon_with=lambda monitors: render_upsmon_with(config, monitors),

@@ -85,6 +85,7 @@ class UpsSection:
     driver: str
     options: tuple[tuple[str, str | None], ...]  # None for a bare flag
     comment: str  # which device it was made for: changes on replug, so the driver restarts
+    no_driver: str | None = None  # why the section is served with no driver (written into ups.conf)
 
 
 @dataclass(frozen=True)
@@ -128,9 +129,12 @@ class NutConfig:
     maxage: int
     pollfreq: int = 5
     deadtime: int = 15
-    # Sections served with no driver started ("Driver not connected"): the primary name
-    # while no UPS is attached, and a UPS held after it vanished on battery.
-    driverless: tuple[str, ...] = ()
+
+    @property
+    def driverless(self) -> tuple[str, ...]:
+        """Sections served with no driver started ("Driver not connected"): the primary
+        name while no UPS is attached, and a UPS held after it vanished on battery."""
+        return tuple(s.name for s in self.sections if s.no_driver)
 
     @property
     def minsupplies(self) -> int:

@@ -262,6 +262,48 @@ class Sandbox:
     ) -> bool:
         return await_true(lambda: self.upsc(target, var)[1] == expected, timeout)
 
+    def served(self) -> set[str]:
+        """The UPS names upsd lists (upsc -l); empty when upsd does not answer."""
+        r = subprocess.run(
+            ["upsc", "-l", f"127.0.0.1:{self.port}"], capture_output=True, text=True, timeout=10, check=False
+        )
+        return set(r.stdout.split()) if r.returncode == 0 else set()
+
+    def processes(self) -> dict[str, int]:
+        """How many of each NUT program run for this sandbox (zombies excluded)."""
+        counts: dict[str, int] = {}
+        for _, comm in nut_processes(self.conf):
+            counts[comm] = counts.get(comm, 0) + 1
+        return counts
+
+    def converged(self, expected: dict[str, str], var: str = "ups.status") -> str | None:
+        """None when NUT serves exactly `expected` ({name: value of var, or "Driver not
+        connected"}), one driver runs per UPS with data, and `plan` finds nothing to do;
+        else what differs (for the assertion message)."""
+        if self.served() != set(expected):
+            return f"served {sorted(self.served())}, expected {sorted(expected)}"
+        for name, value in expected.items():
+            got = self.upsc(name, var)[1]
+            if got != value and not (value == "Driver not connected" and got == "Error: Driver not connected"):
+                return f"{name}: {var} is {got!r}, expected {value!r}"
+        drivers = sum(1 for v in expected.values() if v != "Driver not connected")
+        want = {"upsd": 1, "upsmon": 1} | ({"dummy-ups": drivers} if drivers else {})
+        if self.processes() != want:
+            return f"processes {self.processes()}, expected {want}"
+        plan = self.cli("plan")
+        if plan.returncode != 0:
+            return f"plan is not in sync:\n{plan.stdout}{plan.stderr}"
+        return None
+
+    def await_converged(self, expected: dict[str, str], timeout: float = 30) -> str | None:
+        last: list[str | None] = [None]
+
+        def check() -> bool:
+            last[0] = self.converged(expected)
+            return last[0] is None
+
+        return None if await_true(check, timeout, 0.2) else last[0]
+
     def pid_of(self, pidfile: str) -> int:
         return int((self.state / pidfile).read_text().strip())
 

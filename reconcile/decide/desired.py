@@ -6,6 +6,7 @@ cannot be given) is left out with a problem saying why; the others are still ser
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from reconcile.decide.render import check_section
@@ -66,7 +67,8 @@ def placeholder(name: str) -> UpsSection:
         name=name,
         driver="usbhid-ups",
         options=(("port", "auto"), ("desc", "No UPS attached")),
-        comment="no UPS attached: nut-reconcile starts no driver, so clients read 'Driver not connected'",
+        comment="no UPS attached: clients read 'Driver not connected'",
+        no_driver="no UPS attached",
     )
 
 
@@ -97,17 +99,18 @@ def build(
     problems: list[Problem] = []
     sections: list[UpsSection] = []
     power: dict[str, int] = {}
-    held_names: set[str] = set()
     for ups, is_held in [(u, False) for u in attached] + [(u, True) for u in held]:
         s = section(ups, names[ups.key])
         why = _servable(s, statepath)
         if why is not None:
             problems.append(Problem(s.name, why))
             continue
+        if is_held:
+            # Why the section says so: a pass that cannot rewrite ups.conf (read-only, full
+            # disk) still knows from the file which sections get no driver.
+            s = dataclasses.replace(s, no_driver="vanished while on battery: watched until it returns")
         sections.append(s)
         power[s.name] = 0 if ups.rule is not None and not ups.rule.powers_host else 1
-        if is_held:
-            held_names.add(s.name)
     placeholders: set[str] = set()
     if primary_name not in power:
         sections.append(placeholder(primary_name))
@@ -137,6 +140,5 @@ def build(
         maxage=user.maxage,
         pollfreq=user.pollfreq,
         deadtime=user.deadtime,
-        driverless=tuple(sorted(placeholders | held_names)),
     )
     return config, tuple(problems)

@@ -77,8 +77,10 @@ def sort_out(
                 fact.program, fact.proc.pid, fact.proc.start, adopted_loaded(fact.key, started_at, files)
             )
             adopted.append(fact.key)
-        else:
+        elif fact.source != "record":
             strangers.append(Stranger(fact.key, fact.program, fact.proc.pid, fact.source))
+        # else: our record names a PID that another process has now (the record is dropped;
+        # nothing points at that process but the stale record, so it is not in the way).
     drivers = {
         key.removeprefix("driver:"): DriverProc(key.removeprefix("driver:"), o.program, o.proc, o.loaded)
         for key, o in ours.items()

@@ -52,8 +52,7 @@ from reconcile.nutsyntax import NutSyntaxError, section_drivers, tokenize
 class Desired:
     files: dict[str, str]
     upsmon_enabled: bool
-    driverless: frozenset[str]  # sections served with no driver (placeholder, held)
-    held: frozenset[str]  # of those, the UPSes that vanished on battery (decide/power.py)
+    held: frozenset[str]  # UPSes that vanished on battery and stay watched (decide/power.py)
     monitors: tuple[Monitor, ...]
     # upsmon.conf as it would be with only these MONITORs (phase A)
     upsmon_with: Callable[[tuple[Monitor, ...]], str]
@@ -108,14 +107,19 @@ def _files(desired: Desired, actual: ActualState) -> _Files:
     return _Files(final, writes, tuple(skipped))
 
 
-def _drivers_wanted(desired: Desired, final_ups: str | None, b: _Builder) -> dict[str, str]:
+NO_DRIVER = "# nut-reconcile: no driver"
+
+
+def _drivers_wanted(final_ups: str | None, b: _Builder) -> dict[str, str]:
+    """The sections of ups.conf as it will be that get a driver: all, but those our own
+    file marks as served without one (a placeholder, a held UPS)."""
     try:
         sections = section_drivers(final_ups)
     except NutSyntaxError as exc:
         b.warnings.append(f"ups.conf cannot be parsed ({exc}): no driver is started")
         return {}
-    if final_ups == desired.files["ups.conf"]:
-        sections = {ups: d for ups, d in sections.items() if ups not in desired.driverless}
+    blocks = section_blocks(final_ups)
+    sections = {ups: d for ups, d in sections.items() if NO_DRIVER not in blocks.get(ups, "")}
     for ups, driver in sorted(sections.items()):
         if not driver:
             b.warnings.append(f"ups.conf section [{ups}] has no driver")
@@ -300,7 +304,7 @@ def make_plan(desired: Desired, actual: ActualState, restart: frozenset[str] = f
     except NutSyntaxError:
         old_sections = set()
     final_ups = files.final["ups.conf"]
-    wanted = _drivers_wanted(desired, final_ups, b)
+    wanted = _drivers_wanted(final_ups, b)
     try:
         final_sections = set(section_drivers(final_ups))
     except NutSyntaxError:

@@ -35,3 +35,63 @@ def test_low_battery_on_an_attached_ups_runs_the_shutdown_command_and_sets_fsd(s
     assert await_true(flag.exists, AWAIT), (sandbox.agent / "upsmon.log").read_text()
     code, status = sandbox.upsc("my-ups", "ups.status")
     assert code == 0 and status.split() == ["FSD", "OB", "LB"]
+
+
+def test_fsd_is_never_cleared_by_the_agent(sandbox: Sandbox) -> None:
+    data = sandbox.data_file()
+    sandbox.dummy_rule(data)
+    sandbox.write_config(shutdown_config(sandbox))
+    sandbox.bus.plug("1-1")
+    sandbox.cli("apply", check=True)
+    sandbox.data_file(**{"ups.status": "OB LB", "battery.charge": "4"})
+    assert await_true(lambda: "FSD" in sandbox.upsc("my-ups", "ups.status")[1], AWAIT)
+    upsd = sandbox.pid_of("upsd.pid")
+    # upsd.conf changes (a new MAXAGE): a restart would drop the flag the secondaries
+    # are shutting down on, so upsd is not restarted while it is set.
+    text = (sandbox.root / "config.toml").read_text()
+    (sandbox.root / "config.toml").write_text(text.replace("[upsd]\nlisten", "[upsd]\nmaxage = 20\nlisten"))
+    result = sandbox.cli("apply")
+    assert "a UPS is in FSD: upsd is not restarted" in result.stdout, result.stdout + result.stderr
+    assert sandbox.pid_of("upsd.pid") == upsd
+    assert sandbox.upsc("my-ups", "ups.status")[1].split()[0] == "FSD"
+
+
+UPSMON_FAST = "\n[upsmon]\npollfreq = 1\ndeadtime = 3\n"
+
+
+def unplug_run(box: Sandbox, status: str) -> None:
+    """A UPS with `status`, served by the running agent, then unplugged."""
+    box.dummy_rule(box.data_file(**{"ups.status": status}))
+    box.write_config(shutdown_config(box).replace("[upsmon]\n", UPSMON_FAST.lstrip("\n")))
+    box.bus.plug("1-1")
+    box.start_run()
+    assert box.await_upsc(status, timeout=AWAIT), box.run_output()
+    assert box.await_log("event=start.upsmon", timeout=AWAIT), box.run_output()
+    assert "MONITOR my-ups@" in (box.conf / "upsmon.conf").read_text()
+    if status.startswith("OB"):
+        # Both have seen it on battery: upsmon (its own log) and the agent.
+        upsmon_log = box.agent / "upsmon.log"
+        assert await_true(lambda: "on battery" in upsmon_log.read_text(), AWAIT), upsmon_log.read_text()
+        assert box.await_log('event=ups.power ups=my-ups status="on battery', timeout=AWAIT), box.run_output()
+    box.bus.unplug("1-1")
+
+
+def test_a_ups_unplugged_on_battery_stays_watched_and_deadtime_shuts_the_host_down(sandbox: Sandbox) -> None:
+    unplug_run(sandbox, "OB DISCHRG")
+    assert sandbox.await_log("event=ups.held ups=my-ups", timeout=AWAIT), sandbox.run_output()
+    assert "MONITOR my-ups@" in (sandbox.conf / "upsmon.conf").read_text()
+    assert sandbox.await_upsc("Error: Driver not connected", timeout=AWAIT)  # its driver is gone
+    flag = sandbox.root / "shutdown-ran"
+    assert await_true(flag.exists, AWAIT), (sandbox.agent / "upsmon.log").read_text() + sandbox.run_output()
+
+
+def test_a_ups_unplugged_on_line_power_never_shuts_the_host_down(sandbox: Sandbox) -> None:
+    unplug_run(sandbox, "OL")
+    stop_watching = 'event=reload.upsmon why="stop watching my-ups"'
+    assert sandbox.await_log(stop_watching, timeout=AWAIT), sandbox.run_output()
+    assert "MONITOR" not in (sandbox.conf / "upsmon.conf").read_text()
+    # No event to await for "never": the window is the one the on-battery case fires in
+    # (DEADTIME 3 s + POLLFREQ 1 s + FINALDELAY 5 s), with margin.
+    flag = sandbox.root / "shutdown-ran"
+    assert not await_true(flag.exists, 3 + 1 + 5 + 6)
+    assert "event=ups.held" not in sandbox.run_output()

@@ -44,7 +44,6 @@ def desired(
     return Desired(
         files=render_all(config),
         upsmon_enabled=config.upsmon_enabled,
-        driverless=frozenset(config.driverless),
         held=frozenset(names[u.key] for u in held),
         monitors=config.monitors,
         upsmon_with=lambda m: render_upsmon_with(config, m),
@@ -214,11 +213,24 @@ def test_placeholder_gets_no_driver_and_no_monitor() -> None:
 def test_a_ups_held_after_vanishing_on_battery_keeps_section_and_monitor_but_loses_its_driver() -> None:
     a = ups()
     before, after = desired(a), desired(held=(a,))
-    assert after.files["ups.conf"] == before.files["ups.conf"]
-    assert after.files["upsmon.conf"] == before.files["upsmon.conf"]  # still watched, MINSUPPLIES 1
+    # The same section, marked as served without a driver; upsmon.conf unchanged: still
+    # watched, MINSUPPLIES 1, so upsmon's DEADTIME rule can act.
+    assert after.files["upsmon.conf"] == before.files["upsmon.conf"]
+    assert "# nut-reconcile: no driver (vanished while on battery" in after.files["ups.conf"]
     plan = make_plan(after, running(before, {"my-ups": "usbhid-ups"}))
-    assert kinds(plan) == ["stop_driver my-ups"]
-    assert needs(plan) == [[]] and "stays watched" in plan.steps[0].reason
+    assert kinds(plan) == ["stop_driver my-ups", "write ups.conf", "reload_upsd"]
+    assert needs(plan)[0] == [] and "stays watched" in plan.steps[0].reason
+
+
+def test_a_stale_copy_of_our_file_that_cannot_be_written_keeps_its_placeholder_driverless() -> None:
+    # ups.conf is read-only (or the disk full) and still the placeholder version: its
+    # placeholder must not get a driver started.
+    before, after = desired(), desired(ups())
+    act = running(before)
+    files = dict(act.files)
+    files["ups.conf"] = dataclasses.replace(files["ups.conf"], writable=False)
+    plan = make_plan(after, dataclasses.replace(act, files=files))
+    assert not [s for s in plan.steps if isinstance(s, StartDriver)]
 
 
 def test_unmanaged_and_read_only_files_are_skipped_but_the_rest_converges() -> None:

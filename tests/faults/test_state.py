@@ -1,0 +1,149 @@
+"""The agent's state files are input: a corrupt or hostile one is set aside and the agent
+keeps serving; a process that only looks like ours is never signalled."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import Sandbox
+
+pytestmark = pytest.mark.nut
+
+AWAIT = 30.0
+SERVING = {"my-ups": "OL"}
+
+
+def serving(box: Sandbox) -> None:
+    box.dummy_rule(box.data_file())
+    box.bus.plug("1-1", serial="A1")
+    box.cli("apply", check=True)
+    assert box.await_converged(SERVING) is None
+
+
+def aside(box: Sandbox, name: str) -> list[str]:
+    return sorted(p.name for p in box.agent.glob(f"{name}.corrupt-*"))
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"{not json",
+        b"\xff\xfe garbage",
+        json.dumps({"primary": None, "names": {"051d:0002:serial=A1": "x\nSHUTDOWNCMD /bin/sh -c evil"}}).encode(),
+        json.dumps({"primary": None, "names": {"051d:0002:serial=A1": "ok", "other": "ok"}}).encode(),
+        json.dumps({"primary": None, "names": {"k": "x]\n[evil]\n  driver = evil\n  port = /etc/shadow"}}).encode(),
+    ],
+    ids=["not-json", "not-utf8", "shutdowncmd-injection", "one-name-twice", "section-injection"],
+)
+def test_a_corrupt_or_hostile_names_file_is_set_aside_and_service_goes_on(sandbox: Sandbox, content: bytes) -> None:
+    serving(sandbox)
+    (sandbox.agent / "names.json").write_bytes(content)
+    result = sandbox.cli("apply")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "event=state.corrupt" in result.stdout and "names.json" in result.stdout
+    assert len(aside(sandbox, "names.json")) == 1
+    assert sandbox.await_converged(SERVING) is None
+    for name in ("ups.conf", "upsmon.conf"):
+        text = (sandbox.conf / name).read_text()
+        assert "evil" not in text and "SHUTDOWNCMD /bin/sh" not in text
+    # fresh names were written, valid
+    assert json.loads((sandbox.agent / "names.json").read_text())["primary"] == "051d:0002:serial=A1"
+
+
+def test_the_run_loop_keeps_serving_through_a_corrupt_names_file(sandbox: Sandbox) -> None:
+    sandbox.dummy_rule(sandbox.data_file())
+    sandbox.start_run()
+    assert sandbox.await_upsc("Error: Driver not connected", timeout=AWAIT), sandbox.run_output()
+    (sandbox.agent / "names.json").write_text("{not json")
+    sandbox.bus.plug("1-1")
+    assert sandbox.await_upsc("OL", timeout=AWAIT), sandbox.run_output()
+    assert "event=state.corrupt" in sandbox.run_output() and "event=tick.failed" not in sandbox.run_output()
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"[]",
+        json.dumps({"monuser": "has-a\nnewline-1", "upsmon": "fine-password-1"}).encode(),
+        json.dumps({"monuser": "equals=splits-it", "upsmon": "fine-password-1"}).encode(),
+        json.dumps({"monuser": 12345678, "upsmon": "fine-password-1"}).encode(),
+        json.dumps({"monuser": "fine-password-2", "upsmon": "fine-password-1", "root": "x"}).encode(),
+    ],
+    ids=["not-an-object", "newline", "equals", "number", "unknown-key"],
+)
+def test_a_corrupt_or_hostile_secrets_file_is_set_aside_never_echoed(sandbox: Sandbox, content: bytes) -> None:
+    serving(sandbox)
+    old = json.loads((sandbox.agent / "secrets.json").read_text())
+    (sandbox.agent / "secrets.json").write_bytes(content)
+    result = sandbox.cli("apply")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "event=state.corrupt" in result.stdout and len(aside(sandbox, "secrets.json")) == 1
+    for secret in ("has-a", "newline-1", "equals=splits-it", "fine-password-1", "fine-password-2", "12345678"):
+        assert secret not in result.stdout + result.stderr + sandbox.log.read_text()
+    new = json.loads((sandbox.agent / "secrets.json").read_text())
+    assert set(new) == {"monuser", "upsmon"} and new != old
+    assert oct((sandbox.agent / "secrets.json").stat().st_mode & 0o777) == "0o600"
+    users = (sandbox.conf / "upsd.users").read_text()
+    assert new["monuser"] in users and "newline" not in users
+    # upsd reloaded the new passwords and upsmon logs in with its own: still served
+    assert sandbox.await_converged(SERVING) is None
+
+
+@pytest.mark.parametrize("name", ["procs.json", "seen.json", "status.json"])
+def test_other_corrupt_state_files_never_stop_service(sandbox: Sandbox, name: str) -> None:
+    serving(sandbox)
+    (sandbox.agent / name).write_text('{"upsd": {"program": "rm -rf /", "pid": 1, "start": 0}}')
+    assert sandbox.cli("status").returncode == 0  # read-only commands only warn
+    result = sandbox.cli("apply")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert sandbox.await_converged(SERVING) is None
+
+
+def test_a_stranger_named_upsd_at_upsd_pid_is_reported_and_never_signalled(sandbox: Sandbox) -> None:
+    # A process that only looks like upsd (a copy of sleep named upsd), in our PID file.
+    fake = sandbox.root / "upsd"
+    shutil.copy("/bin/sleep", fake)
+    stranger = subprocess.Popen([str(fake), "300"])
+    try:
+        sandbox.state.mkdir(exist_ok=True)
+        (sandbox.state / "upsd.pid").write_text(f"{stranger.pid}\n")
+        result = sandbox.cli("apply")
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert f"event=process.stranger program=upsd pid={stranger.pid}" in result.stdout
+        assert "never signalled" in result.stdout
+        assert stranger.poll() is None  # alive: not a TERM, not a HUP
+        assert (sandbox.state / "upsd.pid").read_text() == f"{stranger.pid}\n"  # its PID file untouched
+        assert "upsd" not in sandbox.processes()
+    finally:
+        stranger.kill()
+        stranger.wait(5)
+    # Once it is gone, the same stale PID file is cleared and our upsd starts.
+    result = sandbox.cli("apply")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert sandbox.await_converged({"my-ups": "Driver not connected"}) is None
+
+
+def test_a_recorded_pid_now_used_by_another_process_is_never_signalled(sandbox: Sandbox) -> None:
+    # After a reboot or a container restart, the PID the agent recorded for its upsd may
+    # belong to another process, even one with the same name.
+    fake = sandbox.root / "upsd"
+    shutil.copy("/bin/sleep", fake)
+    other = subprocess.Popen([str(fake), "300"])
+    try:
+        start = int(Path(f"/proc/{other.pid}/stat").read_text().rpartition(")")[2].split()[19])
+        sandbox.agent.mkdir(mode=0o700)
+        record = {"upsd": {"program": "upsd", "pid": other.pid, "start": start - 100, "loaded": []}}
+        (sandbox.agent / "procs.json").write_text(json.dumps(record))
+        result = sandbox.cli("apply")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert other.poll() is None  # never signalled
+        assert sandbox.await_converged({"my-ups": "Driver not connected"}) is None  # our own upsd serves
+        assert json.loads((sandbox.agent / "procs.json").read_text())["upsd"]["pid"] != other.pid
+    finally:
+        other.kill()
+        other.wait(5)
