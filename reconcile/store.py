@@ -361,8 +361,10 @@ def locked(agent_dir: Path, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
             except BlockingIOError:
                 return False
 
-        if not await_true(take, timeout, 0.05):
-            raise TimeoutError(f"{agent_dir / 'lock'}: another nut-reconcile held it for {timeout:g}s")
+        if not take():
+            logfmt.info("lock.wait", lock=str(agent_dir / "lock"), why="another nut-reconcile is in a pass")
+            if not await_true(take, timeout, 0.05):
+                raise TimeoutError(f"{agent_dir / 'lock'}: another nut-reconcile held it for {timeout:g}s")
         yield
     finally:
         os.close(fd)

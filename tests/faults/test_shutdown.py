@@ -7,6 +7,11 @@ secondaries on the network shut down too) and runs the shutdown command.
 
 from __future__ import annotations
 
+import json
+import os
+import socket
+import subprocess
+
 import pytest
 
 from tests.helpers import Sandbox, await_true
@@ -15,6 +20,16 @@ pytestmark = pytest.mark.nut
 
 # upsmon's own timing: POLLFREQ 5 s, then FINALDELAY 5 s before SHUTDOWNCMD. A ceiling, not a target.
 AWAIT = 60.0
+
+
+def logged_in(box: Sandbox) -> int:
+    """How many upsmons are logged in to upsd for my-ups (NUT's LIST CLIENT)."""
+    with socket.create_connection(("127.0.0.1", box.port), timeout=5) as conn:
+        conn.sendall(b"LIST CLIENT my-ups\nLOGOUT\n")
+        reply = b""
+        while b"END LIST CLIENT" not in reply and (chunk := conn.recv(4096)):
+            reply += chunk
+    return sum(line.startswith("CLIENT my-ups ") for line in reply.decode().splitlines())
 
 
 def shutdown_config(box: Sandbox) -> str:
@@ -95,3 +110,42 @@ def test_a_ups_unplugged_on_line_power_never_shuts_the_host_down(sandbox: Sandbo
     flag = sandbox.root / "shutdown-ran"
     assert not await_true(flag.exists, 3 + 1 + 5 + 6)
     assert "event=ups.held" not in sandbox.run_output()
+
+
+def test_the_hosts_own_upsmon_as_secondary_shuts_the_host_down_on_the_primarys_fsd(sandbox: Sandbox) -> None:
+    """The README's way to power off the Pi itself: the host's NUT client, a secondary of
+    the container's primary. Run here in a mount namespace of its own, so that its PID file
+    (compiled into Debian's upsmon as /run/nut/upsmon.pid) is not the primary's."""
+    sandbox.dummy_rule(sandbox.data_file())
+    sandbox.write_config(shutdown_config(sandbox))
+    sandbox.bus.plug("1-1")
+    sandbox.cli("apply", check=True)
+    monuser = json.loads((sandbox.agent / "secrets.json").read_text())["monuser"]
+    host = sandbox.root / "host-nut"
+    host.mkdir()
+    host_flag = sandbox.root / "host-shutdown-ran"
+    (host / "upsmon.conf").write_text(
+        f"MONITOR my-ups@127.0.0.1:{sandbox.port} 1 monuser {monuser} secondary\n"
+        f'SHUTDOWNCMD "/bin/touch {host_flag}"\nPOLLFREQ 1\nPOLLFREQALERT 1\n'
+    )
+    os.chmod(host / "upsmon.conf", 0o600)
+    env = {**os.environ, "NUT_CONFPATH": str(host), "NUT_STATEPATH": str(host)}
+    with open(sandbox.root / "host-upsmon.log", "w") as log:
+        secondary = subprocess.Popen(
+            ["unshare", "-m", "sh", "-c", "mount -t tmpfs tmpfs /run/nut && exec /lib/nut/upsmon -p -F"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        log_text = sandbox.root / "host-upsmon.log"
+        # Both upsmons logged in to upsd for my-ups: the primary and the host's secondary.
+        assert await_true(lambda: logged_in(sandbox) == 2, AWAIT), log_text.read_text()
+        sandbox.data_file(**{"ups.status": "OB LB", "battery.charge": "4"})
+        assert await_true(host_flag.exists, AWAIT), log_text.read_text()
+        # The primary waited for the secondary to log out, then shut down too.
+        assert await_true((sandbox.root / "shutdown-ran").exists, AWAIT), (sandbox.agent / "upsmon.log").read_text()
+    finally:
+        if secondary.poll() is None:
+            secondary.kill()
+        secondary.wait(5)

@@ -274,3 +274,77 @@ def test_a_foreign_upsmon_is_reported_not_killed(sandbox: Sandbox) -> None:
             assert second.upsc("my-ups", "ups.status") == (1, NOT_CONNECTED)  # the rest converged
         finally:
             second.cleanup()
+
+
+def test_read_only_commands_create_no_file(sandbox: Sandbox) -> None:
+    sandbox.dummy_rule(sandbox.data_file())
+    sandbox.bus.plug("1-1")
+    for command in (["plan"], ["plan", "--json"], ["scan", "--all"], ["status", "--json"], ["health"]):
+        result = sandbox.cli(*command)
+        assert result.returncode in (0, 1, 2), result.stderr
+        assert os.listdir(sandbox.conf) == [] and os.listdir(sandbox.state) == [], command
+        assert not sandbox.agent.exists(), command
+        assert nut_processes(sandbox.conf) == []
+
+
+@pytest.mark.parametrize(
+    ("config", "culprit"),
+    [
+        (
+            "[[device]]\nmatch = {vendorid = 0x051d}\n",
+            'device[0].match.vendorid: 1309 is a number; write the ID as a string: "051d"',
+        ),
+        ('[users.monuser]\npassword = "has=an-equals"\n', "users.monuser"),
+        ('[upsd]\nlisten = ["999.999.999.999:3493"]\n', "upsd.listen"),
+        ('[[device]]\nmatch = {vendorid = "051d"}\ndesc = "a"\noptions = {desc = "b"}\n', "device[0].options.desc"),
+    ],
+)
+def test_strict_input_exits_2_names_the_key_and_writes_nothing(sandbox: Sandbox, config: str, culprit: str) -> None:
+    (sandbox.root / "config.toml").write_text(config)
+    for command in ("apply", "plan"):
+        result = sandbox.cli(command)
+        assert result.returncode == 2 and culprit in result.stderr, result.stderr
+        assert "has=an-equals" not in result.stderr
+        assert os.listdir(sandbox.conf) == [] and not sandbox.agent.exists()
+
+
+def test_non_ascii_digits_in_env_are_refused(sandbox: Sandbox) -> None:
+    result = sandbox.cli("apply", env={"SCAN_INTERVAL": "\u0661\u0660"})
+    assert result.returncode == 2 and "SCAN_INTERVAL" in result.stderr and "ASCII" in result.stderr
+    assert not sandbox.agent.exists()
+
+
+def test_a_ups_that_cannot_be_served_is_skipped_and_the_others_converge(sandbox: Sandbox) -> None:
+    # A state dir, name and driver so long that the driver's socket path cannot fit in 108 bytes.
+    statepath = sandbox.root / "a-longer-state-dir-name"
+    statepath.mkdir()
+    sandbox.env["NUT_STATEPATH"] = str(statepath)
+    sandbox.dummy_rule(sandbox.data_file(), serial="GOOD")
+    long_name = "a" * 41
+    sandbox.rules.append(f'[[device]]\nmatch = {{serial = "LONG"}}\nname = "{long_name}"\ndriver = "{"d" * 41}"\n')
+    sandbox.write_config()
+    sandbox.bus.plug("1-1", serial="GOOD")
+    sandbox.bus.plug("1-2", serial="LONG")
+    result = sandbox.cli("apply")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"event=ups.unservable ups={long_name}" in result.stdout and "longer than 107 bytes" in result.stdout
+    assert sandbox.await_converged({"my-ups": "OL"}) is None
+
+
+def test_apply_waits_for_a_pass_of_the_running_loop(sandbox: Sandbox) -> None:
+    import fcntl
+    import subprocess
+    import sys
+
+    sandbox.agent.mkdir(mode=0o700)
+    with open(sandbox.agent / "lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # what `run` holds during a pass
+        child = subprocess.Popen(
+            [sys.executable, "-m", "reconcile", "apply"], env=sandbox.env, stdout=subprocess.PIPE, text=True
+        )
+        assert child.stdout is not None
+        first = child.stdout.readline()
+        assert "event=lock.wait" in first, first
+        assert os.listdir(sandbox.conf) == []  # nothing done while it waits
+    rest = child.communicate(timeout=60)[0]
+    assert child.returncode == 0 and "event=start.upsd" in rest

@@ -86,3 +86,16 @@ def test_logfmt_escapes_every_control_character(value: str, expected: str) -> No
     line = logfmt.format_event("info", "x", {"v": value})
     assert line.endswith(f" v={expected}")
     assert "\r" not in line and "\n" not in line and "\x1b" not in line
+
+
+def test_the_log_file_is_capped_and_rotated_once(tmp_path: Path) -> None:
+    log = tmp_path / "hotplug.log"
+    assert logfmt.setup(False, log, max_bytes=4096) is None
+    try:
+        for n in range(400):
+            logfmt.info("bus.change", devices=n, settle_left="2.0s")
+    finally:
+        logfmt.setup(False, None)
+    assert log.stat().st_size <= 4096 and (tmp_path / "hotplug.log.1").stat().st_size <= 4096
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hotplug.log", "hotplug.log.1"]
+    assert "devices=399" in log.read_text()

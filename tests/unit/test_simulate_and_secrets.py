@@ -63,3 +63,17 @@ def test_bad_password_file_is_named_and_never_echoed(tmp_path: Path) -> None:
 def test_missing_password_file_variable_is_an_error() -> None:
     with pytest.raises(SettingsError, match="NUT_MONUSER_PASSWORD_FILE"):
         load({"NUT_MONUSER_PASSWORD_FILE": "/no/such/secret"})
+
+
+def test_the_lock_keeps_a_second_process_out(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from reconcile.store import locked
+
+    probe = f"from reconcile.store import locked\nwith locked(__import__('pathlib').Path({str(tmp_path)!r}), 0.3): pass"
+    with locked(tmp_path):
+        held = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=30, check=False)
+    assert held.returncode != 0 and "held it for 0.3s" in held.stderr
+    free = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=30, check=False)
+    assert free.returncode == 0, free.stderr
