@@ -65,7 +65,7 @@ def tick_cost(env: dict[str, str], ticks: int = 50) -> float:
     try:
         logfmt.setup(False, None, to_stderr=True)
         settings = load()
-        store.prepare(settings.agent_dir, settings.legacy_agent_dir)
+        store.prepare(settings)
         runner = Runner(Agent.load(settings))
         runner.tick()  # settle and converge first
         start = time.perf_counter()

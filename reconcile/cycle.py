@@ -27,6 +27,7 @@ from reconcile.decide.identity import NameBook
 from reconcile.decide.render import render_all, render_upsmon_with
 from reconcile.decide.supervision import Supervision
 from reconcile.model import ActualState, FileState, Ledger, NutConfig, Plan, Secrets, Ups, UsbDevice
+from reconcile.nutsyntax import NutSyntaxError, section_drivers
 from reconcile.observe import actual, driver_table, nut_scanner, processes, running, usb_libusb, usb_sysfs
 from reconcile.settings import Settings
 from reconcile.simulate import Simulator
@@ -35,6 +36,11 @@ from reconcile.userconfig import load as load_user_config
 
 SCANNER_TIMEOUT = 10.0
 Bus = tuple[UsbDevice, ...]
+
+
+def _boot_wall() -> float:
+    """When the system booted, on the wall clock (to date a process's start time)."""
+    return time.time() - processes.boot_ticks() / processes.hz()
 
 
 def simulator_for(settings: Settings) -> Simulator:
@@ -169,21 +175,24 @@ class Agent:
         logfmt.info("nut-scanner.ran", devices=len(found))
         return found, True
 
-    def _known_drivers(self, files: dict[str, FileState], scanner: dict[str, str]) -> set[str]:
+    def _running(self, ledger: Ledger, files: dict[str, FileState], scanner: dict[str, str]) -> running.Facts:
+        """What runs: found through NUT's PID files (for every driver that may be in use)
+        and the agent's record."""
+        s = self.settings
         drivers = set(self.table.usb_drivers) | {"dummy-ups"} | set(scanner.values())
         drivers |= {r.driver for r in self.user.rules if r.driver}
-        for line in (files["ups.conf"].content or "").splitlines():
-            words = line.split("=", 1)
-            if len(words) == 2 and words[0].strip() == "driver":
-                drivers.add(words[1].strip().strip('"'))
-        return drivers
+        try:
+            drivers |= set(section_drivers(files["ups.conf"].content).values())
+        except NutSyntaxError:
+            pass  # the plan reports an unparsable ups.conf
+        marker = {"NUT_CONFPATH": str(s.confpath), "NUT_STATEPATH": str(s.statepath)}
+        return running.gather(s.statepath, marker, ledger, drivers, self.listen)
 
     def observe(self, bus: Bus, may_write: bool) -> Observation:
         s = self.settings
         scanner, ran = self.scanner_drivers(bus)
         ledger = store.load(s.agent_dir, store.PROCS, store.parse_procs, may_write) or {}
         files = actual.read_files(s.confpath)
-        marker = {"NUT_CONFPATH": str(s.confpath), "NUT_STATEPATH": str(s.statepath)}
         return Observation(
             bus=bus,
             scanner=scanner,
@@ -194,19 +203,15 @@ class Agent:
             memory=store.load(s.agent_dir, store.SEEN, store.parse_seen, may_write) or {},
             ledger=ledger,
             files=files,
-            facts=running.gather(s.statepath, marker, ledger, self._known_drivers(files, scanner), self.listen),
-            boot_wall=time.time() - processes.boot_ticks() / processes.hz(),
+            facts=self._running(ledger, files, scanner),
+            boot_wall=_boot_wall(),
         )
 
     def processes(self) -> ownership.Ownership:
         """Only what runs, and which of it is ours (for stopping everything)."""
-        s = self.settings
-        ledger = store.load(s.agent_dir, store.PROCS, store.parse_procs, False) or {}
-        files = actual.read_files(s.confpath)
-        marker = {"NUT_CONFPATH": str(s.confpath), "NUT_STATEPATH": str(s.statepath)}
-        facts = running.gather(s.statepath, marker, ledger, self._known_drivers(files, {}), self.listen)
-        boot_wall = time.time() - processes.boot_ticks() / processes.hz()
-        return ownership.sort_out(facts.procs, ledger, files, boot_wall, processes.hz())
+        ledger = store.load(self.settings.agent_dir, store.PROCS, store.parse_procs, False) or {}
+        files = actual.read_files(self.settings.confpath)
+        return ownership.sort_out(self._running(ledger, files, {}).procs, ledger, files, _boot_wall(), processes.hz())
 
     # --- decide (pure, but for generating a missing password) ------------------------
 

@@ -34,6 +34,8 @@ from reconcile.decide.identity import NameBook
 from reconcile.decide.power import Memory, Seen
 from reconcile.model import Ledger, Owned, ProcId, Secrets, UsbDevice
 from reconcile.nutsyntax import NutSyntaxError, is_printable_ascii, validate_name, validate_password
+from reconcile.observe.actual import FILES
+from reconcile.settings import Settings
 from reconcile.userconfig import UserConfig
 from reconcile.waiting import await_true
 
@@ -316,13 +318,15 @@ def status_record(by: str, outcome: str, errors: list[str], state: dict[str, Any
 # --- the dir itself ----------------------------------------------------------------------
 
 
-def prepare(agent_dir: Path, legacy_dir: Path) -> None:
-    """For a command that may write: the dir exists as it must, the temp files a crash
-    left are gone, and state from an earlier version's dir is moved in."""
-    ensure_private_dir(agent_dir)
-    for path in remove_leftovers(agent_dir, STATE_FILES):
-        logfmt.warning("state.leftover", file=str(path), why="a write was cut short: removed")
-    _migrate(agent_dir, legacy_dir)
+def prepare(settings: Settings) -> None:
+    """For a command that may write: the agent's dir exists as it must, the temp files a
+    crash left (in it and in NUT's config dir: they may hold a password) are gone, and
+    state from an earlier version's dir is moved in."""
+    ensure_private_dir(settings.agent_dir)
+    for directory, names in ((settings.agent_dir, STATE_FILES), (settings.confpath, FILES)):
+        for path in remove_leftovers(directory, names):
+            logfmt.warning("state.leftover", file=str(path), why="a write was cut short: removed")
+    _migrate(settings.agent_dir, settings.legacy_agent_dir)
 
 
 def _migrate(agent_dir: Path, legacy_dir: Path) -> None:

@@ -11,6 +11,7 @@ import json
 import os
 import socket
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -37,28 +38,31 @@ def shutdown_config(box: Sandbox) -> str:
     return f'\n[upsmon]\nshutdown_cmd = "/bin/touch {flag}"\n'
 
 
-def test_low_battery_on_an_attached_ups_runs_the_shutdown_command_and_sets_fsd(sandbox: Sandbox) -> None:
-    data = sandbox.data_file()
-    sandbox.dummy_rule(data)
-    sandbox.write_config(shutdown_config(sandbox))
-    sandbox.bus.plug("1-1")
-    sandbox.cli("apply", check=True)
-    assert sandbox.await_upsc("OL")
-    flag = sandbox.root / "shutdown-ran"
+def serving_on_line(box: Sandbox) -> Path:
+    """One UPS on line power, served by `apply`, whose shutdown command touches a file."""
+    box.dummy_rule(box.data_file())
+    box.write_config(shutdown_config(box))
+    box.bus.plug("1-1")
+    box.cli("apply", check=True)
+    assert box.await_upsc("OL")
+    return box.root / "shutdown-ran"
 
-    sandbox.data_file(**{"ups.status": "OB LB", "battery.charge": "4"})
+
+def low_battery(box: Sandbox) -> None:
+    box.data_file(**{"ups.status": "OB LB", "battery.charge": "4"})
+
+
+def test_low_battery_on_an_attached_ups_runs_the_shutdown_command_and_sets_fsd(sandbox: Sandbox) -> None:
+    flag = serving_on_line(sandbox)
+    low_battery(sandbox)
     assert await_true(flag.exists, AWAIT), (sandbox.agent / "upsmon.log").read_text()
     code, status = sandbox.upsc("my-ups", "ups.status")
     assert code == 0 and status.split() == ["FSD", "OB", "LB"]
 
 
 def test_fsd_is_never_cleared_by_the_agent(sandbox: Sandbox) -> None:
-    data = sandbox.data_file()
-    sandbox.dummy_rule(data)
-    sandbox.write_config(shutdown_config(sandbox))
-    sandbox.bus.plug("1-1")
-    sandbox.cli("apply", check=True)
-    sandbox.data_file(**{"ups.status": "OB LB", "battery.charge": "4"})
+    serving_on_line(sandbox)
+    low_battery(sandbox)
     assert await_true(lambda: "FSD" in sandbox.upsc("my-ups", "ups.status")[1], AWAIT)
     upsd = sandbox.pid_of("upsd.pid")
     # upsd.conf changes (a new MAXAGE): a restart would drop the flag the secondaries
@@ -116,10 +120,7 @@ def test_the_hosts_own_upsmon_as_secondary_shuts_the_host_down_on_the_primarys_f
     """The README's way to power off the Pi itself: the host's NUT client, a secondary of
     the container's primary. Run here in a mount namespace of its own, so that its PID file
     (compiled into Debian's upsmon as /run/nut/upsmon.pid) is not the primary's."""
-    sandbox.dummy_rule(sandbox.data_file())
-    sandbox.write_config(shutdown_config(sandbox))
-    sandbox.bus.plug("1-1")
-    sandbox.cli("apply", check=True)
+    primary_flag = serving_on_line(sandbox)
     monuser = json.loads((sandbox.agent / "secrets.json").read_text())["monuser"]
     host = sandbox.root / "host-nut"
     host.mkdir()
@@ -141,10 +142,10 @@ def test_the_hosts_own_upsmon_as_secondary_shuts_the_host_down_on_the_primarys_f
         log_text = sandbox.root / "host-upsmon.log"
         # Both upsmons logged in to upsd for my-ups: the primary and the host's secondary.
         assert await_true(lambda: logged_in(sandbox) == 2, AWAIT), log_text.read_text()
-        sandbox.data_file(**{"ups.status": "OB LB", "battery.charge": "4"})
+        low_battery(sandbox)
         assert await_true(host_flag.exists, AWAIT), log_text.read_text()
         # The primary waited for the secondary to log out, then shut down too.
-        assert await_true((sandbox.root / "shutdown-ran").exists, AWAIT), (sandbox.agent / "upsmon.log").read_text()
+        assert await_true(primary_flag.exists, AWAIT), (sandbox.agent / "upsmon.log").read_text()
     finally:
         if secondary.poll() is None:
             secondary.kill()

@@ -348,3 +348,15 @@ def test_apply_waits_for_a_pass_of_the_running_loop(sandbox: Sandbox) -> None:
         assert os.listdir(sandbox.conf) == []  # nothing done while it waits
     rest = child.communicate(timeout=60)[0]
     assert child.returncode == 0 and "event=start.upsd" in rest
+
+
+def test_temp_files_a_crash_left_are_removed_at_start(sandbox: Sandbox) -> None:
+    sandbox.cli("apply", check=True)
+    # What a kill inside write_atomic leaves: a temp file that may hold a password.
+    left = [sandbox.conf / ".upsd.users.k2j4h6a1.tmp", sandbox.agent / ".secrets.json.x9y8z7w6.tmp"]
+    for path in left:
+        path.write_text('[monuser]\n  password = "secret-in-a-temp-file"\n')
+    result = sandbox.cli("apply", check=True)
+    assert result.stdout.count("event=state.leftover") == 2
+    assert not any(p.exists() for p in left)
+    assert sandbox.cli("apply", check=True).stdout.count("event=state.leftover") == 0
