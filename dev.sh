@@ -15,6 +15,7 @@ APT_PACKAGES=(
   umockdev libusb-1.0-0 usbutils         # a simulated USB device for libusb/pyusb/nut-scanner
   python3-gi gir1.2-umockdev-1.0 python3-usb   # umockdev's run-time add/remove API (Debian python)
   ca-certificates shellcheck
+  openssh-client                         # ssh-keygen for the fleet tests' Pis (pyinfra itself speaks SSH)
 )
 
 log() { printf '%s dev.sh: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
@@ -71,8 +72,8 @@ cmd_run() {
 
 lint() {
   log "ruff"
-  "$VENV/bin/ruff" check reconcile tests benchmarks
-  "$VENV/bin/ruff" format --check reconcile tests benchmarks
+  "$VENV/bin/ruff" check reconcile fleet tests benchmarks deploy.py inventory group_data
+  "$VENV/bin/ruff" format --check reconcile fleet tests benchmarks deploy.py inventory group_data
   log "shellcheck"
   shellcheck dev.sh .ci/run docker/*.sh
   log "mypy"
@@ -102,6 +103,8 @@ cmd_test() {
   "$VENV/bin/python" -m benchmarks.hotplug_latency
   # The image the container tests built: the same measurement through Docker.
   "$VENV/bin/python" -m benchmarks.hotplug_latency --container ups-nut-smart:latest
+  # The rollout over SSH to docker-in-docker Pis.
+  "$VENV/bin/python" -m benchmarks.fleet
 }
 
 case "${1:-}" in

@@ -266,6 +266,9 @@ EOF
     find "$root/usr/share/locale" -mindepth 1 -maxdepth 1 ! -name locale.alias -exec rm -rf {} + 2>/dev/null || true
     : >"$root/etc/machine-id" 2>/dev/null || true
     rm -f "$root/etc/hostname" "$root/etc/resolv.conf"
+    # Why: mktemp made the root 0700, and the tarball's "./" entry carries that mode. Storage
+    # drivers that apply it (vfs) then give every container a / that only root can enter.
+    chmod 0755 "$root"
     tar --numeric-owner --xattrs -C "$root" -cf "$out.tmp" . || die "tar of $arch rootfs failed"
     mv "$out.tmp" "$out"
     rm -rf "$root"
@@ -284,7 +287,7 @@ base_amd64() {
     fi
     local arch
     arch=$(dpkg --print-architecture)
-    local tarball="$CACHE_DIR/$SUITE-minbase-$arch.tar"
+    local tarball="$CACHE_DIR/$SUITE-minbase-$arch-r2.tar"  # r2: root dir 0755
     make_rootfs_tar "$arch" "$tarball"
     timeout 600 docker import \
         --change 'CMD ["bash"]' \
@@ -301,7 +304,7 @@ base_arm64() {
         return 0
     fi
     [ -z "$have" ] || log "$BASE_ARM64_TAG exists with architecture '$have'; rebuilding"
-    local tarball="$CACHE_DIR/$SUITE-minbase-arm64.tar"
+    local tarball="$CACHE_DIR/$SUITE-minbase-arm64-r2.tar"  # r2: root dir 0755
     make_rootfs_tar arm64 "$tarball"
     local ctx
     ctx=$(mktemp -d "$CACHE_DIR/ctx-arm64.XXXXXX")

@@ -59,6 +59,15 @@ def test_layers_import_downward_only() -> None:
     assert wrong == []
 
 
+def test_the_agent_never_imports_the_rollout() -> None:
+    """reconcile/ runs in the image, which has neither fleet/ nor pyinfra."""
+    for module, path in modules():
+        tree = ast.parse(path.read_text())
+        names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        assert not {n for n in names if n.split(".")[0] in ("fleet", "pyinfra")}, module
+
+
 def test_decide_is_pure() -> None:
     """No module of decide/ reaches for the system (files, processes, sockets, clocks)."""
     forbidden = {"os", "subprocess", "socket", "time", "shutil", "pathlib", "tempfile"}

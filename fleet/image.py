@@ -1,0 +1,110 @@
+"""The image on the controller: its ID and architecture, a build for another platform
+(buildx), and a compressed `docker save`, made once per image ID and shared by the hosts.
+
+An image's ID is the digest of its config, which `docker save` / `docker load` keep: a
+host whose image has the controller's ID already has exactly this image.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shlex
+import shutil
+import subprocess
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+# `uname -m` (pyinfra's server.Arch fact) -> Docker's architecture names
+ARCHES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "armv7l": "arm", "armv6l": "arm"}
+BUILD_TIMEOUT = 3600
+SAVE_TIMEOUT = 900
+REPO = Path(__file__).resolve().parent.parent
+
+
+class ImageError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class LocalImage:
+    ref: str  # the tag on the controller
+    id: str
+    arch: str
+
+    @property
+    def short(self) -> str:
+        return self.id.removeprefix("sha256:")[:12]
+
+
+def _docker(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ImageError(f"docker {args[0]}: {exc}") from None
+
+
+def inspect(ref: str) -> LocalImage | None:
+    result = _docker("image", "inspect", "-f", "{{.Id}} {{.Architecture}}", ref)
+    if result.returncode != 0:
+        return None
+    image_id, arch = result.stdout.split()
+    return LocalImage(ref, image_id, arch)
+
+
+def platform_tag(ref: str, arch: str) -> str:
+    """Where a build for another architecture is kept on the controller: ref-<arch>."""
+    name, tag = ref.rsplit(":", 1) if ":" in ref.rsplit("/", 1)[-1] else (ref, "latest")
+    return f"{name}:{tag}-{arch}"
+
+
+def for_arch(ref: str, arch: str) -> LocalImage:
+    """The controller's image for this architecture: `ref` itself when it is built for it,
+    else a buildx build of this tree for linux/<arch> (cached by BuildKit, so cheap when
+    nothing changed). FLEET_BUILDX_ARGS adds build arguments, e.g. an offline base image:
+    "--build-arg BASE_IMAGE=local/bookworm-slim:arm64 --build-arg NUT_SOURCE=debian"."""
+    local = inspect(ref)
+    if local is not None and local.arch == arch:
+        return local
+    tag = platform_tag(ref, arch)
+    extra = shlex.split(os.environ.get("FLEET_BUILDX_ARGS", ""))
+    args = ["buildx", "build", "--platform", f"linux/{arch}", *extra, "-t", tag, "--load", str(REPO)]
+    result = _docker(*args, timeout=BUILD_TIMEOUT)
+    if result.returncode != 0:
+        last = (result.stderr or result.stdout).strip().splitlines()[-5:]
+        raise ImageError(f"building {ref} for linux/{arch} failed: {' / '.join(last)}")
+    built = inspect(tag)
+    if built is None or built.arch != arch:
+        raise ImageError(f"the build for linux/{arch} did not give an {arch} image {tag}")
+    return built
+
+
+_saves: dict[str, Path] = {}
+_lock = threading.Lock()  # gevent-patched under pyinfra: hosts wait for one save
+
+
+def saved(image: LocalImage) -> Path:
+    """`docker save | gzip -1` of the image, made once per ID for all hosts of a run."""
+    with _lock:
+        if image.id in _saves and _saves[image.id].exists():
+            return _saves[image.id]
+        folder = Path(tempfile.mkdtemp(prefix="ups-nut-smart-image-"))
+        atexit.register(shutil.rmtree, folder, True)  # the run's saves go when it ends
+        path = folder / f"{image.short}.tar.gz"
+        command = f"docker save {shlex.quote(image.id)} | gzip -1 > {shlex.quote(str(path))}"
+        try:
+            result = subprocess.run(
+                ["bash", "-o", "pipefail", "-c", command],
+                capture_output=True,
+                text=True,
+                timeout=SAVE_TIMEOUT,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise ImageError(f"docker save {image.ref} timed out") from None
+        if result.returncode != 0:
+            raise ImageError(f"docker save {image.ref} failed: {result.stderr.strip()}")
+        _saves[image.id] = path
+        return path

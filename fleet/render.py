@@ -1,0 +1,102 @@
+"""What lands on a host, rendered from templates/fleet.*.j2. Pure.
+
+Every value a template writes goes through a filter that quotes it for the file's syntax
+(`yaml`, `toml`, `env`); values were validated before (fleet/data.py), and the agent's
+TOML is read back by the agent's own parser.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import jinja2
+
+from reconcile.userconfig import ConfigError
+from reconcile.userconfig import parse as parse_agent_config
+
+if TYPE_CHECKING:
+    from fleet.data import HostConfig
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_ENV_VALUE = re.compile(r"[A-Za-z0-9_./:+,<>-]*")
+
+
+def toml_value(value: Any) -> str:
+    """A TOML value: JSON's string escapes are TOML's basic-string escapes."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return json.dumps(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{toml_key(k)} = {toml_value(v)}" for k, v in value.items()) + "}"
+    raise ValueError(f"{value!r} cannot be written to TOML")
+
+
+def toml_key(key: Any) -> str:
+    if not isinstance(key, str):
+        raise ValueError(f"{key!r} is not a key")
+    return key if _BARE_KEY.fullmatch(key) else json.dumps(key)
+
+
+def env_value(value: Any) -> str:
+    text = str(value)
+    if not _ENV_VALUE.fullmatch(text):
+        raise ValueError(f"{text!r} cannot be written to an env file")
+    return text
+
+
+@cache
+def _env() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["yaml"] = json.dumps  # a JSON string is a YAML double-quoted scalar
+    env.filters["toml"] = toml_value
+    env.filters["tomlkey"] = toml_key
+    env.filters["env"] = env_value
+    return env
+
+
+def _render(name: str, config: HostConfig) -> str:
+    return _env().get_template(name).render(c=config)
+
+
+def compose(config: HostConfig) -> str:
+    return _render("fleet.compose.yaml.j2", config)
+
+
+def env_file(config: HostConfig) -> str:
+    return _render("fleet.env.j2", config)
+
+
+def agent_config(config: HostConfig) -> str:
+    return _render("fleet.config.toml.j2", config)
+
+
+def check_agent_config(config: HostConfig) -> None:
+    """Raises ValueError (naming the key) if the agent would refuse its TOML."""
+    text = agent_config(config)
+    try:
+        parse_agent_config(tomllib.loads(text))
+    except (tomllib.TOMLDecodeError, ConfigError, ValueError) as exc:
+        raise ValueError(str(exc)) from None
+
+
+def files(config: HostConfig) -> dict[str, str]:
+    """Project-dir file name -> content, for everything but the secrets."""
+    return {"compose.yaml": compose(config), ".env": env_file(config), "config.toml": agent_config(config)}

@@ -1,0 +1,26 @@
+"""An example inventory: Raspberry Pis reached over SSH, in group `pis`, with `canary`
+the one that gets a change first (README, "Fleet"). Every host data key has a default
+(fleet/data.py); group_data/ and the per-host dicts below only override.
+
+Host data keys: ups_name, scan_interval, settle_time, tz, debug, simulate, nut_port,
+nut_listen, image, image_source (load | build | pull), install_docker, project_dir,
+monuser_password, admin_password (better: NUT_MONUSER_PASSWORD / NUT_ADMIN_PASSWORD in the
+controller's environment), devices (the agent's [[device]] rules, as dicts).
+"""
+
+canary = [
+    ("pi-rack.lan", {"ssh_user": "pi", "_sudo": True}),
+]
+
+pis = [
+    *canary,
+    ("pi-shop.lan", {"ssh_user": "pi", "_sudo": True, "tz": "Europe/Berlin"}),
+    (
+        "pi-cabin.lan",
+        {
+            "ssh_user": "pi",
+            "_sudo": True,
+            "devices": [{"match": {"vendorid": "0764", "productid": "0501"}, "name": "cabin-ups"}],
+        },
+    ),
+]

@@ -1,0 +1,144 @@
+"""The rollout's host data and what it renders: pure, no host needed."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from typing import Any
+
+import pytest
+
+from fleet import data, render
+from fleet.image import ARCHES, platform_tag
+
+
+def load(environ: dict[str, str] | None = None, **given: Any) -> data.HostConfig:
+    return data.load("pi1", lambda key: given.get(key, data.DEFAULTS[key]), environ or {})
+
+
+def test_every_key_has_a_default_so_an_inventory_of_names_alone_works() -> None:
+    config = load()
+    assert (config.ups_name, config.nut_port, config.image_source, config.project_dir) == (
+        "my-ups",
+        3493,
+        "load",
+        "/opt/ups-nut-smart",
+    )
+    assert config.secrets == {}  # none given: the agent generates them on the Pi
+    assert set(data.DEFAULTS) == {
+        "ups_name", "scan_interval", "settle_time", "tz", "debug", "simulate", "nut_port", "nut_listen",
+        "image", "image_source", "install_docker", "project_dir", "monuser_password", "admin_password", "devices",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("given", "key"),
+    [
+        ({"ups_name": "my ups"}, "ups_name"),
+        ({"ups_name": "ups@home"}, "ups_name"),
+        ({"nut_port": 0}, "nut_port"),
+        ({"nut_port": 70000}, "nut_port"),
+        ({"nut_port": True}, "nut_port"),
+        ({"nut_port": "http"}, "nut_port"),
+        ({"image_source": "scp"}, "image_source"),
+        ({"scan_interval": "fast"}, "scan_interval"),
+        ({"scan_interval": "1e3"}, "scan_interval"),
+        ({"scan_interval": [2]}, "scan_interval"),
+        ({"settle_time": -1}, "settle_time"),
+        ({"tz": "Europe/../../etc/passwd"}, "tz"),
+        ({"tz": ""}, "tz"),
+        ({"nut_listen": "999.999.999.999"}, "nut_listen"),
+        ({"image": "Not An Image"}, "image"),
+        ({"project_dir": "relative/dir"}, "project_dir"),
+        ({"project_dir": "/opt/../etc"}, "project_dir"),
+        ({"debug": "yes"}, "debug"),
+        ({"install_docker": 1}, "install_docker"),
+        ({"devices": {"match": {}}}, "devices"),
+        ({"devices": [{"match": {"vendorid": 1309}}]}, "devices"),
+        ({"devices": [{"match": {"vendorid": "051d"}, "options": {"desc": "x"}, "desc": "y"}]}, "devices"),
+    ],
+)
+def test_bad_data_names_the_host_and_the_key(given: dict[str, Any], key: str) -> None:
+    with pytest.raises(data.DataError) as err:
+        load(**given)
+    assert err.value.key == key and str(err.value).startswith(f"host pi1: data {key}: ")
+
+
+def test_a_numeric_usb_id_says_how_to_write_it() -> None:
+    with pytest.raises(data.DataError, match='write the ID as a string: "051d"'):
+        load(devices=[{"match": {"vendorid": 0x051D}}])
+
+
+def test_passwords_from_data_or_the_controllers_environment_never_in_a_message() -> None:
+    assert load(monuser_password="from-data-pass").secrets == {"nut_monuser_password": "from-data-pass"}
+    env = {"NUT_MONUSER_PASSWORD": "from-env-pass1", "NUT_ADMIN_PASSWORD": "admin-env-pass"}
+    assert load(env).secrets == {"nut_monuser_password": "from-env-pass1", "nut_admin_password": "admin-env-pass"}
+    with pytest.raises(data.DataError) as err:
+        load(monuser_password="has=equals-sign")
+    assert "equals" not in str(err.value) and err.value.key == "monuser_password"
+    assert "from-data-pass" not in repr(load(monuser_password="from-data-pass"))
+
+
+def test_what_lands_on_a_host() -> None:
+    config = load(
+        {"NUT_MONUSER_PASSWORD": "secret-pass-1"},
+        nut_port=3494,
+        nut_listen="192.168.1.10",
+        scan_interval=0.5,
+        tz="Europe/Berlin",
+        simulate=True,
+        devices=[{"match": {"vendorid": "051D", "serial": 'A"B'}, "name": "rack", "powers_host": False}],
+    )
+    files = render.files(config)
+    assert "secret-pass-1" not in "".join(files.values())
+    assert '- "192.168.1.10:3494:3494"' in files["compose.yaml"]
+    assert 'file: "./secrets/nut_monuser_password"' in files["compose.yaml"]
+    env = dict(line.split("=", 1) for line in files[".env"].splitlines() if line and not line.startswith("#"))
+    assert env == {
+        "UPS_NAME": "my-ups",
+        "SCAN_INTERVAL": "0.5",
+        "SETTLE_TIME": "2",
+        "TZ": "Europe/Berlin",
+        "DEBUG": "0",
+        "SIMULATE": "1",
+    }
+    toml = tomllib.loads(files["config.toml"])
+    assert toml["upsd"]["listen"] == ["0.0.0.0:3494"]
+    assert toml["device"] == [{"match": {"vendorid": "051D", "serial": 'A"B'}, "name": "rack", "powers_host": False}]
+    for key in ("cap_drop: [ALL]", "no-new-privileges:true", "read_only: true", '"c 189:* rmw"'):
+        assert key in files["compose.yaml"]
+
+
+def test_the_fleet_compose_file_keeps_the_projects_least_privilege() -> None:
+    """compose.yaml (a Pi by hand) and the fleet's template give the same privileges."""
+    shipped = (render.TEMPLATES.parent / "compose.yaml").read_text()
+    fleet = render.compose(load())
+    for line in (
+        "cap_drop: [ALL]",
+        "cap_add: [CHOWN, SETUID, SETGID, KILL]",
+        'security_opt: ["no-new-privileges:true"]',
+        "read_only: true",
+        "- /opt/nut/etc:mode=0755",
+        "- /var/run/nut:mode=0770",
+        "- /dev/bus/usb:/dev/bus/usb",
+        "- /run/udev:/run/udev:ro",
+        '- "c 189:* rmw"',
+        "restart: unless-stopped",
+    ):
+        assert line in shipped and line in fleet, line
+
+
+def test_toml_and_yaml_quoting_round_trip() -> None:
+    for value in ['a"b', "back\\slash", "new\nline", "tab\there", "ünï", ""]:
+        assert tomllib.loads(f"x = {render.toml_value(value)}")["x"] == value
+        assert json.loads(json.dumps(value)) == value
+    with pytest.raises(ValueError):
+        render.env_value("a b")
+    with pytest.raises(ValueError):
+        render.env_value("$(reboot)")
+
+
+def test_image_tags_and_architectures() -> None:
+    assert platform_tag("ups-nut-smart:latest", "arm64") == "ups-nut-smart:latest-arm64"
+    assert platform_tag("registry.lan:5000/ups/nut", "arm64") == "registry.lan:5000/ups/nut:latest-arm64"
+    assert (ARCHES["aarch64"], ARCHES["x86_64"]) == ("arm64", "amd64")
