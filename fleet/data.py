@@ -37,6 +37,9 @@ DEFAULTS: dict[str, Any] = {
 }
 IMAGE_SOURCES = ("load", "build", "pull")
 PASSWORD_ENV = {"monuser_password": "NUT_MONUSER_PASSWORD", "admin_password": "NUT_ADMIN_PASSWORD"}
+# With image_source = build: which NUT the image on the Pi is built with (the controller's
+# NUT_SOURCE; the Dockerfile's own default, the 2.8.4 release tarball, unless it says debian).
+NUT_SOURCES = ("tarball", "debian")
 
 # A Docker image reference: [registry[:port]/]name[/name...][:tag][@sha256:digest]
 _IMAGE = re.compile(
@@ -76,6 +79,7 @@ class HostConfig:
     monuser_password: str | None = field(repr=False)
     admin_password: str | None = field(repr=False)
     devices: tuple[dict[str, Any], ...]
+    nut_source: str = "tarball"
 
     @property
     def secrets(self) -> dict[str, str]:
@@ -156,6 +160,15 @@ def load(host: str, get: Callable[[str], Any], environ: Mapping[str, str]) -> Ho
     source = get("image_source")
     if source not in IMAGE_SOURCES:
         raise DataError(host, "image_source", f"{source!r} is not one of {', '.join(IMAGE_SOURCES)}")
+    last = image.rsplit("/", 1)[-1]
+    if source == "pull" and "@" not in image and (":" not in last or last.endswith(":latest")):
+        # Why: a pull happens when the Pi does not have the tag yet, so a moving tag would
+        # never be updated (and pulling it every run would recreate the container every run).
+        raise DataError(
+            host,
+            "image",
+            f"{image!r}: with image_source = pull, give a version tag (e.g. ups-nut-smart:1.2.0) or a digest",
+        )
     project_dir = get("project_dir")
     if not isinstance(project_dir, str) or not _PROJECT_DIR.fullmatch(project_dir) or "/." in project_dir:
         raise DataError(host, "project_dir", f"{project_dir!r} is not an absolute path (letters, digits, _ . -)")
@@ -172,6 +185,10 @@ def load(host: str, get: Callable[[str], Any], environ: Mapping[str, str]) -> Ho
                 # Never the password itself: only what is wrong with it.
                 raise DataError(host, key, str(exc).split(": ", 1)[-1]) from None
         passwords[key] = value
+
+    nut_source = environ.get("NUT_SOURCE") or "tarball"
+    if nut_source not in NUT_SOURCES:
+        raise DataError(host, "image_source", f"NUT_SOURCE={nut_source!r} is not one of {', '.join(NUT_SOURCES)}")
 
     devices = get("devices")
     if not isinstance(devices, list | tuple) or not all(isinstance(d, dict) for d in devices):
@@ -194,6 +211,7 @@ def load(host: str, get: Callable[[str], Any], environ: Mapping[str, str]) -> Ho
         monuser_password=passwords["monuser_password"],
         admin_password=passwords["admin_password"],
         devices=tuple(dict(d) for d in devices),
+        nut_source=nut_source,
     )
     try:
         render.check_agent_config(config)

@@ -25,7 +25,7 @@ from pyinfra.api.operation import OperationMeta
 from pyinfra.context import host
 from pyinfra.facts.docker import DockerContainer, DockerImage
 from pyinfra.facts.server import Arch
-from pyinfra.operations import apt, docker, files, server
+from pyinfra.operations import apt, docker, files, server, systemd
 
 from fleet import data, ops, render
 from fleet import image as images
@@ -55,7 +55,7 @@ def docker_engine(config: data.HostConfig) -> str | None:
     apt.packages(
         name="Install Docker (docker.io, docker-compose)", packages=["docker.io", "docker-compose"], update=True
     )
-    server.service(name="Run the Docker engine", service="docker", running=True, enabled=True)
+    systemd.service(name="Run the Docker engine", service="docker.service", running=True, enabled=True)
     return compose or "docker-compose"
 
 
@@ -115,7 +115,15 @@ def image(config: data.HostConfig) -> list[OperationMeta]:
         for item in BUILD_CONTEXT:
             src, dest = images.REPO / item, f"{config.project_dir}/build/{item}"
             if src.is_dir():
-                context.append(files.sync(name=f"Build context: {item}/", src=str(src), dest=dest))
+                context.append(
+                    files.sync(
+                        name=f"Build context: {item}/",
+                        src=str(src),
+                        dest=dest,
+                        exclude=["*.pyc"],
+                        exclude_dir=["__pycache__"],
+                    )
+                )
             else:
                 context.append(files.put(name=f"Build context: {item}", src=str(src), dest=dest, mode="0644"))
         return context

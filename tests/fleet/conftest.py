@@ -4,7 +4,9 @@ connector on 127.0.0.1 ports only (nothing is sent to any other address).
   pi1  compose v2, SSH as root          (group canary)
   pi2  compose v2, SSH as pi with sudo
   pi3  compose v1 (bookworm's docker-compose 1.29), SSH as root
-  pi4  no Docker at all                 (only in the tests that ask for it)
+  pi4  a fresh Pi: systemd, no Docker at all (the rollout installs it)
+  pi5  compose v2, root: image_source = build
+  pi6  compose v2, root: image_source = pull, from registry.py on its own loopback
 
 Without a Docker engine the tests skip, saying why; under CI (which starts one through
 docker/engine-setup.sh) a missing engine fails.
@@ -24,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from tests.container.conftest import IMAGE, build
+from tests.container.conftest import IMAGE, build, engine  # noqa: F401 - the engine fixture, shared
 from tests.helpers import REPO, await_true, docker
 
 PIHOST = REPO / "tests" / "fleet" / "pihost"
@@ -53,6 +55,17 @@ class Pi:
         c = data[0]
         health = (c["State"].get("Health") or {}).get("Status")
         return {"id": c["Id"], "started": c["State"]["StartedAt"], "image": c["Config"]["Image"], "health": health}
+
+    def load(self, image: str) -> None:
+        """Put an image of the controller's into this Pi's engine (as a registry would)."""
+        save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
+        load = subprocess.run(
+            ["docker", "exec", "-i", self.container, "docker", "load"],
+            stdin=save.stdout,
+            capture_output=True,
+            timeout=600,
+        )
+        assert save.wait(600) == 0 and load.returncode == 0, load.stderr
 
     def upsc(self, var: str = "ups.mfr", port: int = 3493) -> str:
         """upsc's answer from inside the NUT container, or its error (not its SSL notice)."""
@@ -120,13 +133,15 @@ def _engine_or_skip() -> None:
 
 
 def _pihost_image(compose: str) -> str:
+    """compose: v2, v1, or fresh (systemd, no Docker)."""
     tag = f"ups-nut-smart-pihost:{compose}"
     with tempfile.TemporaryDirectory() as tmp:
         shutil.copytree(PIHOST, tmp, dirs_exist_ok=True)
         (Path(tmp) / "debs").mkdir()
         for deb in DEBS.glob("docker-compose_*.deb"):
             shutil.copy(deb, Path(tmp) / "debs")
-        docker("build", "-q", "--build-arg", f"COMPOSE={compose}", "-t", tag, tmp, timeout=900)
+        dockerfile = ["-f", f"{tmp}/Dockerfile.fresh"] if compose == "fresh" else []
+        docker("build", "-q", *dockerfile, "--build-arg", f"COMPOSE={compose}", "-t", tag, tmp, timeout=900)
     return tag
 
 
@@ -134,13 +149,16 @@ def _start(name: str, image: str, key: Path, user: str) -> Pi:
     container = f"ups-nut-smart-fleet-{name}"
     docker("rm", "-f", container, check=False)
     docker("volume", "rm", f"{container}-docker", check=False)
-    # What docker-in-docker needs here (see the platform notes): not --privileged.
+    # What docker-in-docker needs here (see the platform notes): not --privileged. A Pi booted
+    # by systemd also gets a tmpfs /run of its own.
+    fresh = image.endswith(":fresh")
+    boot = ["--tmpfs", "/run", "--tmpfs", "/run/lock"] if fresh else []
     docker(
         "run", "-d", "--name", container, "--hostname", name,
         "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
         "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
         "--security-opt", "systempaths=unconfined", "--device-cgroup-rule", "a *:* rwm",
-        "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "-v", f"{container}-docker:/var/lib/docker",
+        "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", *boot, "-v", f"{container}-docker:/var/lib/docker",
         "-p", "127.0.0.1::22", image,
     )  # fmt: skip
     home = "/root" if user == "root" else f"/home/{user}"
@@ -148,7 +166,9 @@ def _start(name: str, image: str, key: Path, user: str) -> Pi:
     docker("exec", container, "chown", "-R", f"{user}:{user}", f"{home}/.ssh")
     port = int(docker("port", container, "22").stdout.split(":")[-1])
     pi = Pi(name, port, user, container)
-    if image.endswith(":none"):
+    if fresh:
+        up = "systemctl is-active ssh 2>/dev/null"
+        assert await_true(lambda: pi.sh(up, check=False).strip() == "active", 60)
         return pi
     assert await_true(lambda: pi.sh("docker info >/dev/null 2>&1 && echo ok", check=False).strip() == "ok", 60)
     return pi
@@ -173,12 +193,14 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     root = tmp_path_factory.mktemp("fleet")
     key = root / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True, timeout=30)
-    images = {compose: _pihost_image(compose) for compose in ("v2", "v1", "none")}
+    images = {compose: _pihost_image(compose) for compose in ("v2", "v1", "fresh")}
     pis = {
         "pi1": _start("pi1", images["v2"], key, "root"),
         "pi2": _start("pi2", images["v2"], key, "pi"),
         "pi3": _start("pi3", images["v1"], key, "root"),
-        "pi4": _start("pi4", images["none"], key, "root"),
+        "pi4": _start("pi4", images["fresh"], key, "pi"),
+        "pi5": _start("pi5", images["v2"], key, "root"),
+        "pi6": _start("pi6", images["v2"], key, "root"),
     }
     try:
         yield Fleet(root, key, pis)

@@ -6,10 +6,12 @@ Docker, and the canary procedure. The tests build on each other, in file order."
 from __future__ import annotations
 
 import re
+import subprocess
 
 import pytest
 
 from tests.fleet.conftest import Fleet
+from tests.helpers import await_true, docker
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 
@@ -133,13 +135,25 @@ def test_bad_data_fails_that_host_before_anything_on_it_changes(
     assert containers(fleet) == before  # the other hosts went on: nothing to change there
 
 
-def test_a_pi_without_docker_is_refused_clearly_when_install_is_off(fleet: Fleet) -> None:
+def test_a_fresh_pi_without_docker_is_refused_when_install_is_off_and_set_up_when_on(fleet: Fleet) -> None:
+    pi4 = fleet.pis["pi4"]
     fleet.data["pi4"] = {"install_docker": False}
+    refused = fleet.pyinfra("-y", hosts=("pi4",))
+    out = refused.stdout + refused.stderr
+    assert refused.returncode == 1, out
+    assert "host pi4: no working Docker engine with compose here, and install_docker is false" in out
+    assert pi4.sh("ls /opt 2>/dev/null").strip() == ""  # nothing written
+
+    # install_docker on (the default): Debian's docker.io and docker-compose, started by
+    # systemd, then the rollout as on any Pi (as user pi, with sudo).
+    del fleet.data["pi4"]
     result = fleet.pyinfra("-y", hosts=("pi4",))
     out = result.stdout + result.stderr
-    assert result.returncode == 1, out
-    assert "host pi4: no working Docker engine with compose here, and install_docker is false" in out
-    assert fleet.pis["pi4"].sh("ls /opt 2>/dev/null").strip() == ""  # nothing written
+    assert result.returncode == 0, out
+    assert pi4.sh("systemctl is-active docker").strip() == "active"
+    nut = pi4.nut()
+    assert nut is not None and nut["health"] == "healthy"
+    assert pi4.upsc("ups.mfr") == "ups-nut-smart"
 
 
 def test_canary_first_then_the_rest_stops_at_the_first_failure(fleet: Fleet, broken_image: str) -> None:
@@ -173,3 +187,44 @@ def test_canary_first_then_the_rest_stops_at_the_first_failure(fleet: Fleet, bro
     assert failed_pi is not None and failed_pi["health"] == "healthy" and failed_pi["image"] == "ups-nut-smart:latest"
     for name in PIS:
         fleet.data.pop(name, None)
+
+
+def test_image_source_build_builds_on_the_pi(fleet: Fleet) -> None:
+    pi5 = fleet.pis["pi5"]
+    pi5.load("debian:bookworm-slim")  # the Dockerfile's base: no registry here
+    fleet.data["pi5"] = {"image_source": "build", "image": "ups-nut-smart:built-on-pi"}
+    env = {"NUT_SOURCE": "debian"}  # the offline variant: the release URL is unreachable here
+    result = fleet.pyinfra("-y", hosts=("pi5",), env=env)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    nut = pi5.nut()
+    assert nut is not None and nut["image"] == "ups-nut-smart:built-on-pi" and nut["health"] == "healthy"
+    assert pi5.upsc("ups.mfr") == "ups-nut-smart"
+    again = fleet.pyinfra("-y", hosts=("pi5",), env=env)
+    assert again.returncode == 0 and changed_hosts(again.stdout) == set(), again.stdout
+    assert pi5.nut() == nut
+
+
+def test_image_source_pull_pulls_a_version_from_a_registry(fleet: Fleet) -> None:
+    pi6 = fleet.pis["pi6"]
+    # A registry on the Pi's own loopback, serving the image the tests built.
+    save = subprocess.Popen(["docker", "save", "ups-nut-smart:latest"], stdout=subprocess.PIPE)
+    store = subprocess.run(
+        ["docker", "exec", "-i", pi6.container, "sh", "-c", "cat > /srv/image.tar"], stdin=save.stdout, timeout=600
+    )
+    assert save.wait(600) == 0 and store.returncode == 0
+    docker("exec", "-d", pi6.container, "python3", "/usr/local/bin/registry.py", "/srv/image.tar", "5000")
+    probe = "python3 -c 'import urllib.request; urllib.request.urlopen(\"http://127.0.0.1:5000/v2/\")' && echo up"
+    assert await_true(lambda: pi6.sh(probe, check=False).strip() == "up", 120)
+
+    image = "127.0.0.1:5000/ups-nut-smart:1.0"
+    fleet.data["pi6"] = {"image_source": "pull", "image": image}
+    result = fleet.pyinfra("-y", hosts=("pi6",))
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    nut = pi6.nut()
+    assert nut is not None and nut["image"] == image and nut["health"] == "healthy"
+    assert pi6.upsc("ups.mfr") == "ups-nut-smart"
+    again = fleet.pyinfra("-y", hosts=("pi6",))
+    assert again.returncode == 0 and changed_hosts(again.stdout) == set(), again.stdout
+    assert pi6.nut() == nut

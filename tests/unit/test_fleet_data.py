@@ -54,6 +54,8 @@ def test_every_key_has_a_default_so_an_inventory_of_names_alone_works() -> None:
         ({"debug": "yes"}, "debug"),
         ({"install_docker": 1}, "install_docker"),
         ({"devices": {"match": {}}}, "devices"),
+        ({"image_source": "pull", "image": "registry.lan/ups-nut-smart:latest"}, "image"),
+        ({"image_source": "pull", "image": "registry.lan/ups-nut-smart"}, "image"),
         ({"devices": [{"match": {"vendorid": 1309}}]}, "devices"),
         ({"devices": [{"match": {"vendorid": "051d"}, "options": {"desc": "x"}, "desc": "y"}]}, "devices"),
     ],
