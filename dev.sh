@@ -5,6 +5,8 @@
 #                   base images: docker/engine-setup.sh), then lint, type-check, run every test
 #   ./dev.sh setup  only install what `run` needs (idempotent)
 #   ./dev.sh check  the edit loop (after one setup): lint, types and unit tests, in under a minute
+#   ./dev.sh bench  set up as for test, then `python -m benchmarks` (docs/benchmarks.md) and
+#                   the fleet rollout's benchmark; never part of test: no test asserts a time
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -47,8 +49,8 @@ setup_venv() {
   fi
   # The stamp makes a second run fast: pip runs again only when pyproject.toml changed.
   if [ ! -f "$VENV/.stamp" ] || [ pyproject.toml -nt "$VENV/.stamp" ]; then
-    log "pip install -e .[test,rollout]"
-    timeout 900 "$VENV/bin/pip" install -q --disable-pip-version-check -e '.[test,rollout]' \
+    log "pip install -e .[test,rollout,bench]"
+    timeout 900 "$VENV/bin/pip" install -q --disable-pip-version-check -e '.[test,rollout,bench]' \
       || die "pip install failed"
     touch "$VENV/.stamp"
   fi
@@ -99,11 +101,15 @@ cmd_test() {
   # pytest exits 5 when it collected no test: that is a failure, never a pass.
   [ "$rc" -eq 5 ] && die "pytest collected no tests"
   [ "$rc" -eq 0 ] || die "pytest failed (exit $rc)"
-  log "benchmarks"
-  "$VENV/bin/python" -m benchmarks.hotplug_latency
-  # The image the container tests built: the same measurement through Docker.
-  "$VENV/bin/python" -m benchmarks.hotplug_latency --container ups-nut-smart:latest
-  # The rollout over SSH to docker-in-docker Pis.
+}
+
+cmd_bench() {
+  cmd_setup
+  log "docker engine (docker/engine-setup.sh)"
+  bash docker/engine-setup.sh
+  log "python -m benchmarks $*"
+  "$VENV/bin/python" -m benchmarks "$@"
+  log "python -m benchmarks.fleet"
   "$VENV/bin/python" -m benchmarks.fleet
 }
 
@@ -112,5 +118,6 @@ case "${1:-}" in
   check) cmd_check ;;
   run) cmd_run ;;
   test) shift; cmd_test "$@" ;;
-  *) echo "usage: sudo ./dev.sh run | test [pytest args] | setup | check" >&2; exit 2 ;;
+  bench) shift; cmd_bench "$@" ;;
+  *) echo "usage: sudo ./dev.sh run | test [pytest args] | setup | check | bench [--quick]" >&2; exit 2 ;;
 esac

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import subprocess
-import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +28,7 @@ from reconcile.decide.render import render_all, render_upsmon_with
 from reconcile.decide.supervision import Supervision
 from reconcile.model import ActualState, FileState, Ledger, NutConfig, Plan, Secrets, Ups, UsbDevice
 from reconcile.nutsyntax import NutSyntaxError, section_drivers
-from reconcile.observe import actual, driver_table, nut_scanner, processes, running, usb_libusb, usb_sysfs
+from reconcile.observe import actual, driver_table, nut_scanner, processes, running, upsd_client, usb_libusb, usb_sysfs
 from reconcile.settings import Settings
 from reconcile.simulate import Simulator
 from reconcile.userconfig import UserConfig, reachable
@@ -36,11 +36,6 @@ from reconcile.userconfig import load as load_user_config
 
 SCANNER_TIMEOUT = 10.0
 Bus = tuple[UsbDevice, ...]
-
-
-def _boot_wall() -> float:
-    """When the system booted, on the wall clock (to date a process's start time)."""
-    return time.time() - processes.boot_ticks() / processes.hz()
 
 
 def simulator_for(settings: Settings) -> Simulator:
@@ -126,6 +121,15 @@ class Agent:
     # What was reported, so a lasting problem is logged once, not at every tick.
     reported: set[str] = field(default_factory=set)
     last_state: dict[str, Any] | None = None
+    # What a long-running agent keeps from tick to tick so that a tick with nothing new
+    # costs little: each cache is keyed on what tells a change (inode, mtime, size), and
+    # a decision is reused only for an observation equal to the one it was made from.
+    seen: usb_sysfs.Seen = field(default_factory=dict)
+    contents: actual.Contents = field(default_factory=dict)
+    parsed: store.Parsed = field(default_factory=dict)
+    session: upsd_client.Session | None = None
+    scanner_memo: tuple[tuple[str, ...], dict[str, str]] | None = None
+    last: Decision | None = None
 
     @classmethod
     def load(cls, settings: Settings) -> Agent:
@@ -150,7 +154,7 @@ class Agent:
     def scan_bus(self) -> Bus:
         root = self.settings.usb_sysfs_root
         if root.is_dir():
-            return tuple(usb_sysfs.scan(root))
+            return tuple(usb_sysfs.scan(root, self.seen))
         try:
             # No sysfs (a container without /sys mounted): libusb still reads /dev/bus/usb.
             return tuple(usb_libusb.scan())
@@ -164,16 +168,20 @@ class Agent:
         key = nut_scanner.cache_key({d.vidpid for d in bus})
         if binary is None or not key:
             return {}, False
+        if self.scanner_memo is not None and self.scanner_memo[0] == key:
+            return dict(self.scanner_memo[1]), False
         cached = nut_scanner.read_cache(self.settings.agent_dir / store.SCANNER, key)
         if cached is not None:
-            return cached, False
+            self.scanner_memo = (key, cached)
+            return dict(cached), False
         try:
             found = nut_scanner.run(binary, SCANNER_TIMEOUT, self.settings.nut_env())
         except (subprocess.TimeoutExpired, OSError) as exc:
             logfmt.warning("nut-scanner.failed", error=str(exc))
             return {}, False
         logfmt.info("nut-scanner.ran", devices=len(found))
-        return found, True
+        self.scanner_memo = (key, found)
+        return dict(found), True
 
     def _running(self, ledger: Ledger, files: dict[str, FileState], scanner: dict[str, str]) -> running.Facts:
         """What runs: found through NUT's PID files (for every driver that may be in use)
@@ -186,36 +194,66 @@ class Agent:
         except NutSyntaxError:
             pass  # the plan reports an unparsable ups.conf
         marker = {"NUT_CONFPATH": str(s.confpath), "NUT_STATEPATH": str(s.statepath)}
-        return running.gather(s.statepath, marker, ledger, drivers, self.listen)
+        if self.session is None:
+            self.session = upsd_client.Session(*self.listen)
+        return running.gather(s.statepath, marker, ledger, drivers, self.listen, session=self.session)
 
     def observe(self, bus: Bus, may_write: bool) -> Observation:
         s = self.settings
         scanner, ran = self.scanner_drivers(bus)
-        ledger = store.load(s.agent_dir, store.PROCS, store.parse_procs, may_write) or {}
-        files = actual.read_files(s.confpath)
+        ledger = store.load(s.agent_dir, store.PROCS, store.parse_procs, may_write, self.parsed) or {}
+        files = actual.read_files(s.confpath, self.contents)
         return Observation(
             bus=bus,
             scanner=scanner,
             scanner_ran=ran,
-            book=store.load(s.agent_dir, store.NAMES, store.parse_names, may_write) or NameBook(),
-            stored_secrets=store.load(s.agent_dir, store.SECRETS, store.parse_secrets, may_write) or {},
+            book=store.load(s.agent_dir, store.NAMES, store.parse_names, may_write, self.parsed) or NameBook(),
+            stored_secrets=store.load(s.agent_dir, store.SECRETS, store.parse_secrets, may_write, self.parsed) or {},
             password_files=self.password_files(),
-            memory=store.load(s.agent_dir, store.SEEN, store.parse_seen, may_write) or {},
+            memory=store.load(s.agent_dir, store.SEEN, store.parse_seen, may_write, self.parsed) or {},
             ledger=ledger,
             files=files,
             facts=self._running(ledger, files, scanner),
-            boot_wall=_boot_wall(),
+            boot_wall=processes.boot_wall(),
         )
 
     def processes(self) -> ownership.Ownership:
         """Only what runs, and which of it is ours (for stopping everything)."""
         ledger = store.load(self.settings.agent_dir, store.PROCS, store.parse_procs, False) or {}
         files = actual.read_files(self.settings.confpath)
-        return ownership.sort_out(self._running(ledger, files, {}).procs, ledger, files, _boot_wall(), processes.hz())
+        return ownership.sort_out(
+            self._running(ledger, files, {}).procs, ledger, files, processes.boot_wall(), processes.hz()
+        )
 
     # --- decide (pure, but for generating a missing password) ------------------------
 
     def decide(self, obs: Observation, sup: Supervision) -> Decision:
+        """Pure (but for generating a missing password): a function of the observation and
+        the supervision. So when the observation is the very one the last decision was
+        made from, and that decision had nothing to do, it is that decision again: only
+        the stale-data clock is looked at anew."""
+        last = self.last
+        if last is not None and last.obs == obs and last.plan.in_sync and not last.held_back:
+            restart, since = self._stale(obs, last.names, last.attached, last.owned, sup)
+            if not restart:
+                return dataclasses.replace(last, supervision=dataclasses.replace(sup, stale_since=since))
+        self.last = decision = self._decide(obs, sup)
+        return decision
+
+    def _stale(
+        self,
+        obs: Observation,
+        names: dict[str, str],
+        attached: Sequence[Ups],
+        owned: ownership.Ownership,
+        sup: Supervision,
+    ) -> tuple[frozenset[str], dict[str, float]]:
+        if sup.stale_after is None:
+            return frozenset(), {}
+        on_bus = {names[u.key] for u in attached} & set(owned.drivers)
+        return supervision.stale_drivers(obs.facts.served or {}, sup.stale_since, on_bus, sup.now, sup.stale_after)
+
+    def _decide(self, obs: Observation, sup: Supervision) -> Decision:
         s = self.settings
         owned = ownership.sort_out(obs.facts.procs, obs.ledger, obs.files, obs.boot_wall, processes.hz())
         attached = classify.classify(obs.bus, self.table, obs.scanner, self.user.rules)
@@ -249,13 +287,7 @@ class Agent:
             served=obs.facts.served,
             strangers=owned.strangers,
         )
-        restart: frozenset[str] = frozenset()
-        since: dict[str, float] = {}
-        if sup.stale_after is not None:
-            on_bus = {names[u.key] for u in attached} & set(owned.drivers)
-            restart, since = supervision.stale_drivers(
-                obs.facts.served or {}, sup.stale_since, on_bus, sup.now, sup.stale_after
-            )
+        restart, since = self._stale(obs, names, attached, owned, sup)
         the_plan = plan.make_plan(wanted, now_actual, restart)
         held_back: list[str] = []
         if sup.stale_after is not None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 # NUT truncates a word silently at 512 characters; we refuse instead.
 MAX_WORD = 500
@@ -232,5 +233,11 @@ def parse_sections(text: str) -> tuple[Section, list[Section]]:
 
 def section_drivers(text: str | None) -> dict[str, str]:
     """ups.conf section name -> driver. Raises NutSyntaxError on a file NUT cannot parse."""
-    _, sections = parse_sections(text or "")
-    return {s.name: s.get("driver") or "" for s in sections}
+    return dict(_section_drivers(text or ""))
+
+
+@lru_cache(maxsize=16)
+def _section_drivers(text: str) -> tuple[tuple[str, str], ...]:
+    # Why cached: the same ups.conf is parsed at every tick of a running agent.
+    _, sections = parse_sections(text)
+    return tuple((s.name, s.get("driver") or "") for s in sections)

@@ -71,7 +71,8 @@ class Runner:
         """When the newest device appeared (monotonic), no earlier than the previous scan."""
         previous, floor = self.last_bus, self.last_scan
         self.last_bus, self.last_scan = bus, now
-        added = [d.port for d in bus if d not in previous]
+        before = set(previous)
+        added = [d.port for d in bus if d not in before]
         if not added or floor is None:
             return None
         stamps = usb_sysfs.appeared(self.settings.usb_sysfs_root, added)
@@ -143,6 +144,8 @@ class Runner:
             if owned.upsd:
                 daemons.stop_upsd(self.settings, owned.upsd.proc, timeout=2.0)
             store.save(self.settings.agent_dir, store.PROCS, {})
+            if self.agent.session is not None:
+                self.agent.session.close()
         except (daemons.DaemonError, OSError) as exc:
             logfmt.error("stop.failed", error=str(exc))
         daemons.reap()

@@ -77,12 +77,32 @@ def _read(path: Path, parse: Callable[[Any], T]) -> tuple[T | None, str | None]:
         return None, reason
 
 
-def load(agent_dir: Path, name: str, parse: Callable[[Any], T], set_aside: bool) -> T | None:
+Parsed = dict[str, tuple[tuple[int, int, int], Any]]
+
+
+def load(
+    agent_dir: Path, name: str, parse: Callable[[Any], T], set_aside: bool, parsed: Parsed | None = None
+) -> T | None:
     """The validated content of a state file, or None (absent, or invalid: then logged,
-    and renamed aside when `set_aside`)."""
-    path = agent_dir / name
+    and renamed aside when `set_aside`). `parsed` (kept by a long-running caller) skips
+    reading and validating again a file whose inode, mtime and size are the ones it had.
+    The value returned is shared: callers never change it."""
+    where = os.path.join(agent_dir, name)  # a plain string: this runs at every tick
+    try:
+        st = os.stat(where)
+        key: tuple[int, int, int] | None = (st.st_ino, st.st_mtime_ns, st.st_size)
+    except OSError:
+        key = None
+    if parsed is not None and key is not None:
+        known = parsed.get(where)
+        if known is not None and known[0] == key:
+            cached: T = known[1]
+            return cached
+    path = Path(where)
     value, problem = _read(path, parse)
     if problem is None:
+        if parsed is not None and key is not None:
+            parsed[where] = (key, value)
         return value
     if set_aside:
         aside = path.with_name(f"{name}.corrupt-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")

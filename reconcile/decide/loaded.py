@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from functools import lru_cache
 
 Loaded = tuple[tuple[str, str], ...]
 
@@ -18,6 +19,7 @@ UPSD_FILES = ("ups.conf", "upsd.conf", "upsd.users")
 _HEADER_LINE = re.compile(r"^\s*\[([^\]]*)\]\s*$")
 
 
+@lru_cache(maxsize=64)
 def digest(text: str | None) -> str:
     if text is None:
         return "absent"
@@ -26,15 +28,20 @@ def digest(text: str | None) -> str:
 
 def section_blocks(text: str | None) -> dict[str, str]:
     """ups.conf section name -> its text, to tell which sections changed."""
+    return dict(_section_blocks(text or ""))
+
+
+@lru_cache(maxsize=16)
+def _section_blocks(text: str) -> tuple[tuple[str, str], ...]:
     blocks: dict[str, list[str]] = {}
     current: list[str] | None = None
-    for line in (text or "").splitlines():
+    for line in text.splitlines():
         header = _HEADER_LINE.match(line)
         if header:
             current = blocks.setdefault(header.group(1), [])
         if current is not None:
             current.append(line.rstrip())
-    return {name: "\n".join(lines).strip() for name, lines in blocks.items()}
+    return tuple((name, "\n".join(lines).strip()) for name, lines in blocks.items())
 
 
 def of_files(files: dict[str, str | None], names: tuple[str, ...]) -> Loaded:

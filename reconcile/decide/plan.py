@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 
 from reconcile.decide.loaded import UPSD_FILES, digest, of_files, of_section, section_blocks
 from reconcile.model import (
@@ -58,6 +59,7 @@ class Desired:
     upsmon_with: Callable[[tuple[Monitor, ...]], str]
 
 
+@lru_cache(maxsize=16)
 def monitored(text: str | None) -> tuple[str, ...]:
     """UPS names in upsmon.conf MONITOR lines."""
     names = []

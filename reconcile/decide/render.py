@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 
 import jinja2
@@ -58,7 +58,13 @@ def render_file(name: str, config: NutConfig) -> str:
 
 
 def render_all(config: NutConfig) -> dict[str, str]:
-    return {name: render_file(name, config) for name in FILES}
+    return dict(_render_all(config))
+
+
+@lru_cache(maxsize=8)
+def _render_all(config: NutConfig) -> tuple[tuple[str, str], ...]:
+    # Why cached: a running agent decides the same configuration at every tick.
+    return tuple((name, render_file(name, config)) for name in FILES)
 
 
 def render_upsmon_with(config: NutConfig, monitors: tuple[Monitor, ...]) -> str:
@@ -66,6 +72,7 @@ def render_upsmon_with(config: NutConfig, monitors: tuple[Monitor, ...]) -> str:
     return render_file("upsmon.conf", dataclasses.replace(config, monitors=monitors))
 
 
+@lru_cache(maxsize=64)
 def check_section(section: UpsSection) -> None:
     """Raises NutSyntaxError if this section cannot be written (so it can be left out alone)."""
     _env().get_template("ups.conf.j2").render(config=_OneSection((section,)), header=comment(MANAGED_HEADER))

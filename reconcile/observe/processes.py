@@ -11,25 +11,33 @@ from __future__ import annotations
 
 import os
 import time
+from functools import lru_cache
 from pathlib import Path
 
 from reconcile.model import ProcId
 
 
-def read_pid(path: Path) -> int | None:
+def _read(path: str, limit: int = 4096) -> bytes | None:
+    # Plain open(): a running agent reads these files at every tick.
     try:
-        text = path.read_text(encoding="ascii", errors="replace").strip()
+        with open(path, "rb") as handle:
+            return handle.read(limit)
     except OSError:
         return None
+
+
+def read_pid(path: Path | str) -> int | None:
+    raw = _read(str(path), 64)
+    text = raw.decode("ascii", "replace").strip() if raw is not None else ""
     return int(text) if text.isdigit() and 1 < int(text) < 1 << 22 else None
 
 
 def stat(pid: int) -> tuple[str, str, int] | None:
     """(command name, state letter, start time in clock ticks after boot), or None if gone."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
-    except OSError:
+    raw = _read(f"/proc/{pid}/stat")
+    if raw is None:
         return None
+    text = raw.decode("ascii", "replace")
     # The name sits in parentheses and may itself hold spaces or ')': split at the last ')'.
     head, _, tail = text.rpartition(")")
     fields = tail.split()
@@ -69,20 +77,33 @@ def hz() -> int:
     return int(os.sysconf("SC_CLK_TCK"))
 
 
+@lru_cache(maxsize=1)
+def boot_wall() -> float:
+    """When the system booted, on the wall clock (/proc/stat's btime: fixed until the next boot)."""
+    try:
+        for line in Path("/proc/stat").read_text(encoding="ascii").splitlines():
+            if line.startswith("btime "):
+                return float(line.split()[1])
+    except OSError:
+        pass
+    return time.time() - boot_ticks() / hz()
+
+
 def boot_ticks() -> int:
     """Now, on the clock of /proc/<pid>/stat's start time (clock ticks after boot)."""
     return int(time.clock_gettime(time.CLOCK_BOOTTIME) * hz())
 
 
-def driver_pidfiles(statepath: Path, drivers: set[str]) -> dict[str, tuple[str, Path]]:
+def driver_pidfiles(statepath: Path | str, drivers: set[str]) -> dict[str, tuple[str, str]]:
     """NUT's driver PID files, <driver>-<ups>.pid, by UPS name: {ups: (driver, path)}.
 
     `drivers` is every driver name that could be in use; the longest matching prefix
     wins, since both driver and UPS names may contain '-'.
     """
-    found: dict[str, tuple[str, Path]] = {}
+    found: dict[str, tuple[str, str]] = {}
+    folder = os.fspath(statepath)
     try:
-        entries = os.listdir(statepath)
+        entries = os.listdir(folder)
     except OSError:
         return found
     for entry in sorted(entries):
@@ -92,5 +113,5 @@ def driver_pidfiles(statepath: Path, drivers: set[str]) -> dict[str, tuple[str, 
         candidates = [d for d in drivers if stem.startswith(d + "-") and len(stem) > len(d) + 1]
         if candidates:
             driver = max(candidates, key=len)
-            found[stem[len(driver) + 1 :]] = (driver, statepath / entry)
+            found[stem[len(driver) + 1 :]] = (driver, os.path.join(folder, entry))
     return found

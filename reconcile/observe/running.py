@@ -6,6 +6,7 @@ signalled) is decided from them and the agent's record (decide/ownership.py).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,12 +26,18 @@ class Facts:
     served: dict[str, Served] | None  # None: no upsd answered
 
 
-def _fact(key: str, program: str, pid: int | None, source: str, marker: dict[str, str]) -> ProcFact | None:
+def _fact(
+    key: str, program: str, pid: int | None, source: str, marker: dict[str, str], ledger: Ledger
+) -> ProcFact | None:
     if pid is None:
         return None
     proc = processes.proc_id(pid, program)
     if proc is None:
         return None
+    owned = ledger.get(key)
+    if owned is not None and owned.program == program and (owned.proc == proc or owned.pid is None):
+        # The record already tells (decide/ownership.py): its environment is not needed.
+        return ProcFact(key, program, proc, source, None)
     return ProcFact(key, program, proc, source, processes.started_for(pid, marker))
 
 
@@ -41,6 +48,7 @@ def gather(
     drivers: Iterable[str],
     upsd_at: tuple[str, int],
     upsmon_pidfiles: Iterable[Path] = UPSMON_OWN_PIDFILES,
+    session: upsd_client.Session | None = None,
 ) -> Facts:
     """Every live NUT process a PID file or the agent's record points at."""
     found: dict[tuple[str, int], ProcFact] = {}
@@ -49,30 +57,25 @@ def gather(
         if fact is not None:
             found.setdefault((fact.key, fact.proc.pid), fact)
 
-    pidfile = statepath / "upsd.pid"
-    add(_fact("upsd", "upsd", processes.read_pid(pidfile), str(pidfile), marker))
+    # Plain strings, not Path: this runs at every tick.
+    folder = os.fspath(statepath)
+    pidfile = os.path.join(folder, "upsd.pid")
+    add(_fact("upsd", "upsd", processes.read_pid(pidfile), pidfile, marker, ledger))
     recorded_drivers = {
         key.removeprefix("driver:"): o.program for key, o in ledger.items() if key.startswith("driver:")
     }
     names = set(drivers) | set(recorded_drivers.values())
     for ups, (driver, path) in processes.driver_pidfiles(statepath, names).items():
-        add(_fact(f"driver:{ups}", driver, processes.read_pid(path), str(path), marker))
-    for path in sorted({*upsmon_pidfiles, statepath / "upsmon.pid"}):
-        add(_fact("upsmon", "upsmon", processes.read_pid(path), str(path), marker))
+        add(_fact(f"driver:{ups}", driver, processes.read_pid(path), path, marker, ledger))
+    for upsmon_pid in sorted({*map(os.fspath, upsmon_pidfiles), os.path.join(folder, "upsmon.pid")}):
+        add(_fact("upsmon", "upsmon", processes.read_pid(upsmon_pid), upsmon_pid, marker, ledger))
     # What the agent started, even where no PID file points at it (upsmon writes its
     # own elsewhere; a driver's may have been removed).
     for key, owned in sorted(ledger.items()):
-        add(_fact(key, owned.program, owned.pid, "record", marker))
+        if owned.pid is not None and (key, owned.pid) not in found:
+            add(_fact(key, owned.program, owned.pid, "record", marker, ledger))
 
     served = None
     if any(f.key == "upsd" for f in found.values()):
-        served = what_upsd_serves(*upsd_at)
+        served = (session or upsd_client.Session(*upsd_at)).served()
     return Facts(tuple(found.values()), served)
-
-
-def what_upsd_serves(host: str, port: int, timeout: float = 2.0) -> dict[str, Served] | None:
-    try:
-        with upsd_client.Connection(host, port, timeout=timeout) as conn:
-            return {name: conn.served(name) for name in conn.list_ups()}
-    except upsd_client.UpsdError:
-        return None

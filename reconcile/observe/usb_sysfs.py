@@ -68,19 +68,46 @@ def appeared(root: Path, ports: list[str]) -> dict[str, float]:
     return times
 
 
-def scan(root: Path) -> list[UsbDevice]:
-    """All USB devices under root, sorted by port. A missing root means no USB at all: []."""
+Seen = dict[str, tuple[tuple[int, int], UsbDevice]]
+
+
+def scan(root: Path, seen: Seen | None = None) -> list[UsbDevice]:
+    """All USB devices under root, sorted by port. A missing root means no USB at all: [].
+
+    `seen` (kept by a long-running caller) skips re-reading a device whose directory is
+    the same one as before: the kernel makes a new one for every (re)enumeration, and a
+    device's attributes never change in place, so (inode, ctime) tells a new device from
+    one already read. A tick then costs a directory listing and a stat per device.
+    """
     try:
-        names = os.listdir(root)
+        entries = list(os.scandir(root))
     except (FileNotFoundError, NotADirectoryError):
         return []
+    names = [e.name for e in entries]
     devices = []
-    for name in names:
+    for entry in entries:
+        name = entry.name
         if not _DEVICE_NAME.fullmatch(name):
             continue
+        key = None
+        if seen is not None:
+            try:
+                st = os.stat(entry.path)  # follows sysfs's symlink to the device's directory
+            except OSError:
+                continue
+            key = (st.st_ino, st.st_ctime_ns)
+            known = seen.get(name)
+            if known is not None and known[0] == key:
+                devices.append(known[1])
+                continue
         # A device being plugged or unplugged right now may be half there: skip it this
         # tick; the settle time makes us look again before acting.
         device = read_device(root / name)
         if device is not None:
             devices.append(device)
+            if seen is not None and key is not None:
+                seen[name] = (key, device)
+    if seen is not None:
+        for gone in set(seen) - set(names):
+            del seen[gone]
     return sorted(devices, key=lambda d: d.port)

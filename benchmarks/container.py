@@ -1,0 +1,193 @@
+"""The image, measured through Docker: start-up, resources at rest, and image sizes.
+
+Start-up: `docker run` -> `upsc my-ups` answering from the host through the published port
+(with no UPS, NUT's own "Driver not connected" is the answer; with a UPS, its data).
+Resources: the agent's RSS, the whole container's memory (docker stats), and the CPU the
+container used over 60 s at SCANINTERVAL 2 with a UPS attached and nothing changing.
+Images: the size of the image for amd64 and arm64, with NUT from source (the default,
+2.8.4) and from Debian's packages (2.8.0). Missing ones are built (the arm64 source build
+compiles NUT under qemu: it takes a while).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.hotplug import measure
+from tests.container.conftest import ARM64_BASE, NUT_SRC, served, source_build_args
+from tests.helpers import SIM_ENV, SIM_MOUNT, container_sim, docker, free_port, run_container, upsc
+
+IMAGES = {
+    ("amd64", "tarball"): "ups-nut-smart:source",
+    ("amd64", "debian"): "ups-nut-smart:latest",
+    ("arm64", "tarball"): "ups-nut-smart:source-arm64",
+    ("arm64", "debian"): "ups-nut-smart:arm64",
+}
+
+
+def _sha() -> str:
+    import re
+
+    found = re.search(r"SHA-256: `([0-9a-f]{64})`", (NUT_SRC / "README.md").read_text())
+    if not found:
+        raise SystemExit(f"{NUT_SRC}/README.md gives no SHA-256")
+    return found.group(1)
+
+
+SOURCE_PORT = 38480  # fixed: the URL is a build argument, and BuildKit's cache keys on it
+
+
+def ensure_images(log: dict[str, float]) -> None:
+    """Build the images from this tree (BuildKit's cache makes an unchanged one quick; the
+    first arm64 source build compiles NUT under qemu); `log` gets each build's seconds."""
+    repo = str(Path(__file__).resolve().parent.parent)
+    for (arch, source), tag in IMAGES.items():
+        args = ["buildx", "build", "--platform", f"linux/{arch}", "-t", tag, "--load"]
+        if arch == "arm64":
+            args += ["--build-arg", f"BASE_IMAGE={ARM64_BASE}"]
+        print(f"building {tag} ({arch}, NUT from {source})", flush=True)
+        start = time.monotonic()
+        if source == "tarball":
+            tarball = NUT_SRC / "nut-2.8.4.tar.gz"
+            with served(NUT_SRC, SOURCE_PORT) as base:
+                docker(*args, *source_build_args(f"{base}/{tarball.name}", _sha()), repo, timeout=7200)
+        else:
+            docker(*args, "--build-arg", "NUT_SOURCE=debian", repo, timeout=7200)
+        log[tag] = time.monotonic() - start
+
+
+def image_sizes() -> dict[str, dict[str, float]]:
+    sizes: dict[str, dict[str, float]] = {}
+    for (arch, source), tag in IMAGES.items():
+        size = int(docker("image", "inspect", "-f", "{{.Size}}", tag).stdout.strip())
+        sizes.setdefault(arch, {})[source] = size / 1e6
+    return sizes
+
+
+def _answer(port: int, with_ups: bool) -> bool:
+    code, text = upsc(port, "my-ups", "ups.status")
+    return code == 0 if with_ups else text == "Error: Driver not connected"
+
+
+def startup(image: str, rounds: int = 5) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {"no_ups": [], "ups": []}
+    for with_ups in (False, True):
+        for i in range(rounds):
+            with tempfile.TemporaryDirectory(prefix="bench-start-") as tmp:
+                bus = container_sim(Path(tmp))
+                if with_ups:
+                    bus.plug("1-1")
+                port, name = free_port(), f"ups-nut-smart-bench-start-{i}"
+                docker("rm", "-f", name, check=False)
+                # From before `docker run`: the engine's own part of the start counts too.
+                start = time.monotonic()
+                run_container(image, name, port, "-v", f"{tmp}:{SIM_MOUNT}", *SIM_ENV)
+                try:
+                    measure(functools.partial(_answer, port, with_ups), 60)
+                    out["ups" if with_ups else "no_ups"].append(time.monotonic() - start)
+                finally:
+                    docker("rm", "-f", name, check=False, timeout=60)
+    return out
+
+
+def _cgroup_file(container_id: str, controller: str, name: str) -> Path:
+    """A file of the container's cgroup: v1 (<controller>/docker/<id>) or v2 (one tree)."""
+    for candidate in (
+        Path(f"/sys/fs/cgroup/{controller}/docker/{container_id}/{name}"),
+        Path(f"/sys/fs/cgroup/system.slice/docker-{container_id}.scope/{name}"),
+        Path(f"/sys/fs/cgroup/docker/{container_id}/{name}"),
+    ):
+        if candidate.exists():
+            return candidate
+    raise SystemExit(f"no cgroup file {name} for container {container_id}")
+
+
+def _container_cpu(container_id: str) -> float:
+    """The container's CPU seconds so far (all its processes, also those already gone)."""
+    try:
+        return int(_cgroup_file(container_id, "cpuacct", "cpuacct.usage").read_text()) / 1e9
+    except SystemExit:
+        stat = _cgroup_file(container_id, "cpu", "cpu.stat").read_text()
+        return next(int(line.split()[1]) for line in stat.splitlines() if line.startswith("usage_usec ")) / 1e6
+
+
+def _memory_mb(container_id: str) -> float:
+    """What `docker stats` shows: the cgroup's memory less its inactive file cache. Read
+    from the cgroup because this machine's engine (20.10 on a hybrid cgroup host) reports 0."""
+    try:
+        usage = int(_cgroup_file(container_id, "memory", "memory.usage_in_bytes").read_text())
+        inactive_key = "total_inactive_file"
+    except SystemExit:
+        usage = int(_cgroup_file(container_id, "memory", "memory.current").read_text())
+        inactive_key = "inactive_file"
+    stat = _cgroup_file(container_id, "memory", "memory.stat").read_text()
+    inactive = next((int(line.split()[1]) for line in stat.splitlines() if line.split()[0] == inactive_key), 0)
+    return (usage - inactive) / 1048576
+
+
+def _process_cpu(pids: list[int]) -> dict[int, tuple[str, float]]:
+    """Each live process's name and CPU time so far (schedstat: nanoseconds, exact)."""
+    out = {}
+    for pid in pids:
+        try:
+            comm = Path(f"/proc/{pid}/comm").read_text().strip()
+            out[pid] = (comm, int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9)
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+def resources(image: str, window: float = 60.0) -> dict[str, float]:
+    """At rest, SCAN_INTERVAL 2, a UPS attached. The CPU is split: the agent, NUT's daemons,
+    and the rest (the processes that came and went in the window: Docker's health check,
+    `nut-reconcile health` every 30 s)."""
+    with tempfile.TemporaryDirectory(prefix="bench-idle-") as tmp:
+        bus = container_sim(Path(tmp))
+        bus.plug("1-1")
+        port, name = free_port(), "ups-nut-smart-bench-idle"
+        docker("rm", "-f", name, check=False)
+        run_container(image, name, port, "-v", f"{tmp}:{SIM_MOUNT}", *SIM_ENV, "-e", "SCAN_INTERVAL=2")
+        try:
+            measure(lambda: _answer(port, True), 60)
+            time.sleep(10)  # settle down after start before measuring rest
+            container_id = docker("inspect", "-f", "{{.Id}}", name).stdout.strip()
+            agent_pid = int(docker("inspect", "-f", "{{.State.Pid}}", name).stdout.strip())
+            pids = [int(p) for p in _cgroup_file(container_id, "pids", "cgroup.procs").read_text().split()]
+            before, procs_before = _container_cpu(container_id), _process_cpu(pids)
+            time.sleep(window)  # the measurement itself: the container at rest for the window
+            total = _container_cpu(container_id) - before
+            procs_after = _process_cpu(pids)
+            agent = procs_after[agent_pid][1] - procs_before[agent_pid][1]
+            nut = sum(
+                procs_after[pid][1] - procs_before[pid][1]
+                for pid in procs_after
+                if pid != agent_pid and pid in procs_before
+            )
+            status = docker("exec", name, "cat", "/proc/1/status").stdout
+            rss = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")) / 1024
+            stats = json.loads(docker("stats", "--no-stream", "--format", "{{json .}}", name).stdout)
+            reported = _megabytes(stats["MemUsage"].split("/")[0].strip())
+            memory = reported if reported > 0 else _memory_mb(container_id)
+        finally:
+            docker("rm", "-f", name, check=False, timeout=60)
+    percent = 100 / window
+    return {
+        "agent_rss_mb": rss,
+        "container_mb": memory,
+        "idle_cpu_percent": total * percent,
+        "idle_cpu_agent_percent": agent * percent,
+        "idle_cpu_nut_percent": nut * percent,
+        "idle_cpu_other_percent": (total - agent - nut) * percent,
+    }
+
+
+def _megabytes(text: str) -> float:
+    """docker stats' figure ("31.2MiB") in MiB."""
+    for unit, factor in (("GiB", 1024.0), ("MiB", 1.0), ("KiB", 1 / 1024), ("B", 1 / 1048576)):
+        if text.endswith(unit):
+            return float(text[: -len(unit)]) * factor
+    raise ValueError(f"unknown memory figure {text!r}")

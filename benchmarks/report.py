@@ -1,0 +1,399 @@
+"""docs/benchmarks.md and its plots, from the results `python -m benchmarks` gathered."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+from typing import Any
+
+from benchmarks.hotplug import percentile, summary
+
+# Published for the design this project replaces (its README): detection 0-60 s (a 60 s
+# fingerprint interval), start-up 30-60 s, 80-120 MB.
+PUBLISHED = {"detection": "0–60 s", "start": "30–60 s", "size": "80–120 MB"}
+TARGETS = {"tick_ms": 5.0, "ratio": 50.0, "start_s": 3.0, "rss_mb": 30.0, "container_mb": 40.0, "idle_cpu": 0.5}
+# Measured once, by hand, on this machine (the README's "arm64 build" paragraph says how):
+ARM64_SOURCE_BUILD = "14 min 48 s (configure 331 s, make 395 s, install 42 s, under qemu on 2 cores)"
+
+
+def _ok(met: bool) -> str:
+    return "met" if met else "**missed**"
+
+
+def _plots(r: dict[str, Any], docs: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = []
+    rows = r["tick"]
+    sizes = [row["devices"] for row in rows]
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    ax.plot(
+        sizes, [row["baseline_per_tick"] * 1000 for row in rows], "s-", label="replaced design: nut-scanner -U + lsusb"
+    )
+    ax.plot(sizes, [row["ours_change"] * 1000 for row in rows], "^-", label="agent: change tick (nut-scanner runs)")
+    ax.plot(sizes, [row["ours_no_change"] * 1000 for row in rows], "o-", label="agent: no-change tick")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("USB devices on the bus")
+    ax.set_ylabel("CPU time per tick (ms)")
+    ax.set_title("Tick cost against bus size")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(docs / "bench-tick-cost.png", dpi=110)
+    plt.close(fig)
+    names.append("bench-tick-cost.png")
+
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    data, labels, targets = [], [], []
+    for si, d in r["latency"].items():
+        for kind in ("plug", "unplug"):
+            data.append(d[kind])
+            labels.append(f"{kind}\nSI {si} s")
+            targets.append(float(si) + r["settle"] + 1)
+    base = r["latency_baseline"]
+    for kind in ("plug", "unplug"):
+        data.append(base[kind])
+        labels.append(f"{kind}\nreplaced, {r['baseline_interval']:g} s")
+        targets.append(float("nan"))
+    ax.boxplot(data, showfliers=True)
+    ax.set_xticks(range(1, len(labels) + 1), labels, fontsize=8)
+    for i, t in enumerate(targets, start=1):
+        if t == t:
+            ax.hlines(t, i - 0.4, i + 0.4, colors="red", linestyles="dashed")
+    ax.set_ylabel("seconds until the client sees it")
+    ax.set_title(f"Hotplug latency (SETTLE_TIME {r['settle']:g} s; red: target SI + settle + 1 s)")
+    ax.grid(True, axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(docs / "bench-latency.png", dpi=110)
+    plt.close(fig)
+    names.append("bench-latency.png")
+
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    ours, theirs = r["interruption"]["ours"], r["interruption"]["baseline"]
+    ax.bar(
+        ["agent (reload)", "replaced design (restart all)"], [max(ours), max(theirs)], color=["tab:green", "tab:red"]
+    )
+    ax.set_ylabel("worst interruption seen (s)")
+    ax.set_title("A client of an untouched UPS while a third is (un)plugged")
+    fig.tight_layout()
+    fig.savefig(docs / "bench-interruption.png", dpi=110)
+    plt.close(fig)
+    names.append("bench-interruption.png")
+    return names
+
+
+def headline(r: dict[str, Any]) -> tuple[list[list[str]], dict[str, bool]]:
+    tick10 = (
+        next(row for row in r["tick"] if row["devices"] == 10)
+        if any(row["devices"] == 10 for row in r["tick"])
+        else r["tick"][0]
+    )
+    ratio = tick10["baseline_per_tick"] / tick10["ours_no_change"]
+    default = r["latency"]["2"]
+    plug95, unplug95 = percentile(default["plug"], 0.95), percentile(default["unplug"], 0.95)
+    start = statistics.median(r["startup"]["ups"])
+    start_no = statistics.median(r["startup"]["no_ups"])
+    res = r["resources"]
+    base = r["latency_baseline"]
+    restart = statistics.median(base["restart"]) if base["restart"] else 0.0
+    met = {
+        "tick": tick10["ours_no_change"] * 1000 <= TARGETS["tick_ms"],
+        "ratio": ratio >= TARGETS["ratio"],
+        "latency": plug95 <= 2 + r["settle"] + 1 and unplug95 <= 2 + r["settle"] + 1,
+        "interruption": max(r["interruption"]["ours"]) == 0.0,
+        "start": start <= TARGETS["start_s"],
+        "rss": res["agent_rss_mb"] <= TARGETS["rss_mb"],
+        "container": res["container_mb"] <= TARGETS["container_mb"],
+        "cpu": res["idle_cpu_percent"] <= TARGETS["idle_cpu"],
+    }
+    rows = [
+        ["", "ups-nut-smart (measured)", "target", "replaced design"],
+        [
+            "plug → data (p95, SCAN_INTERVAL 2 + SETTLE_TIME 2)",
+            f"{plug95:.1f} s (unplug {unplug95:.1f} s)",
+            f"≤ {2 + r['settle'] + 1:g} s: {_ok(met['latency'])}",
+            f"{PUBLISHED['detection']} published; at its 60 s: {30 + restart:.0f} s median, "
+            f"{57 + restart:.0f} s p95 (its restart of NUT measured: {restart:.1f} s)",
+        ],
+        [
+            "client interruption on an untouched UPS",
+            f"{max(r['interruption']['ours']):.2f} s",
+            f"0 s: {_ok(met['interruption'])}",
+            f"{max(r['interruption']['baseline']):.1f} s (stops and restarts all of NUT)",
+        ],
+        [
+            "container start → `upsc my-ups` answers",
+            f"{start:.1f} s with a UPS ({start_no:.1f} s without)",
+            f"≤ 3 s: {_ok(met['start'])}",
+            f"{PUBLISHED['start']} published",
+        ],
+        [
+            "memory",
+            f"{res['container_mb']:.0f} MiB container, agent {res['agent_rss_mb']:.0f} MiB",
+            f"≤ 40 / ≤ 30 MiB: {_ok(met['container'] and met['rss'])}",
+            f"{PUBLISHED['size']} published",
+        ],
+        [
+            "idle CPU (one core, 60 s, SCAN_INTERVAL 2)",
+            f"{res['idle_cpu_percent']:.2f} % (agent {res['idle_cpu_agent_percent']:.2f}, "
+            f"NUT {res['idle_cpu_nut_percent']:.2f}, health checks {res['idle_cpu_other_percent']:.2f})",
+            f"≤ 0.5 %: {_ok(met['cpu'])}",
+            "",
+        ],
+        [
+            "no-change tick, 10 USB devices (CPU)",
+            f"{tick10['ours_no_change'] * 1000:.2f} ms ({ratio:.0f}× cheaper)",
+            f"≤ 5 ms: {_ok(met['tick'])}; ≥ 50×: {_ok(met['ratio'])}",
+            f"{tick10['baseline_per_tick'] * 1000:.1f} ms (nut-scanner -U + lsusb)",
+        ],
+    ]
+    return rows, met
+
+
+LABELS = {
+    "ratio": "No-change tick, 50x the baseline",
+    "tick": "No-change tick, 5 ms",
+    "latency": "Hotplug latency",
+    "interruption": "Client interruption",
+    "start": "Start-up",
+    "rss": "Agent RSS",
+    "container": "Container memory",
+    "cpu": "Idle CPU",
+}
+# What the profile showed where a target was missed in development runs (pyinstrument:
+# `python -m benchmarks.tick_cost --profile`), and what of it is not ours to fix.
+WHY = {
+    "ratio": (
+        "what is left of a no-change tick is its floor, not scanning. Profiled with pyinstrument "
+        "(`python -m benchmarks.tick_cost --profile`): one round trip to upsd (LIST UPS and GET VAR "
+        "ups.status pipelined on a kept connection: the level-triggered check that upsd and each driver "
+        "really serve, which also drives the stale-data restart, about a sixth of the tick), "
+        "/proc/<pid>/stat and the PID file of each NUT daemon (still the process started?), and one "
+        "stat() per config file, state file and USB device (unchanged ones are not read again). Fixed on "
+        "the way (ours): files and sysfs were re-read and re-parsed each tick, upsd got a new connection "
+        "and one request per UPS, the plan and its renders were rebuilt, /proc/<pid>/environ was read for "
+        "every process, Path objects were built for every file each tick. Not ours: the baseline's cost "
+        "on a small bus is mostly starting two processes (about 10 ms, nearly flat in the bus size), so "
+        "the ratio is lowest on a small bus and grows with it (table above). Dropping the upsd check to "
+        "reach 50x would leave the agent blind to a dead or stale driver, which is its point."
+    ),
+    "tick": "see the note on the ratio.",
+    "latency": (
+        "at SCAN_INTERVAL 1 the target is 4 s, and a plug is served in about 4.05 s: the agent acts "
+        "within 50 ms of the settle time's end (its log), and the remaining 2 s are NUT's own, measured "
+        "without the agent: dummy-ups takes 1.0 s from its start to going to the background, and upsd "
+        "serves a UPS's first data 1.0 s after the SIGHUP that adds it. Starting the driver after "
+        "upsd's reload instead would overlap the two, but breaks NUT's safe order (a driver before the "
+        "upsd that names it) and upsd only retries a missing driver every few seconds."
+    ),
+    "interruption": (
+        "a client of an untouched UPS saw an error: upsd must only be reloaded (SIGHUP), never restarted, "
+        "for a change that adds or removes a UPS: a regression to look for in decide/plan.py."
+    ),
+    "start": "Docker's own part (namespaces, the network) is in the figure.",
+    "rss": "Python with the agent's imports; see `nut-reconcile status`.",
+    "container": "the agent, upsd, upsmon and the driver together.",
+    "cpu": (
+        "the split is in the table. The agent's share comes from its ticks 2 s apart, which on this "
+        "machine cost far more CPU than back to back (tick cost table; a VM on a shared host: a fixed "
+        "Python loop costs about 5x after 2 s idle), so it is the machine's, not the tick's code: "
+        "back to back, 0.5 ticks a second cost well under 0.05 %. The health checks' share is Docker "
+        "running `nut-reconcile health` every 30 s: a Python start and the agent's imports (about 0.1 s "
+        "of CPU), the price of a check that does the same read-only pass as the agent rather than a "
+        "cheaper one that could miss what the pass sees; a longer interval in compose.yaml lowers it."
+    ),
+}
+
+
+def _missed(met: dict[str, bool], r: dict[str, Any]) -> str:
+    missed = [key for key, ok in met.items() if not ok]
+    if not missed:
+        return "None in this run: every target above was met."
+    return "\n".join(f"- **{LABELS[key]}**: {WHY[key]}" for key in missed)
+
+
+def _table(rows: list[list[str]]) -> str:
+    out = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+    out += ["| " + " | ".join(row) + " |" for row in rows[1:]]
+    return "\n".join(out)
+
+
+def write(r: dict[str, Any], docs: Path) -> str:
+    plots = _plots(r, docs)
+    head, met = headline(r)
+    m = r["machine"]
+    tick_rows = [
+        [
+            "devices",
+            "agent: no-change tick",
+            "agent: change tick",
+            "replaced: nut-scanner + lsusb",
+            "ratio (no-change)",
+            "2 s apart: agent",
+            "2 s apart: replaced",
+            "umockdev's cost on a sysfs scan",
+        ]
+    ]
+    for row in r["tick"]:
+        tick_rows.append(
+            [
+                str(row["devices"]),
+                f"{row['ours_no_change'] * 1000:.2f} ms",
+                f"{row['ours_change'] * 1000:.1f} ms",
+                f"{row['baseline_per_tick'] * 1000:.1f} ms",
+                f"{row['baseline_per_tick'] / row['ours_no_change']:.0f}×",
+                f"{row['ours_no_change_spaced'] * 1000:.1f} ms",
+                f"{row['baseline_per_tick_spaced'] * 1000:.1f} ms",
+                f"{row['baseline_scan_umockdev'] / row['baseline_scan_plain']:.1f}×",
+            ]
+        )
+    lat_rows = [["SCAN_INTERVAL", "event", "n", "median", "p95", "max", "target (p95)"]]
+    for si, d in r["latency"].items():
+        for kind in ("plug", "unplug"):
+            s = summary(d[kind])
+            target = float(si) + r["settle"] + 1
+            lat_rows.append(
+                [
+                    f"{si} s",
+                    kind,
+                    str(s["n"]),
+                    f"{s['median']:.2f} s",
+                    f"{s['p95']:.2f} s",
+                    f"{s['max']:.2f} s",
+                    f"≤ {target:g} s: {_ok(s['p95'] <= target)}",
+                ]
+            )
+    base = r["latency_baseline"]
+    t = r["baseline_interval"]
+    restarts = base["restart"]
+    rmed, r95, rmax = statistics.median(restarts), percentile(restarts, 0.95), max(restarts)
+    base_rows = [["interval", "event", "n", "median", "p95", "max"]]
+    for kind in ("plug", "unplug"):
+        s = summary(base[kind])
+        base_rows.append(
+            [f"{t:g} s (measured)", kind, str(s["n"]), f"{s['median']:.2f} s", f"{s['p95']:.2f} s", f"{s['max']:.2f} s"]
+        )
+    base_rows.append(
+        [
+            "60 s (its default, from the formula)",
+            "plug",
+            "",
+            f"{30 + rmed:.1f} s",
+            f"{57 + r95:.1f} s",
+            f"{60 + rmax:.1f} s",
+        ]
+    )
+    img = r["images"]
+    img_rows = [["architecture", "NUT from source (2.8.4, default)", "NUT from Debian (2.8.0)"]]
+    for arch in ("amd64", "arm64"):
+        img_rows.append([arch, f"{img[arch]['tarball']:.0f} MB", f"{img[arch]['debian']:.0f} MB"])
+    start_rows = [["", "n", "median", "max"]]
+    for key, label in (
+        ("no_ups", "no UPS (answers Driver not connected)"),
+        ("ups", "a UPS attached (answers its data)"),
+    ):
+        vals = r["startup"][key]
+        start_rows.append([label, str(len(vals)), f"{statistics.median(vals):.2f} s", f"{max(vals):.2f} s"])
+    res = r["resources"]
+    inter = r["interruption"]
+    inter_rows = [["", "events", "total", "worst"]]
+    for key, label in (("ours", "ups-nut-smart (reload)"), ("baseline", "replaced design (restart all)")):
+        vals = inter[key]
+        inter_rows.append([label, str(len(vals)), f"{sum(vals):.2f} s", f"{max(vals):.2f} s"])
+    text = f"""# Benchmarks
+
+Written by `python -m benchmarks` on {m["date"]}: {m["host"]}, {m["cpu"]}, {m["memory"]} RAM,
+Python {m["python"]}, Docker {m["docker"]}; NUT on the host: {m["nut_host"]}; in the image:
+{r["nut_in_image"]}. Everything below ran on that one machine. The USB bus and the UPSes are
+simulated (a sysfs tree and dummy-ups; umockdev for the tools of the replaced design); NUT's
+daemons are real. No test asserts any of these figures.
+
+## Headline
+
+{_table(head)}
+
+The replaced design: a watcher that fingerprints the bus every 60 s and stops and restarts
+all of NUT on a change (`benchmarks/baseline.py` runs it against the same NUT). Its
+published figures are quoted as published; its latency at 60 s follows from the one
+measured at {t:g} s (see below).
+
+## Tick cost against bus size
+
+CPU time (user + system, the process and its children) of one tick: the agent's no-change
+tick (scan, observe NUT's files, processes and upsd, decide) and its change tick (a device
+of a model it has not seen comes or goes, so nut-scanner runs too), against scanning the
+same bus the replaced design's way, `nut-scanner -U` and `lsusb` as subprocesses each tick,
+under umockdev. umockdev slows what runs under it: its cost on a plain sysfs scan of the
+same bus is in the last column. The first columns are ticks back to back; "2 s apart" are
+ticks with SCAN_INTERVAL's 2 s of idle before each, as a running agent makes them. On this
+machine (a VM on a shared host) work done after an idle gap costs far more CPU: a fixed
+Python loop takes about 5× its back-to-back time after 2 s of sleep, and the agent's tick,
+which touches more memory, much more. That is the figure behind the idle CPU below.
+
+{_table(tick_rows)}
+
+![tick cost](bench-tick-cost.png)
+
+## Hotplug latency
+
+From the plug (or unplug) on the bus to `upsc my-ups` showing it (the data, or "Driver not
+connected"), against real NUT, at a random moment against the ticks, SETTLE_TIME
+{r["settle"]:g} s.
+
+{_table(lat_rows)}
+
+![hotplug latency](bench-latency.png)
+
+The replaced design, at {t:g} s instead of its 60 s (an unplug there ends in an error for the
+client: it has no placeholder):
+
+{_table(base_rows)}
+
+Its latency is the wait for the next fingerprint, uniform over the interval T, plus the
+restart of all of NUT (measured here: median {rmed:.2f} s, p95 {r95:.2f} s, max {rmax:.2f} s):
+median ≈ T/2 + restart, p95 ≈ 0.95·T + restart, max ≈ T + restart.
+
+## Client interruption
+
+Two UPSes served; a third plugged, then unplugged ({len(inter["ours"]) // 2} times each). A client polls
+one of the two others every 20 ms: how long its answers failed, per event.
+
+{_table(inter_rows)}
+
+![client interruption](bench-interruption.png)
+
+## Start-up
+
+`docker run` of the default image → `upsc my-ups` answering from the host, on the published port.
+
+{_table(start_rows)}
+
+## Resources at rest
+
+The default image, a UPS attached, SCAN_INTERVAL 2, nothing changing, measured over 60 s:
+agent RSS {res["agent_rss_mb"]:.1f} MiB (target ≤ 30), whole container {res["container_mb"]:.1f} MiB
+(docker stats' figure, the cgroup's memory less inactive file cache, read from the cgroup where
+docker stats shows 0; target ≤ 40), CPU {res["idle_cpu_percent"]:.3f} % of one core (target ≤ 0.5):
+the agent's ticks {res["idle_cpu_agent_percent"]:.3f} %, NUT's daemons (upsd, upsmon, the driver)
+{res["idle_cpu_nut_percent"]:.3f} %, and the processes that came and went, Docker's health check
+(`nut-reconcile health` every 30 s, a Python start each time), {res["idle_cpu_other_percent"]:.3f} %.
+
+## Images
+
+{_table(img_rows)}
+
+Building NUT 2.8.4 from source for arm64 under qemu on this machine took
+{ARM64_SOURCE_BUILD}; CI builds it (tests/container).
+
+## Where a target is missed
+
+{_missed(met, r)}
+
+Plots: {", ".join(plots)}.
+"""
+    (docs / "benchmarks.md").write_text(text)
+    return _table(head)

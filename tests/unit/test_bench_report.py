@@ -1,0 +1,79 @@
+"""docs/benchmarks.md is written from the results `python -m benchmarks` gathers: the report
+is checked here on made-up results (no measurement: no test asserts a time), so a broken
+report is found by the test run, not by the next person who runs the benchmarks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from benchmarks import report
+
+
+def results(tick_ms: float = 0.2, plug: float = 3.5, interruption: float = 0.0) -> dict[str, Any]:
+    return {
+        "machine": {
+            "date": "2026-01-01 00:00 UTC",
+            "host": "Linux 6.1 x86_64",
+            "cpu": "Some CPU, 2 cores",
+            "memory": "24 GiB",
+            "python": "3.11.2",
+            "nut_host": "Network UPS Tools upsd 2.8.0",
+            "docker": "20.10.24",
+        },
+        "nut_in_image": "Network UPS Tools upsd 2.8.4",
+        "tick": [
+            {
+                "devices": n,
+                "ours_no_change": tick_ms / 1000 * (1 + n / 1000),
+                "ours_change": 0.009,
+                "ours_no_change_spaced": 0.004,
+                "baseline_per_tick_spaced": 0.03,
+                "baseline_per_tick": 0.010 + n * 0.0002,
+                "baseline_scan_umockdev": 0.002,
+                "baseline_scan_plain": 0.001,
+            }
+            for n in (1, 10, 100, 500)
+        ],
+        "latency": {si: {"plug": [plug, plug + 0.2, plug - 0.1], "unplug": [2.9, 3.0, 3.1]} for si in ("1", "2", "5")},
+        "latency_baseline": {"plug": [4.0, 6.0], "unplug": [3.5, 5.5], "restart": [1.5, 1.7]},
+        "baseline_interval": 5.0,
+        "settle": 2.0,
+        "interruption": {"ours": [interruption, 0.0], "baseline": [1.6, 1.8]},
+        "images": {"amd64": {"tarball": 128.5, "debian": 159.0}, "arm64": {"tarball": 154.0, "debian": 186.0}},
+        "image_builds": {},
+        "startup": {"no_ups": [1.1, 1.2], "ups": [1.4, 1.6]},
+        "resources": {
+            "agent_rss_mb": 22.0,
+            "container_mb": 31.0,
+            "idle_cpu_percent": 0.2,
+            "idle_cpu_agent_percent": 0.1,
+            "idle_cpu_nut_percent": 0.05,
+            "idle_cpu_other_percent": 0.05,
+        },
+    }
+
+
+def test_the_report_holds_the_tables_the_plots_and_the_machine(tmp_path: Path) -> None:
+    headline = report.write(results(), tmp_path)
+    text = (tmp_path / "benchmarks.md").read_text()
+    for png in ("bench-tick-cost.png", "bench-latency.png", "bench-interruption.png"):
+        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"]({png})" in text
+    assert "2026-01-01 00:00 UTC" in text and "Some CPU, 2 cores" in text
+    assert "| 500 | 0.30 ms |" in text  # the tick table, one row per bus size
+    assert "0–60 s" in headline and "30–60 s" in headline and "80–120 MB" in headline
+    assert "**missed**" not in headline
+
+
+def test_a_missed_target_is_marked_and_explained(tmp_path: Path) -> None:
+    headline = report.write(results(tick_ms=8.0, plug=9.0, interruption=0.4), tmp_path)
+    rows = {line.split("|")[1].strip(): line for line in headline.splitlines()[2:]}
+    assert "**missed**" in rows["plug → data (p95, SCAN_INTERVAL 2 + SETTLE_TIME 2)"]
+    assert "**missed**" in rows["client interruption on an untouched UPS"]
+    assert "**missed**" in rows["no-change tick, 10 USB devices (CPU)"]
+    assert "**missed**" not in rows["idle CPU (one core, 60 s, SCAN_INTERVAL 2)"]
+    text = (tmp_path / "benchmarks.md").read_text()
+    missed = text[text.index("## Where a target is missed") :]
+    assert "**Client interruption**" in missed and "**No-change tick, 5 ms**" in missed
+    assert "**Idle CPU**" not in missed
