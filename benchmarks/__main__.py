@@ -1,6 +1,7 @@
 """`python -m benchmarks`: every measurement of the project's headline, on this machine,
 written to docs/benchmarks.md (tables, plots, the machine and the date) and docs/benchmarks.json;
-the headline table is printed. Not part of the test run; no test asserts a time.
+the headline table is printed and quoted in the README (between its markers). Not part of
+the test run; no test asserts a time.
 
     python -m benchmarks [--events 20] [--quick]
 
@@ -101,6 +102,8 @@ def main() -> int:
     DOCS.mkdir(exist_ok=True)
     (DOCS / "benchmarks.json").write_text(json.dumps(results, indent=2) + "\n")
     headline = report.write(results, DOCS)
+    if report.quote_in_readme(DOCS.parent / "README.md", results):
+        print("README.md: headline table updated")
     print(headline)
     return 0
 

@@ -397,3 +397,27 @@ Plots: {", ".join(plots)}.
 """
     (docs / "benchmarks.md").write_text(text)
     return _table(head)
+
+
+README_START = "<!-- benchmarks:headline (written by python -m benchmarks) -->"
+README_END = "<!-- /benchmarks:headline -->"
+
+
+def quote_in_readme(readme: Path, r: dict[str, Any]) -> bool:
+    """The README's headline table, between its two markers, replaced by this run's (atomic
+    rename). False when the README has no such markers (it is then left alone)."""
+    text = readme.read_text()
+    start, end = text.find(README_START), text.find(README_END)
+    if start < 0 or end < start:
+        return False
+    head, _ = headline(r)
+    m = r["machine"]
+    block = (
+        f"{README_START}\n{_table(head)}\n\nMeasured {m['date']} on {m['cpu']} ({m['host']}): "
+        "[docs/benchmarks.md](docs/benchmarks.md) has every figure, the plots and what each target's "
+        f"miss comes from.\n"
+    )
+    tmp = readme.with_name(readme.name + ".tmp")
+    tmp.write_text(text[:start] + block + text[end:])
+    tmp.replace(readme)
+    return True

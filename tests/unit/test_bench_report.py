@@ -77,3 +77,15 @@ def test_a_missed_target_is_marked_and_explained(tmp_path: Path) -> None:
     missed = text[text.index("## Where a target is missed") :]
     assert "**Client interruption**" in missed and "**No-change tick, 5 ms**" in missed
     assert "**Idle CPU**" not in missed
+
+
+def test_the_readme_quotes_the_headline_between_its_markers(tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# intro\n\n{report.README_START}\nold table\n{report.README_END}\n\n## after\n")
+    assert report.quote_in_readme(readme, results())
+    text = readme.read_text()
+    assert "old table" not in text and "| container start → `upsc my-ups` answers |" in text
+    assert text.startswith("# intro\n") and text.endswith(f"{report.README_END}\n\n## after\n")
+    plain = tmp_path / "OTHER.md"
+    plain.write_text("no markers\n")
+    assert not report.quote_in_readme(plain, results()) and plain.read_text() == "no markers\n"
