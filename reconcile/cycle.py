@@ -359,10 +359,18 @@ class Agent:
                 skipped=len(outcome.skipped),
             )
         new_sup = decision.supervision
+        backoff = new_sup.backoff
+        # A driver the agent stopped, or whose UPS has left the bus, did not die: its next
+        # start (the UPS plugged back) is a first start, not a retry held back by backoff.
+        on_bus = {f"driver:{decision.names[u.key]}" for u in (*decision.attached, *decision.held)}
+        for key in [k for k in backoff.entries if k.startswith("driver:") and k not in on_bus]:
+            backoff = backoff.forget(key)
         if outcome is not None:
-            backoff = new_sup.backoff
+            for ups in outcome.stopping:
+                backoff = backoff.forget(f"driver:{ups}")
             for key in outcome.started:
                 backoff = backoff.started(key, sup.now)
+        if backoff is not new_sup.backoff:
             new_sup = dataclasses.replace(new_sup, backoff=backoff)
         self._save_status(decision, outcome, by)
         return PassResult(decision, outcome, new_sup)

@@ -25,6 +25,15 @@ class Backoff:
         delay = 0.0 if failures == 0 else min(CAP, BASE * 2 ** (failures - 1))
         return Backoff({**self.entries, key: (failures, now + delay, now)})
 
+    def forget(self, key: str) -> Backoff:
+        """The agent stopped it on purpose (its UPS was unplugged, or it is replaced): the
+        next start is not a retry after a death, so it starts with a clean slate. Without
+        this, a UPS unplugged and plugged back six times within a minute was served only
+        after waits of 8, 16, 32 s (seen in the hotplug benchmark)."""
+        if key not in self.entries:
+            return self
+        return Backoff({k: v for k, v in self.entries.items() if k != key})
+
     def delay(self, key: str, now: float) -> float:
         entry = self.entries.get(key)
         return 0.0 if entry is None else max(0.0, entry[1] - now)

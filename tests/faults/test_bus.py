@@ -52,6 +52,23 @@ def test_a_flapping_device_changes_the_config_at_most_once_per_settle_window(san
     assert "event=tick.failed" not in out
 
 
+def test_a_ups_plugged_back_again_and_again_is_never_held_back_by_backoff(sandbox: Sandbox) -> None:
+    """Backoff is for a driver that dies on its own; one the agent stopped because its UPS
+    left the bus starts at once when the UPS is back, however often that happens (the
+    hotplug benchmark once saw the 7th replug within a minute wait 8 s, then 16, 32)."""
+    sandbox.dummy_rule(sandbox.data_file())
+    sandbox.start_run(env={"SCAN_INTERVAL": "0.5", "SETTLE_TIME": "0.5", "DEBUG": "1"})
+    assert sandbox.await_converged({"my-ups": "Driver not connected"}) is None, sandbox.run_output()
+    for _ in range(8):  # more plugs within a minute than backoff lets through (1, 2, 4, 8 s...)
+        sandbox.bus.plug("1-1")
+        assert sandbox.await_converged({"my-ups": "OL"}) is None, sandbox.run_output()
+        sandbox.bus.unplug("1-1")
+        assert sandbox.await_converged({"my-ups": "Driver not connected"}) is None, sandbox.run_output()
+    out = sandbox.run_output()
+    assert out.count("event=start.driver") >= 8
+    assert "event=backoff.hold" not in out and "retry in" not in out, out[-3000:]
+
+
 def test_a_whole_bus_reset_restarts_every_driver_and_keeps_every_name(sandbox: Sandbox) -> None:
     expected = three_units(sandbox)
     for port, serial in (("1-1", "A"), ("1-2", "B"), ("1-3", "C")):

@@ -81,3 +81,14 @@ def test_stale_drivers_are_restarted_only_after_the_threshold_and_only_if_runnin
     assert restart == {"a"} and since == {}
     _, since = stale_drivers({"a": ok}, {"a": 100.0}, {"a"}, 120.0, 30.0)
     assert since == {}
+
+
+def test_a_stop_on_purpose_forgets_the_failures_so_a_replug_starts_at_once() -> None:
+    b = Backoff()
+    for i in range(6):  # a UPS plugged back every 5 s, its driver started each time
+        b = b.started("driver:a", i * 5.0)
+    assert not b.allowed("driver:a", 26.0)  # counted as a crash loop
+    b = b.started("driver:b", 0.0).forget("driver:a")
+    assert b.allowed("driver:a", 26.0) and b.delay("driver:a", 26.0) == 0.0
+    assert b.started("driver:a", 26.0).allowed("driver:a", 26.0)  # the next start is a first start
+    assert b.entries.keys() == {"driver:b"} and b.forget("driver:x") is b
