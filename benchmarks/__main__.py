@@ -3,7 +3,7 @@ written to docs/benchmarks.md (tables, plots, the machine and the date) and docs
 the headline table is printed and quoted in the README (between its markers). Not part of
 the test run; no test asserts a time.
 
-    python -m benchmarks [--events 20] [--quick]
+    python -m benchmarks [--events 20] [--quick] [--only latency,resources]
 
 Needs what `sudo ./dev.sh test` sets up: NUT, umockdev, a Docker engine with buildx and
 arm64 emulation, the images (missing ones are built), and ../shared/nut-src for the
@@ -60,47 +60,78 @@ def machine() -> dict[str, str]:
     }
 
 
+SECTIONS = ("tick", "latency", "interruption", "images", "startup", "resources")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=20, help="plugs (and as many unplugs) per interval")
     parser.add_argument("--quick", action="store_true", help="few samples: a smoke run, not for the report")
+    parser.add_argument(
+        "--only",
+        default=",".join(SECTIONS),
+        help=f"measure again only these sections ({','.join(SECTIONS)}); the others are taken from "
+        "docs/benchmarks.json (after a change that touches only them)",
+    )
     args = parser.parse_args()
+    only = set(args.only.split(","))
+    if not only <= set(SECTIONS):
+        parser.error(f"--only: unknown section(s) {', '.join(sorted(only - set(SECTIONS)))}")
     events = 3 if args.quick else args.events
     random.seed(2026)
-    results: dict[str, Any] = {"machine": machine()}
-
-    print("1/6 tick cost against bus size", flush=True)
-    results["tick"] = tick_cost.run((1, 10) if args.quick else tick_cost.SIZES)
-
-    print("2/6 hotplug latency (agent, then the replaced design)", flush=True)
-    results["latency"] = {f"{si:g}": hotplug.latency_ours(si, events) for si in INTERVALS}
-    results["latency_baseline"] = hotplug.latency_baseline(BASELINE_INTERVAL, events)
-    results["baseline_interval"] = BASELINE_INTERVAL
-    results["settle"] = hotplug.SETTLE
-
-    print("3/6 client interruption", flush=True)
-    rounds = 2 if args.quick else 5
-    results["interruption"] = {
-        "ours": hotplug.interruption_ours(rounds),
-        "baseline": hotplug.interruption_baseline(rounds, BASELINE_INTERVAL),
+    saved = DOCS / "benchmarks.json"
+    results: dict[str, Any] = {}
+    if only != set(SECTIONS):
+        if not saved.is_file():
+            parser.error(f"--only needs an earlier full run's {saved}")
+        results = json.loads(saved.read_text())
+    results["machine"] = machine()
+    # When each section was measured (with --only, they come from different runs).
+    results["measured"] = {
+        **results.get("measured", {}),
+        **{section: results["machine"]["date"] for section in SECTIONS if section in only},
     }
 
-    print("4/6 images (missing ones are built)", flush=True)
-    builds: dict[str, float] = {}
-    container.ensure_images(builds)
-    results["image_builds"] = builds
-    results["images"] = container.image_sizes()
+    if "tick" in only:
+        print("tick cost against bus size", flush=True)
+        results["tick"] = tick_cost.run((1, 10) if args.quick else tick_cost.SIZES)
+
+    if "latency" in only:
+        print("hotplug latency (agent, then the replaced design)", flush=True)
+        results["latency"] = {f"{si:g}": hotplug.latency_ours(si, events) for si in INTERVALS}
+        results["latency_baseline"] = hotplug.latency_baseline(BASELINE_INTERVAL, events)
+        results["baseline_interval"] = BASELINE_INTERVAL
+        results["settle"] = hotplug.SETTLE
+
+    if "interruption" in only:
+        print("client interruption", flush=True)
+        rounds = 2 if args.quick else 5
+        results["interruption"] = {
+            "ours": hotplug.interruption_ours(rounds),
+            "baseline": hotplug.interruption_baseline(rounds, BASELINE_INTERVAL),
+        }
+
     image = container.IMAGES[("amd64", "tarball")]
-    results["nut_in_image"] = docker("run", "--rm", "--entrypoint", "/opt/nut/sbin/upsd", image, "-V").stdout.strip()
+    if "images" in only:
+        print("images (missing ones are built)", flush=True)
+        builds: dict[str, float] = {}
+        container.ensure_images(builds)
+        results["image_builds"] = builds
+        results["images"] = container.image_sizes()
+        results["nut_in_image"] = docker(
+            "run", "--rm", "--entrypoint", "/opt/nut/sbin/upsd", image, "-V"
+        ).stdout.strip()
 
-    print("5/6 start-up", flush=True)
-    results["startup"] = container.startup(image, 2 if args.quick else 5)
+    if "startup" in only:
+        print("start-up", flush=True)
+        results["startup"] = container.startup(image, 2 if args.quick else 5)
 
-    print("6/6 resources at rest (60 s)", flush=True)
-    results["resources"] = container.resources(image, 10.0 if args.quick else 60.0)
+    if "resources" in only:
+        print("resources at rest (60 s)", flush=True)
+        results["resources"] = container.resources(image, 10.0 if args.quick else 60.0)
 
     DOCS.mkdir(exist_ok=True)
-    (DOCS / "benchmarks.json").write_text(json.dumps(results, indent=2) + "\n")
+    saved.write_text(json.dumps(results, indent=2) + "\n")
     headline = report.write(results, DOCS)
     if report.quote_in_readme(DOCS.parent / "README.md", results):
         print("README.md: headline table updated")
