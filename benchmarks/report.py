@@ -144,6 +144,12 @@ def headline(r: dict[str, Any]) -> tuple[list[list[str]], dict[str, bool]]:
             f"{PUBLISHED['size']} published",
         ],
         [
+            "image size (NUT 2.8.4 from source)",
+            f"{r['images']['amd64']['tarball']:.0f} MB amd64, {r['images']['arm64']['tarball']:.0f} MB arm64",
+            "",
+            f"{PUBLISHED['size']} published (whether image or memory is not said: both rows are here)",
+        ],
+        [
             "idle CPU (one core, 60 s, SCAN_INTERVAL 2)",
             f"{res['idle_cpu_percent']:.2f} % (agent {res['idle_cpu_agent_percent']:.2f}, "
             f"NUT {res['idle_cpu_nut_percent']:.2f}, health checks {res['idle_cpu_other_percent']:.2f})",
