@@ -35,15 +35,17 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt/* /var/log/dpkg.log
 
 # --------------------------------------------------------------------------------------------
-# nut-build: NUT from the release tarball (only built when NUT_SOURCE=tarball).
-FROM ${BASE_IMAGE} AS nut-build
+# nut-tarball: the release tarball, fetched and checked. Runs on the build machine's platform,
+# so one download serves the amd64, arm64 and arm/v7 builds alike. Why NUT_URL may point at a
+# fixed loopback address (the tests do): BuildKit keys this step on its arguments, so the same
+# URL and SHA-256 hit the cache on the next run (a random port never would).
+FROM --platform=$BUILDPLATFORM ${BUILD_BASE_IMAGE} AS nut-tarball
 ARG NUT_VERSION=2.8.4
 ARG NUT_SHA256=0130ba82ea79f04ba4f34c5249a85943977efd984ed7df6aec1a518d5a3594f8
 ARG NUT_URL=
 ENV DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
- && apt-get install -y --no-install-recommends \
-        build-essential pkg-config libusb-1.0-0-dev libltdl-dev curl ca-certificates \
+ && apt-get install -y --no-install-recommends curl ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /build
 RUN set -eu; \
@@ -57,8 +59,41 @@ RUN set -eu; \
     mkdir src; \
     tar -xzf nut.tar.gz -C src --strip-components=1; \
     rm nut.tar.gz
+
+# --------------------------------------------------------------------------------------------
+# nut-build: NUT compiled on the build machine's platform with Debian's cross compiler for the
+# target (TARGETARCH/TARGETVARIANT from --platform) and the target's libusb and libltdl through
+# multiarch. Nothing here runs under emulation: only the runtime stages below do.
+# (Only built when NUT_SOURCE=tarball.)
+FROM --platform=$BUILDPLATFORM ${BUILD_BASE_IMAGE} AS nut-build
+ARG TARGETARCH
+ARG TARGETVARIANT
+ENV DEBIAN_FRONTEND=noninteractive
+COPY docker/cross-target.sh /usr/local/bin/cross-target.sh
+# Why one script picks the toolchain: the Debian architecture (arm64, armhf) and the GNU
+# triplet (aarch64-linux-gnu, arm-linux-gnueabihf) follow from Docker's platform name, and a
+# platform we have no toolchain for must fail here, not as a wrong binary later.
+RUN set -eu; \
+    # Why the assignment first: a failing command substitution inside eval would be ignored.
+    target=$(sh /usr/local/bin/cross-target.sh "${TARGETARCH}" "${TARGETVARIANT}"); \
+    eval "$target"; \
+    build_arch=$(dpkg --print-architecture); \
+    if [ "$DEB_ARCH" != "$build_arch" ]; then \
+        dpkg --add-architecture "$DEB_ARCH"; \
+        compilers="crossbuild-essential-$DEB_ARCH"; \
+    else \
+        compilers="build-essential"; \
+    fi; \
+    apt-get update; \
+    apt-get install -y --no-install-recommends $compilers pkg-config \
+        "libusb-1.0-0-dev:$DEB_ARCH" "libltdl-dev:$DEB_ARCH"; \
+    rm -rf /var/lib/apt/lists/*
+COPY --from=nut-tarball /build/src /build/src
 COPY docker/build-nut.sh /usr/local/bin/build-nut.sh
-RUN bash /usr/local/bin/build-nut.sh /build/src
+RUN set -eu; \
+    target=$(sh /usr/local/bin/cross-target.sh "${TARGETARCH}" "${TARGETVARIANT}"); \
+    eval "$target"; \
+    NUT_HOST="$GNU_TYPE" bash /usr/local/bin/build-nut.sh /build/src
 
 # --------------------------------------------------------------------------------------------
 # runtime-tarball: NUT built above plus its run-time libraries.

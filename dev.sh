@@ -90,17 +90,51 @@ cmd_check() {
   "$VENV/bin/python" -m pytest -q tests/unit
 }
 
-cmd_test() {
-  cmd_setup
-  log "docker engine (docker/engine-setup.sh)"
-  bash docker/engine-setup.sh
-  lint
-  log "pytest"
+# Where a run's time goes: `timed NAME CMD...` runs CMD and appends "NAME<TAB>seconds" to
+# $PHASES_FILE; pytest appends one line per test folder and image build (tests/conftest.py).
+PHASES_FILE=""
+timed() {
+  local name=$1 t0 rc
+  shift
+  t0=$(date +%s.%N)
+  # Why a subshell with set -e, outside any `||`: bash ignores -e in a function run as part of
+  # `cmd || ...`, so a failing step inside (ruff, say) would not stop it.
+  set +e
+  (set -e; "$@")
+  rc=$?
+  set -e
+  printf '%s\t%s\n' "$name" "$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}')" >>"$PHASES_FILE"
+  return "$rc"
+}
+
+print_phases() {
+  [ -s "$PHASES_FILE" ] || return 0
+  printf '\n%-68s %9s\n' "phase" "seconds" >&2
+  awk -F '\t' '{printf "%-68s %9.1f\n", $1, $2}' "$PHASES_FILE" >&2
+  awk -v a="$RUN_T0" -v b="$(date +%s.%N)" 'BEGIN{printf "%-68s %9.1f\n", "whole run", b-a}' >&2
+  rm -f "$PHASES_FILE"
+}
+
+run_pytest() {
   local rc=0
   "$VENV/bin/python" -m pytest "$@" || rc=$?
   # pytest exits 5 when it collected no test: that is a failure, never a pass.
   [ "$rc" -eq 5 ] && die "pytest collected no tests"
   [ "$rc" -eq 0 ] || die "pytest failed (exit $rc)"
+}
+
+cmd_test() {
+  RUN_T0=$(date +%s.%N)
+  PHASES_FILE=$(mktemp)
+  export PHASES_FILE
+  # The table is printed however the run ends: a failed run shows where its time went too.
+  trap print_phases EXIT
+  timed "setup: apt packages, venv" cmd_setup
+  log "docker engine (docker/engine-setup.sh)"
+  timed "setup: docker engine, qemu, base images" bash docker/engine-setup.sh
+  timed "lint: ruff, shellcheck, mypy" lint
+  log "pytest"
+  timed "pytest (all)" run_pytest "$@"
 }
 
 cmd_bench() {

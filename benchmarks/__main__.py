@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import container, hotplug, report, tick_cost
+from benchmarks import build, container, hotplug, report, tick_cost
 from tests.helpers import docker
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -60,7 +60,7 @@ def machine() -> dict[str, str]:
     }
 
 
-SECTIONS = ("tick", "latency", "interruption", "images", "startup", "resources")
+SECTIONS = ("tick", "latency", "interruption", "builds", "images", "startup", "resources")
 
 
 def main() -> int:
@@ -110,6 +110,10 @@ def main() -> int:
             "ours": hotplug.interruption_ours(rounds),
             "baseline": hotplug.interruption_baseline(rounds, BASELINE_INTERVAL),
         }
+
+    if "builds" in only:
+        print("build times, cold and warm (the emulated arm64 build compiles NUT under qemu: long)", flush=True)
+        results["builds"] = build.run(emulated=not args.quick)
 
     image = container.IMAGES[("amd64", "tarball")]
     if "images" in only:

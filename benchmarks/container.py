@@ -4,9 +4,8 @@ Start-up: `docker run` -> `upsc my-ups` answering from the host through the publ
 (with no UPS, NUT's own "Driver not connected" is the answer; with a UPS, its data).
 Resources: the agent's RSS, the whole container's memory (docker stats), and the CPU the
 container used over 60 s at SCANINTERVAL 2 with a UPS attached and nothing changing.
-Images: the size of the image for amd64 and arm64, with NUT from source (the default,
-2.8.4) and from Debian's packages (2.8.0). Missing ones are built (the arm64 source build
-compiles NUT under qemu: it takes a while).
+Images: the size of the image for amd64, arm64 and arm/v7 with NUT from source (the default,
+2.8.4), and for amd64 and arm64 from Debian's packages (2.8.0). Missing ones are built.
 """
 
 from __future__ import annotations
@@ -18,46 +17,27 @@ import time
 from pathlib import Path
 
 from benchmarks.hotplug import measure
-from tests.container.conftest import ARM64_BASE, NUT_SRC, served, source_build_args
 from tests.helpers import SIM_ENV, SIM_MOUNT, container_sim, docker, free_port, run_container, upsc
+from tests.images import TARGETS, build, source_served
 
 IMAGES = {
     ("amd64", "tarball"): "ups-nut-smart:source",
     ("amd64", "debian"): "ups-nut-smart:latest",
     ("arm64", "tarball"): "ups-nut-smart:source-arm64",
     ("arm64", "debian"): "ups-nut-smart:arm64",
+    ("armv7", "tarball"): "ups-nut-smart:source-armv7",
 }
 
 
-def _sha() -> str:
-    import re
-
-    found = re.search(r"SHA-256: `([0-9a-f]{64})`", (NUT_SRC / "README.md").read_text())
-    if not found:
-        raise SystemExit(f"{NUT_SRC}/README.md gives no SHA-256")
-    return found.group(1)
-
-
-SOURCE_PORT = 38480  # fixed: the URL is a build argument, and BuildKit's cache keys on it
-
-
 def ensure_images(log: dict[str, float]) -> None:
-    """Build the images from this tree (BuildKit's cache makes an unchanged one quick; the
-    first arm64 source build compiles NUT under qemu); `log` gets each build's seconds."""
-    repo = str(Path(__file__).resolve().parent.parent)
-    for (arch, source), tag in IMAGES.items():
-        args = ["buildx", "build", "--platform", f"linux/{arch}", "-t", tag, "--load"]
-        if arch == "arm64":
-            args += ["--build-arg", f"BASE_IMAGE={ARM64_BASE}"]
-        print(f"building {tag} ({arch}, NUT from {source})", flush=True)
-        start = time.monotonic()
-        if source == "tarball":
-            tarball = NUT_SRC / "nut-2.8.4.tar.gz"
-            with served(NUT_SRC, SOURCE_PORT) as base:
-                docker(*args, *source_build_args(f"{base}/{tarball.name}", _sha()), repo, timeout=7200)
-        else:
-            docker(*args, "--build-arg", "NUT_SOURCE=debian", repo, timeout=7200)
-        log[tag] = time.monotonic() - start
+    """Build the images from this tree (BuildKit's cache makes an unchanged one quick; NUT is
+    cross-compiled for arm, and only the runtime stage runs under qemu); `log` gets each
+    build's seconds."""
+    with source_served() as source_args:
+        for (arch, source), tag in IMAGES.items():
+            print(f"building {tag} ({arch}, NUT from {source})", flush=True)
+            args = source_args if source == "tarball" else ["--build-arg", "NUT_SOURCE=debian"]
+            log[tag] = build(tag, TARGETS[arch], *args).seconds
 
 
 def image_sizes() -> dict[str, dict[str, float]]:

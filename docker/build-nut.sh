@@ -16,6 +16,10 @@
 #   NUT_WITH_SERIAL       yes|no: build serial drivers             (default no; USB + dummy-ups etc. stay)
 #   NUT_CONFIGURE_EXTRA   extra configure arguments (word-split), e.g. "--with-drivers=usbhid-ups,dummy-ups"
 #   NUT_KEEP_DOCS=1       keep man pages / docs / headers
+#   NUT_HOST              GNU triplet to build for (configure --host), e.g. aarch64-linux-gnu;
+#                         empty or the build machine's own triplet: a native build. A cross build
+#                         uses ${NUT_HOST}-gcc, -strip and -readelf, and the target's
+#                         pkg-config files (Debian multiarch: libusb-1.0-0-dev:arm64 and so on)
 #   JOBS                  make parallelism                         (default: nproc)
 set -euo pipefail
 
@@ -34,6 +38,13 @@ NUT_GROUP=${NUT_GROUP:-nut}
 WITH_SERIAL=${NUT_WITH_SERIAL:-no}
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 RULES_DEST="$PREFIX/share/nut/62-nut-usbups.rules"
+BUILD_TYPE=$(dpkg-architecture -qDEB_BUILD_GNU_TYPE 2>/dev/null || gcc -dumpmachine)
+HOST_TYPE=${NUT_HOST:-$BUILD_TYPE}
+case "$HOST_TYPE" in
+    *[!A-Za-z0-9_.-]*) die "NUT_HOST '$HOST_TYPE' is not a GNU triplet" ;;
+esac
+CROSS=0
+[ "$HOST_TYPE" = "$BUILD_TYPE" ] || CROSS=1
 
 T_START=$(date +%s)
 T_PHASE=$T_START
@@ -106,6 +117,16 @@ for a in "${WANTED[@]}"; do
         log "note: this configure does not know ${a%%=*}; leaving it out"
     fi
 done
+if [ "$CROSS" = 1 ]; then
+    command -v "$HOST_TYPE-gcc" >/dev/null 2>&1 || die "cross build for $HOST_TYPE: no $HOST_TYPE-gcc (apt-get install crossbuild-essential-<arch>)"
+    ARGS+=("--build=$BUILD_TYPE" "--host=$HOST_TYPE")
+    # Why: autoconf looks for $HOST_TYPE-pkg-config first; where that wrapper is missing, the
+    # plain pkg-config must read the target's .pc files only, never the build machine's.
+    if ! command -v "$HOST_TYPE-pkg-config" >/dev/null 2>&1; then
+        export PKG_CONFIG_LIBDIR="/usr/lib/$HOST_TYPE/pkgconfig:/usr/share/pkgconfig"
+    fi
+    log "cross build: $BUILD_TYPE -> $HOST_TYPE"
+fi
 if [ -n "${NUT_CONFIGURE_EXTRA:-}" ]; then
     # shellcheck disable=SC2206  # word splitting of the extra arguments is intended
     EXTRA=($NUT_CONFIGURE_EXTRA)
@@ -136,7 +157,7 @@ fi
 find "$PREFIX" \( -name '*.a' -o -name '*.la' \) -type f -delete
 
 is_elf() { [ "$(head -c 4 "$1" 2>/dev/null | od -An -c | tr -d ' \n')" = '177ELF' ]; }
-STRIP=${STRIP:-strip}
+if [ "$CROSS" = 1 ]; then STRIP=${STRIP:-$HOST_TYPE-strip}; else STRIP=${STRIP:-strip}; fi
 if command -v "$STRIP" >/dev/null 2>&1; then
     n=0
     while IFS= read -r -d '' f; do
@@ -165,6 +186,15 @@ log "installed $RULES_DEST ($entries VID:PID entries)"
 for b in sbin/upsd sbin/upsmon sbin/upsdrvctl bin/upsc bin/nut-scanner bin/usbhid-ups bin/dummy-ups; do
     [ -x "$PREFIX/$b" ] || die "expected $PREFIX/$b after install"
 done
-log "$("$PREFIX/sbin/upsd" -V 2>&1 | head -n 1)"
+if [ "$CROSS" = 1 ]; then
+    # A cross-built upsd cannot run here; check instead that it is an ELF for the target's CPU.
+    machine=$("$HOST_TYPE-readelf" -h "$PREFIX/sbin/upsd" | sed -n 's/^ *Machine: *//p')
+    case "$HOST_TYPE/$machine" in
+        aarch64-*/AArch64 | arm-*/ARM | x86_64-*/*X86-64*) log "upsd is an ELF for $machine" ;;
+        *) die "upsd was built for '$machine', not for $HOST_TYPE" ;;
+    esac
+else
+    log "$("$PREFIX/sbin/upsd" -V 2>&1 | head -n 1)"
+fi
 log "installed: $(du -sh "$PREFIX" | cut -f1) in $PREFIX; $(find "$PREFIX/bin" "$PREFIX/sbin" -type f | wc -l) programs"
 log "total $(($(date +%s) - T_START)) s"

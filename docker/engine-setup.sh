@@ -3,10 +3,12 @@
 #   - docker.io, debootstrap, qemu-user-static, binfmt-support from bookworm
 #   - docker compose v2 and docker buildx from trixie's .debs (trixie source added only for the download)
 #   - a running dockerd (started in the background when no init system runs it)
-#   - qemu-aarch64 registered with binfmt_misc (arm64 builds under emulation)
+#   - qemu-aarch64 and qemu-arm registered with binfmt_misc (the arm64 and arm/v7 images'
+#     runtime stages run under emulation; NUT itself is cross-compiled, see the Dockerfile)
 #   - local base images, since no container registry is used:
 #       debian:bookworm-slim          (amd64, debootstrap minbase + docker import)
 #       local/bookworm-slim:arm64     (arm64, debootstrap --arch=arm64 + FROM scratch, buildx --platform linux/arm64)
+#       local/bookworm-slim:armhf     (arm/v7, debootstrap --arch=armhf, buildx --platform linux/arm/v7)
 # Rootfs tarballs are cached in $UPS_NUT_CACHE_DIR (default /var/cache/ups-nut-smart); a second
 # run only checks things. Safe to run any number of times.
 #
@@ -19,7 +21,8 @@
 #   DOCKERD_WAIT        seconds to wait for dockerd           (default 60)
 #   BASE_AMD64_TAG      amd64 base image tag                  (default debian:bookworm-slim)
 #   BASE_ARM64_TAG      arm64 base image tag                  (default local/bookworm-slim:arm64)
-#   SKIP_ARM64=1        skip qemu/binfmt and the arm64 base image
+#   BASE_ARMHF_TAG      arm/v7 base image tag                 (default local/bookworm-slim:armhf)
+#   SKIP_ARM64=1        skip qemu/binfmt and the arm64 and arm/v7 base images
 #   REBUILD_BASE=1      rebuild the base images even if present (reuses cached tarballs)
 set -euo pipefail
 
@@ -31,6 +34,7 @@ DOCKERD_ARGS=${DOCKERD_ARGS:-}
 DOCKERD_WAIT=${DOCKERD_WAIT:-60}
 BASE_AMD64_TAG=${BASE_AMD64_TAG:-debian:bookworm-slim}
 BASE_ARM64_TAG=${BASE_ARM64_TAG:-local/bookworm-slim:arm64}
+BASE_ARMHF_TAG=${BASE_ARMHF_TAG:-local/bookworm-slim:armhf}
 SKIP_ARM64=${SKIP_ARM64:-0}
 REBUILD_BASE=${REBUILD_BASE:-0}
 SUITE=bookworm
@@ -191,25 +195,29 @@ start_dockerd() {
 }
 
 # --------------------------------------------------------------------------- qemu / binfmt
-binfmt_ok() { [ -r /proc/sys/fs/binfmt_misc/qemu-aarch64 ] && head -1 /proc/sys/fs/binfmt_misc/qemu-aarch64 | grep -qx enabled; }
+QEMU_TARGETS=(aarch64 arm)
+binfmt_ok() { [ -r "/proc/sys/fs/binfmt_misc/qemu-$1" ] && head -1 "/proc/sys/fs/binfmt_misc/qemu-$1" | grep -qx enabled; }
 
 setup_binfmt() {
     if [ ! -e /proc/sys/fs/binfmt_misc/register ]; then
         log "mounting binfmt_misc"
         mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc ||
-            die "cannot mount binfmt_misc (a container without it cannot run arm64 binaries; set SKIP_ARM64=1)"
+            die "cannot mount binfmt_misc (a container without it cannot run arm binaries; set SKIP_ARM64=1)"
     fi
-    if ! binfmt_ok; then
-        log "registering qemu-aarch64 with binfmt_misc"
-        timeout 60 update-binfmts --import qemu-aarch64 >/dev/null 2>&1 || true
-        timeout 60 update-binfmts --enable qemu-aarch64 || true
-    fi
-    binfmt_ok || die "qemu-aarch64 is not registered in /proc/sys/fs/binfmt_misc (is qemu-user-static installed?)"
-    # The F flag makes the kernel open the interpreter at registration, so it works inside containers/chroots.
-    if ! grep -q '^flags:.*F' /proc/sys/fs/binfmt_misc/qemu-aarch64; then
-        log "WARNING: qemu-aarch64 is registered without the F (fix-binary) flag; arm64 containers may fail to exec"
-    fi
-    log "qemu-aarch64: $(grep -E '^(interpreter|flags)' /proc/sys/fs/binfmt_misc/qemu-aarch64 | tr '\n' ' ')"
+    local q
+    for q in "${QEMU_TARGETS[@]}"; do
+        if ! binfmt_ok "$q"; then
+            log "registering qemu-$q with binfmt_misc"
+            timeout 60 update-binfmts --import "qemu-$q" >/dev/null 2>&1 || true
+            timeout 60 update-binfmts --enable "qemu-$q" || true
+        fi
+        binfmt_ok "$q" || die "qemu-$q is not registered in /proc/sys/fs/binfmt_misc (is qemu-user-static installed?)"
+        # The F flag makes the kernel open the interpreter at registration, so it works inside containers/chroots.
+        if ! grep -q '^flags:.*F' "/proc/sys/fs/binfmt_misc/qemu-$q"; then
+            log "WARNING: qemu-$q is registered without the F (fix-binary) flag; its containers may fail to exec"
+        fi
+        log "qemu-$q: $(grep -E '^(interpreter|flags)' "/proc/sys/fs/binfmt_misc/qemu-$q" | tr '\n' ' ')"
+    done
 }
 
 # --------------------------------------------------------------------------- base images
@@ -276,7 +284,8 @@ EOF
     log "rootfs $out: $(du -h "$out" | cut -f1)"
 }
 
-image_arch() { docker image inspect --format '{{.Architecture}}' "$1" 2>/dev/null || true; }
+# The image's architecture with its variant, as a platform names it: amd64, arm64, arm/v7.
+image_arch() { docker image inspect --format '{{.Architecture}}{{with .Variant}}/{{.}}{{end}}' "$1" 2>/dev/null || true; }
 
 base_amd64() {
     local have
@@ -296,18 +305,20 @@ base_amd64() {
     log "$BASE_AMD64_TAG imported (architecture $(image_arch "$BASE_AMD64_TAG"))"
 }
 
-base_arm64() {
-    local have
-    have=$(image_arch "$BASE_ARM64_TAG")
-    if [ "$have" = arm64 ] && [ "$REBUILD_BASE" != 1 ]; then
-        log "$BASE_ARM64_TAG present (architecture arm64)"
+# base_foreign DEB_ARCH PLATFORM TAG UNAME: a base image for another CPU, labelled with its
+# platform (docker import would label it amd64, and buildx would then try to pull).
+base_foreign() {
+    local deb_arch=$1 platform=$2 tag=$3 uname_m=$4 have
+    have=$(image_arch "$tag")
+    if [ "$have" = "${platform#linux/}" ] && [ "$REBUILD_BASE" != 1 ]; then
+        log "$tag present ($platform)"
         return 0
     fi
-    [ -z "$have" ] || log "$BASE_ARM64_TAG exists with architecture '$have'; rebuilding"
-    local tarball="$CACHE_DIR/$SUITE-minbase-arm64-r2.tar"  # r2: root dir 0755
-    make_rootfs_tar arm64 "$tarball"
+    [ -z "$have" ] || log "$tag exists as '$have'; rebuilding"
+    local tarball="$CACHE_DIR/$SUITE-minbase-$deb_arch-r2.tar"  # r2: root dir 0755
+    make_rootfs_tar "$deb_arch" "$tarball"
     local ctx
-    ctx=$(mktemp -d "$CACHE_DIR/ctx-arm64.XXXXXX")
+    ctx=$(mktemp -d "$CACHE_DIR/ctx-$deb_arch.XXXXXX")
     WORK_TMP=$ctx
     ln "$tarball" "$ctx/rootfs.tar" 2>/dev/null || cp "$tarball" "$ctx/rootfs.tar"
     cat >"$ctx/Dockerfile" <<'EOF'
@@ -316,17 +327,17 @@ ADD rootfs.tar /
 ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 CMD ["bash"]
 EOF
-    timeout 900 docker buildx build --platform linux/arm64 -t "$BASE_ARM64_TAG" --load "$ctx" ||
-        die "docker buildx build of $BASE_ARM64_TAG failed"
+    timeout 900 docker buildx build --platform "$platform" -t "$tag" --load "$ctx" ||
+        die "docker buildx build of $tag failed"
     rm -rf "$ctx"
     WORK_TMP=""
-    have=$(image_arch "$BASE_ARM64_TAG")
-    [ "$have" = arm64 ] || die "$BASE_ARM64_TAG has architecture '$have', expected arm64"
+    have=$(image_arch "$tag")
+    [ "$have" = "${platform#linux/}" ] || die "$tag is '$have', expected ${platform#linux/}"
     local m
-    m=$(timeout 120 docker run --rm --platform linux/arm64 "$BASE_ARM64_TAG" uname -m) ||
-        die "cannot run $BASE_ARM64_TAG under qemu"
-    [ "$m" = aarch64 ] || die "$BASE_ARM64_TAG: uname -m printed '$m', expected aarch64"
-    log "$BASE_ARM64_TAG built (architecture arm64, uname -m: $m)"
+    m=$(timeout 120 docker run --rm --platform "$platform" "$tag" uname -m) ||
+        die "cannot run $tag under qemu"
+    [ "$m" = "$uname_m" ] || die "$tag: uname -m printed '$m', expected $uname_m"
+    log "$tag built ($platform, uname -m: $m)"
 }
 
 # --------------------------------------------------------------------------- main
@@ -335,7 +346,10 @@ step "preflight" preflight
 step "bookworm packages" install_bookworm_pkgs
 step "dockerd" start_dockerd
 step "compose v2 + buildx" install_compose_buildx
-if [ "$SKIP_ARM64" != 1 ]; then step "binfmt qemu-aarch64" setup_binfmt; fi
+if [ "$SKIP_ARM64" != 1 ]; then step "binfmt qemu-aarch64 qemu-arm" setup_binfmt; fi
 step "base image $BASE_AMD64_TAG" base_amd64
-if [ "$SKIP_ARM64" != 1 ]; then step "base image $BASE_ARM64_TAG" base_arm64; fi
+if [ "$SKIP_ARM64" != 1 ]; then
+    step "base image $BASE_ARM64_TAG" base_foreign arm64 linux/arm64 "$BASE_ARM64_TAG" aarch64
+    step "base image $BASE_ARMHF_TAG" base_foreign armhf linux/arm/v7 "$BASE_ARMHF_TAG" armv7l
+fi
 log "engine ready in $(elapsed "$T_ALL") s: $(docker version --format 'client {{.Client.Version}}, server {{.Server.Version}}' 2>/dev/null)"

@@ -17,8 +17,20 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-# `uname -m` (pyinfra's server.Arch fact) -> Docker's architecture names
-ARCHES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "armv7l": "arm", "armv6l": "arm"}
+# `uname -m` (pyinfra's server.Arch fact) -> the Docker platform (without "linux/") of the
+# image that host runs: 64-bit Raspberry Pi OS (Pi 3, 4, 5, Zero 2 W) is arm64; 32-bit
+# Raspberry Pi OS on an ARMv7 or ARMv8 CPU (Pi 2, 3, 4, Zero 2 W) is arm/v7. armv8l is what
+# a 32-bit kernel on an ARMv8 CPU prints.
+ARCHES = {
+    "x86_64": "amd64",
+    "amd64": "amd64",
+    "aarch64": "arm64",
+    "arm64": "arm64",
+    "armv7l": "arm/v7",
+    "armv8l": "arm/v7",
+}
+# Known, and refused with a reason: Debian's armhf (our arm/v7 image) needs an ARMv7 CPU.
+UNSUPPORTED = {"armv6l": "an ARMv6 Pi (Pi 1, Zero, Zero W) cannot run Debian's armhf, which the arm/v7 image is"}
 BUILD_TIMEOUT = 3600
 SAVE_TIMEOUT = 900
 REPO = Path(__file__).resolve().parent.parent
@@ -46,31 +58,57 @@ def _docker(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]
         raise ImageError(f"docker {args[0]}: {exc}") from None
 
 
+def platform_of(architecture: str, variant: str = "") -> str:
+    """Docker's architecture and variant as one platform name: amd64, arm64, arm/v7.
+    arm64's only variant is v8, which some images state and others leave out."""
+    if architecture == "arm64" or not variant:
+        return architecture
+    return f"{architecture}/{variant}"
+
+
 def inspect(ref: str) -> LocalImage | None:
-    result = _docker("image", "inspect", "-f", "{{.Id}} {{.Architecture}}", ref)
+    result = _docker("image", "inspect", "-f", "{{.Id}} {{.Architecture}} {{.Variant}}", ref)
     if result.returncode != 0:
         return None
-    image_id, arch = result.stdout.split()
-    return LocalImage(ref, image_id, arch)
+    image_id, architecture, *variant = result.stdout.split()
+    return LocalImage(ref, image_id, platform_of(architecture, *variant[:1]))
+
+
+def platform_key(arch: str) -> str:
+    """A platform as one word, for tags and variable names: arm/v7 -> armv7."""
+    return arch.replace("/", "")
 
 
 def platform_tag(ref: str, arch: str) -> str:
-    """Where a build for another architecture is kept on the controller: ref-<arch>."""
+    """Where a build for another platform is kept on the controller: ref-<arch>, with
+    arm/v7 as armv7."""
     name, tag = ref.rsplit(":", 1) if ":" in ref.rsplit("/", 1)[-1] else (ref, "latest")
-    return f"{name}:{tag}-{arch}"
+    return f"{name}:{tag}-{platform_key(arch)}"
+
+
+def buildx_args(arch: str) -> list[str]:
+    """Extra build arguments: FLEET_BUILDX_ARGS for every platform, then
+    FLEET_BUILDX_ARGS_<PLATFORM> (ARM64, ARMV7, AMD64) for that one alone, so one run can
+    give each platform its own offline base image."""
+    general = os.environ.get("FLEET_BUILDX_ARGS", "")
+    own = os.environ.get(f"FLEET_BUILDX_ARGS_{platform_key(arch).upper()}", "")
+    try:
+        return shlex.split(general) + shlex.split(own)
+    except ValueError as exc:
+        raise ImageError(f"FLEET_BUILDX_ARGS: {exc}") from None
 
 
 def for_arch(ref: str, arch: str) -> LocalImage:
-    """The controller's image for this architecture: `ref` itself when it is built for it,
-    else a buildx build of this tree for linux/<arch> (cached by BuildKit, so cheap when
-    nothing changed). FLEET_BUILDX_ARGS adds build arguments, e.g. an offline base image:
-    "--build-arg BASE_IMAGE=local/bookworm-slim:arm64 --build-arg NUT_SOURCE=debian"."""
+    """The controller's image for this platform (amd64, arm64, arm/v7): `ref` itself when
+    it is built for it, else a buildx build of this tree for linux/<arch> (NUT cross-compiled,
+    and cached by BuildKit, so cheap when nothing changed). FLEET_BUILDX_ARGS adds build
+    arguments, e.g. an offline base image:
+    FLEET_BUILDX_ARGS_ARM64="--build-arg BASE_IMAGE=local/bookworm-slim:arm64"."""
     local = inspect(ref)
     if local is not None and local.arch == arch:
         return local
     tag = platform_tag(ref, arch)
-    extra = shlex.split(os.environ.get("FLEET_BUILDX_ARGS", ""))
-    args = ["buildx", "build", "--platform", f"linux/{arch}", *extra, "-t", tag, "--load", str(REPO)]
+    args = ["buildx", "build", "--platform", f"linux/{arch}", *buildx_args(arch), "-t", tag, "--load", str(REPO)]
     result = _docker(*args, timeout=BUILD_TIMEOUT)
     if result.returncode != 0:
         last = (result.stderr or result.stdout).strip().splitlines()[-5:]

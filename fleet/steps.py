@@ -127,9 +127,11 @@ def image(config: data.HostConfig) -> list[OperationMeta]:
             else:
                 context.append(files.put(name=f"Build context: {item}", src=str(src), dest=dest, mode="0644"))
         return context
-    arch = images.ARCHES.get(host.get_fact(Arch) or "", "")
+    machine = host.get_fact(Arch) or ""
+    arch = images.ARCHES.get(machine, "")
     if not arch:
-        fail(f"host {config.host}: unknown architecture {host.get_fact(Arch)!r}: cannot ship an image for it")
+        why = images.UNSUPPORTED.get(machine, "no image is built for it")
+        fail(f"host {config.host}: architecture {machine!r}: {why}")
         return []
     try:
         local = images.for_arch(config.image, arch)

@@ -25,6 +25,7 @@ from reconcile.model import DeviceRule
 
 VENDORID, PRODUCTID, SERIAL = "051d", "0002", "SIM0000001"
 PORT = "1-1"
+MODEL = "Simulated UPS (SIMULATE)"
 
 
 @dataclass(frozen=True)
@@ -47,9 +48,11 @@ def state_at(elapsed: float, cycle: float) -> SimState:
     on_battery = status.startswith("OB")
     values = (
         ("device.mfr", "ups-nut-smart"),
-        ("device.model", "Simulated UPS (SIMULATE=1)"),
+        # Why no "=" in the model: dummy-ups's parser makes it a token of its own, and clients
+        # read "SIMULATE = 1".
+        ("device.model", MODEL),
         ("ups.mfr", "ups-nut-smart"),
-        ("ups.model", "Simulated UPS (SIMULATE=1)"),
+        ("ups.model", MODEL),
         ("ups.serial", SERIAL),
         ("ups.status", status),
         ("battery.charge", f"{charge:.0f}"),
@@ -76,7 +79,7 @@ class Simulator:
             serial=SERIAL,
             driver="dummy-ups",
             options=(("port", str(self.data)),),
-            desc="Simulated UPS (SIMULATE=1)",
+            desc=MODEL,
         )
 
     def step(self, elapsed: float) -> SimState:

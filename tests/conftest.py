@@ -41,3 +41,27 @@ def sandbox() -> Iterator[Sandbox]:
     need_nut()
     with nut_readable_dir() as root:
         yield from make_sandbox(root)
+
+
+# --------------------------------------------------------------------------- phase times
+# Where the run's time goes, by test folder (setup, call and teardown of its tests, a session
+# fixture's image build included) and by image build: dev.sh test prints it at the end,
+# beside its own phases. PHASES_FILE names the file; without it nothing is written.
+_phases: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    folder = "/".join(report.nodeid.split("::")[0].split("/")[:2])
+    _phases[folder] = _phases.get(folder, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    target = os.environ.get("PHASES_FILE")
+    if not target:
+        return
+    from tests.images import builds  # the image builds this run made, each with its time
+
+    lines = [f"pytest {folder}\t{seconds:.1f}" for folder, seconds in sorted(_phases.items())]
+    lines += [f"  image build {tag} ({how})\t{seconds:.1f}" for tag, how, seconds in builds]
+    with open(target, "a", encoding="utf-8") as out:
+        out.write("".join(line + "\n" for line in lines))

@@ -3,27 +3,20 @@ under CI (which starts one through docker/engine-setup.sh) a missing engine fail
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import hashlib
-import http.server
 import os
-import re
 import shutil
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
-from pathlib import Path
+from dataclasses import dataclass
 
 import pytest
 
-from tests.helpers import REPO, docker
+from tests import images
+from tests.helpers import docker
+from tests.images import TARGETS, Built, Target
 
 IMAGE = "ups-nut-smart:latest"  # the name compose.yaml uses
 ARM64_IMAGE = "ups-nut-smart:arm64"
-ARM64_BASE = os.environ.get("BASE_ARM64_TAG", "local/bookworm-slim:arm64")
-BUILD_TIMEOUT = 1800
 
 built: dict[str, str] = {}  # what the session built, for the size report
 
@@ -42,77 +35,80 @@ def _engine_problem() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
-def engine() -> None:
-    problem = _engine_problem()
+def need(problem: str | None) -> None:
+    """Skip for `problem`, or, under CI, which sets everything up, fail."""
     if problem:
         if os.environ.get("CI"):
-            pytest.fail(f"CI must have a Docker engine: {problem}")
+            pytest.fail(f"CI must have this: {problem}")
         pytest.skip(problem)
 
 
-def build(tag: str, *args: str) -> float:
-    start = time.monotonic()
-    docker("buildx", "build", *args, "-t", tag, "--load", str(REPO), timeout=BUILD_TIMEOUT)
+@pytest.fixture(scope="session")
+def engine() -> None:
+    need(_engine_problem())
+
+
+def build(tag: str, target: Target, *args: str) -> Built:
+    result = images.build(tag, target, *args)
     built[tag] = docker("image", "inspect", "-f", "{{.Size}}", tag).stdout.strip()
-    return time.monotonic() - start
+    return result
 
 
 @pytest.fixture(scope="session")
 def image(engine: None) -> Iterator[str]:
     """The offline variant (NUT from Debian's packages), built from this tree for amd64."""
-    build(IMAGE, "--platform", "linux/amd64", "--build-arg", "NUT_SOURCE=debian")
+    build(IMAGE, TARGETS["amd64"], "--build-arg", "NUT_SOURCE=debian")
     yield IMAGE
 
 
-# NUT 2.8.4's source (its v2.8.4 tag tree with ./configure generated), beside the project:
-# what the default image builds from where the release URL cannot be reached.
-NUT_SRC = Path(os.environ.get("NUT_SRC_DIR", str(REPO.parent / "shared" / "nut-src")))
-SOURCE_IMAGE = "ups-nut-smart:source"
-SOURCE_ARM64_IMAGE = "ups-nut-smart:source-arm64"
-
-
-def nut_source() -> tuple[Path, str]:
-    """The tarball and the SHA-256 its README gives (checked against the file)."""
-    tarball, readme = NUT_SRC / "nut-2.8.4.tar.gz", NUT_SRC / "README.md"
-    if not tarball.is_file() or not readme.is_file():
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must build NUT 2.8.4 from source: {tarball} or {readme} is missing")
-        pytest.skip(f"no NUT 2.8.4 source at {NUT_SRC}")
-    found = re.search(r"SHA-256: `([0-9a-f]{64})`", readme.read_text())
-    assert found, f"{readme} gives no SHA-256"
-    assert hashlib.sha256(tarball.read_bytes()).hexdigest() == found.group(1), (
-        f"{tarball} is not the one {readme} names"
-    )
-    return tarball, found.group(1)
-
-
-@contextlib.contextmanager
-def served(folder: Path, port: int = 0) -> Iterator[str]:
-    """A directory served over HTTP on 127.0.0.1 (a build with --network host fetches from it)."""
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-
-
-def source_build_args(url: str, sha: str) -> list[str]:
-    return ["--network", "host", "--build-arg", f"NUT_URL={url}", "--build-arg", f"NUT_SHA256={sha}"]
-
-
 @pytest.fixture(scope="session")
-def source_image(engine: None) -> Iterator[str]:
-    """The default image (NUT_SOURCE=tarball: NUT 2.8.4 compiled in the build), built from
-    the shared source copy with NUT_URL and NUT_SHA256, as the README tells a Pi to."""
-    tarball, sha = nut_source()
-    with served(tarball.parent) as base:
-        took = build(SOURCE_IMAGE, "--platform", "linux/amd64", *source_build_args(f"{base}/{tarball.name}", sha))
-    print(f"NUT 2.8.4 source build (amd64): {took:.0f}s")
-    yield SOURCE_IMAGE
+def source_args(engine: None) -> Iterator[list[str]]:
+    """NUT 2.8.4's source served at its fixed address for the whole session: the build
+    arguments of the default image from it."""
+    try:
+        with images.source_served() as args:
+            yield args
+    except images.MissingSource as exc:
+        need(f"NUT 2.8.4 source: {exc}")
+
+
+@dataclass(frozen=True)
+class SourceImage:
+    tag: str
+    target: Target
+    build: Built
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """`docker run --rm` of this image on its platform (under qemu for arm)."""
+        return docker(
+            "run",
+            "--rm",
+            "--platform",
+            self.target.platform,
+            *args,
+            timeout=300 if self.target.emulated else 120,
+            check=check,
+        )
+
+    def sh(self, script: str, check: bool = True) -> str:
+        result = self.run("--entrypoint", "sh", self.tag, "-c", script, check=check)
+        return result.stdout + result.stderr
+
+
+def source_tag(target: Target) -> str:
+    return "ups-nut-smart:source" if target.key == "amd64" else f"ups-nut-smart:source-{target.key}"
+
+
+@pytest.fixture(scope="session", params=sorted(TARGETS), ids=lambda key: key)
+def source_image(request: pytest.FixtureRequest, source_args: list[str]) -> Iterator[SourceImage]:
+    """The default image (NUT_SOURCE=tarball: NUT 2.8.4 compiled in the build; for arm64 and
+    arm/v7 cross-compiled, with only the runtime stage under qemu), from the shared source
+    copy with NUT_URL and NUT_SHA256, as the README tells a Pi owner without the release URL."""
+    target = TARGETS[request.param]
+    need(images.missing_emulation(target))
+    done = build(source_tag(target), target, *source_args)
+    print(f"NUT 2.8.4 source build ({target.key}): {done.seconds:.0f}s")
+    yield SourceImage(done.tag, target, done)
 
 
 @pytest.fixture

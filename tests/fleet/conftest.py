@@ -28,6 +28,7 @@ import pytest
 
 from tests.container.conftest import IMAGE, build, engine  # noqa: F401 - the engine fixture, shared
 from tests.helpers import REPO, await_true, docker
+from tests.images import TARGETS
 
 PIHOST = REPO / "tests" / "fleet" / "pihost"
 DEBS = Path(os.environ.get("UPS_NUT_CACHE_DIR", "/var/cache/ups-nut-smart")) / "debs"
@@ -189,7 +190,7 @@ def broken_image() -> str:
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     _engine_or_skip()
     if docker("image", "inspect", IMAGE, check=False).returncode != 0:
-        build(IMAGE, "--platform", "linux/amd64", "--build-arg", "NUT_SOURCE=debian")
+        build(IMAGE, TARGETS["amd64"], "--build-arg", "NUT_SOURCE=debian")
     root = tmp_path_factory.mktemp("fleet")
     key = root / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True, timeout=30)

@@ -10,7 +10,9 @@ from typing import Any
 from benchmarks import report
 
 
-def results(tick_ms: float = 0.2, plug: float = 3.5, interruption: float = 0.0) -> dict[str, Any]:
+def results(
+    tick_ms: float = 0.2, plug: float = 3.5, interruption: float = 0.0, armv7_cold: float = 200.0
+) -> dict[str, Any]:
     return {
         "machine": {
             "date": "2026-01-01 00:00 UTC",
@@ -40,8 +42,21 @@ def results(tick_ms: float = 0.2, plug: float = 3.5, interruption: float = 0.0) 
         "baseline_interval": 5.0,
         "settle": 2.0,
         "interruption": {"ours": [interruption, 0.0], "baseline": [1.6, 1.8]},
-        "images": {"amd64": {"tarball": 128.5, "debian": 159.0}, "arm64": {"tarball": 154.0, "debian": 186.0}},
+        "images": {
+            "amd64": {"tarball": 128.5, "debian": 159.0},
+            "arm64": {"tarball": 154.0, "debian": 186.0},
+            "armv7": {"tarball": 121.0},
+        },
         "image_builds": {},
+        "builds": {
+            "cross": {
+                "amd64": {"cold": 95.0, "warm": 2.0},
+                "arm64": {"cold": 250.0, "warm": 3.0},
+                "armv7": {"cold": armv7_cold, "warm": 3.5},
+            },
+            "emulated_arm64": {"cold": 1000.0, "warm": 3.0, "commit": "2592666"},
+            "files": {"both": 120, "only_cross": [], "only_emulated": ["f ./lib/libextra.so.1"]},
+        },
         "startup": {"no_ups": [1.1, 1.2], "ups": [1.4, 1.6]},
         "resources": {
             "agent_rss_mb": 22.0,
@@ -64,19 +79,34 @@ def test_the_report_holds_the_tables_the_plots_and_the_machine(tmp_path: Path) -
     assert "| 500 | 0.30 ms |" in text  # the tick table, one row per bus size
     assert "0–60 s" in headline and "30–60 s" in headline and "80–120 MB" in headline
     assert "**missed**" not in headline
+    # the build section: each platform cold and warm, the emulated build beside, what differs
+    assert "| armv7 (cross-compiled, runtime stage under qemu) | 3 min 20 s | 4 s |" in text
+    assert "| arm64, NUT compiled under qemu (the tree at 2592666) | 16 min 40 s | 3 s |" in text
+    assert "only in the emulated build: f ./lib/libextra.so.1" in text
+    assert "| 121 MB | — |" in text  # arm/v7 has no Debian-NUT variant
+    assert "4 min 10 s arm64, 3 min 20 s armv7" in headline and "16 min 40 s arm64" in headline
+
+
+def test_a_report_without_build_times_still_writes(tmp_path: Path) -> None:
+    old = results()
+    del old["builds"]  # a docs/benchmarks.json from before the section existed
+    headline = report.write(old, tmp_path)
+    assert "Pi image build" not in headline
+    assert "Not measured in this run" in (tmp_path / "benchmarks.md").read_text()
 
 
 def test_a_missed_target_is_marked_and_explained(tmp_path: Path) -> None:
-    headline = report.write(results(tick_ms=8.0, plug=9.0, interruption=0.4), tmp_path)
+    headline = report.write(results(tick_ms=8.0, plug=9.0, interruption=0.4, armv7_cold=400.0), tmp_path)
     rows = {line.split("|")[1].strip(): line for line in headline.splitlines()[2:]}
     assert "**missed**" in rows["plug → data (p95, SCAN_INTERVAL 2 + SETTLE_TIME 2)"]
     assert "**missed**" in rows["client interruption on an untouched UPS"]
     assert "**missed**" in rows["no-change tick, 10 USB devices (CPU)"]
     assert "**missed**" not in rows["idle CPU (one core, 60 s, SCAN_INTERVAL 2)"]
+    assert "**missed**" in rows["Pi image build, cold (NUT 2.8.4 cross-compiled)"]
     text = (tmp_path / "benchmarks.md").read_text()
     missed = text[text.index("## Where a target is missed") :]
     assert "**Client interruption**" in missed and "**No-change tick, 5 ms**" in missed
-    assert "**Idle CPU**" not in missed
+    assert "**Idle CPU**" not in missed and "**Pi image build**" in missed
 
 
 def test_the_readme_quotes_the_headline_between_its_markers(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from fleet import data, render
-from fleet.image import ARCHES, platform_tag
+from fleet.image import ARCHES, UNSUPPORTED, ImageError, buildx_args, platform_of, platform_tag
 
 
 def load(environ: dict[str, str] | None = None, **given: Any) -> data.HostConfig:
@@ -143,4 +143,28 @@ def test_toml_and_yaml_quoting_round_trip() -> None:
 def test_image_tags_and_architectures() -> None:
     assert platform_tag("ups-nut-smart:latest", "arm64") == "ups-nut-smart:latest-arm64"
     assert platform_tag("registry.lan:5000/ups/nut", "arm64") == "registry.lan:5000/ups/nut:latest-arm64"
+    assert platform_tag("ups-nut-smart:latest", "arm/v7") == "ups-nut-smart:latest-armv7"
     assert (ARCHES["aarch64"], ARCHES["x86_64"]) == ("arm64", "amd64")
+    # 32-bit Raspberry Pi OS on a Pi 2, 3 or Zero 2 W; armv8l is a 32-bit kernel on an ARMv8 CPU
+    assert ARCHES["armv7l"] == ARCHES["armv8l"] == "arm/v7"
+    # an ARMv6 Pi has no image, and says why rather than getting one that cannot run
+    assert "armv6l" not in ARCHES and "ARMv6" in UNSUPPORTED["armv6l"]
+    # what `docker image inspect` reports, as a platform
+    assert platform_of("arm", "v7") == "arm/v7"
+    assert platform_of("arm64", "v8") == platform_of("arm64") == "arm64"
+    assert platform_of("amd64") == "amd64"
+
+
+def test_buildx_args_per_platform(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLEET_BUILDX_ARGS", "--build-arg NUT_SOURCE=debian")
+    monkeypatch.setenv("FLEET_BUILDX_ARGS_ARMV7", "--build-arg BASE_IMAGE=local/bookworm-slim:armhf")
+    assert buildx_args("arm/v7") == [
+        "--build-arg",
+        "NUT_SOURCE=debian",
+        "--build-arg",
+        "BASE_IMAGE=local/bookworm-slim:armhf",
+    ]
+    assert buildx_args("arm64") == ["--build-arg", "NUT_SOURCE=debian"]
+    monkeypatch.setenv("FLEET_BUILDX_ARGS_ARM64", "--build-arg 'unclosed")
+    with pytest.raises(ImageError, match="FLEET_BUILDX_ARGS"):
+        buildx_args("arm64")
