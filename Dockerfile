@@ -1,11 +1,19 @@
 # ups-nut-smart: Network UPS Tools + the nut-reconcile agent.
 #
+# Platforms: linux/amd64, linux/arm64 (64-bit Pi OS), linux/arm/v7 (32-bit Pi OS). NUT is
+# compiled on the build machine's own platform: natively on a Pi or for amd64 on a PC, and
+# cross-compiled (Debian's crossbuild-essential-<arch>, the target's libusb and libltdl
+# through multiarch, configure --host) when the target is another CPU. Only the runtime
+# stages (the target's base image, its packages, NUT copied in) run under qemu.
+#
 # Build arguments:
-#   BASE_IMAGE   Debian 12 base image (default debian:bookworm-slim; for arm64 pass an image
-#                labelled linux/arm64, e.g. local/bookworm-slim:arm64 from docker/engine-setup.sh)
-#   BUILD_BASE_IMAGE  Debian 12 image of the *build* machine's platform, used for the pure-Python
-#                install stage so it never runs under qemu (default debian:bookworm-slim). Must
-#                have the same Python version as BASE_IMAGE (the final stage checks it).
+#   BASE_IMAGE   Debian 12 base image of the target (default debian:bookworm-slim; offline,
+#                pass one labelled with the target's platform, e.g. local/bookworm-slim:arm64
+#                or local/bookworm-slim:armhf from docker/engine-setup.sh)
+#   BUILD_BASE_IMAGE  Debian 12 image of the *build* machine's platform, for the stages that
+#                never run under qemu: NUT's download and compile, the pure-Python install
+#                (default debian:bookworm-slim). Must be the same Debian release as
+#                BASE_IMAGE (the compiled NUT links against its libc and libusb).
 #   NUT_SOURCE   tarball (default): build NUT ${NUT_VERSION} from the release tarball
 #                debian:  offline variant, Debian's nut-server/nut-client packages (NUT 2.8.0)
 #   NUT_VERSION / NUT_SHA256   release and its SHA-256 (override together)
@@ -14,6 +22,8 @@
 # Both variants give the same layout: /opt/nut/{bin,sbin,etc,share/nut/62-nut-usbups.rules}.
 #
 #   docker buildx build --platform linux/amd64 -t ups-nut-smart:latest --load .
+#   docker buildx build --platform linux/arm64 -t ups-nut-smart:latest --load .
+#   docker buildx build --platform linux/arm/v7 -t ups-nut-smart:latest --load .
 #   docker buildx build --platform linux/amd64 --build-arg NUT_SOURCE=debian -t ups-nut-smart:latest --load .
 #   docker buildx build --platform linux/arm64 --build-arg BASE_IMAGE=local/bookworm-slim:arm64 \
 #       --build-arg NUT_SOURCE=debian -t ups-nut-smart:arm64 --load .
