@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One entry point for a fresh Debian 12 machine (as root):
 #   ./dev.sh run    set up, then run the agent (config and state under ./.run, never /etc/nut)
-#   ./dev.sh test   set up (also a Docker engine, compose, buildx, arm64 emulation and local
-#                   base images: docker/engine-setup.sh), then lint, type-check, run every test
+#   ./dev.sh test   set up (also a Docker engine, compose, buildx, arm64 and arm/v7 emulation and
+#                   local base images: docker/engine-setup.sh), then lint, type-check, run every
+#                   test (three pytest lanes side by side), and print where the time went
 #   ./dev.sh setup  only install what `run` needs (idempotent)
 #   ./dev.sh check  the edit loop (after one setup): lint, types and unit tests, in under a minute
 #   ./dev.sh bench  set up as for test, then `python -m benchmarks` (docs/benchmarks.md) and
@@ -112,6 +113,7 @@ print_phases() {
   printf '\n%-68s %9s\n' "phase" "seconds" >&2
   awk -F '\t' '{printf "%-68s %9.1f\n", $1, $2}' "$PHASES_FILE" >&2
   awk -v a="$RUN_T0" -v b="$(date +%s.%N)" 'BEGIN{printf "%-68s %9.1f\n", "whole run", b-a}' >&2
+  echo "(the three lanes run side by side: their times overlap; within a lane, the folders' and image builds' times are part of its own)" >&2
   rm -f "$PHASES_FILE"
 }
 
@@ -121,6 +123,64 @@ run_pytest() {
   # pytest exits 5 when it collected no test: that is a failure, never a pass.
   [ "$rc" -eq 5 ] && die "pytest collected no tests"
   [ "$rc" -eq 0 ] || die "pytest failed (exit $rc)"
+}
+
+# The whole suite as three pytest sessions side by side ("lanes"), each one test at a time:
+#   host       unit/, integration/, faults/: the host's real NUT daemons. Never two at once:
+#              Debian's upsmon keeps a fixed PID file, so two agents on one host would take
+#              each other's upsmon for a stranger.
+#   container  container/, and the fleet's buildx test, which shares that session's images
+#              and NUT's source at its fixed address (one server per port)
+#   fleet      the rest of fleet/: the docker-in-docker Pis
+# Why: CI's time limit. The lanes mostly wait (on daemons, builds, SSH), and what one waits
+# on the others use. Each lane's output is printed whole when it ends.
+LANES=(host container fleet)
+lane_args() {
+  case "$1" in
+    host) echo "tests/unit tests/integration tests/faults" ;;
+    container) echo "tests/container tests/fleet/test_image_arch.py" ;;
+    fleet) echo "tests/fleet --ignore=tests/fleet/test_image_arch.py" ;;
+  esac
+}
+
+run_lanes() {
+  local dir lane pids=() rc=0 i totals
+  dir=$(mktemp -d)
+  for lane in "${LANES[@]}"; do
+    log "lane $lane: pytest $(lane_args "$lane")"
+    # shellcheck disable=SC2046  # lane_args is a word list on purpose
+    (
+      t0=$(date +%s.%N)
+      set +e
+      PHASES_FILE="$dir/$lane.phases" "$VENV/bin/python" -m pytest -p no:cacheprovider $(lane_args "$lane") \
+        >"$dir/$lane.log" 2>&1
+      echo "$?" >"$dir/$lane.rc"
+      awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}' >"$dir/$lane.seconds"
+    ) &
+    pids+=("$!")
+  done
+  for i in "${!LANES[@]}"; do
+    wait "${pids[$i]}" || true
+    lane=${LANES[$i]}
+    printf '\n===== lane %s: pytest %s =====\n' "$lane" "$(lane_args "$lane")"
+    cat "$dir/$lane.log"
+    printf 'pytest lane %s (wall clock)\t%s\n' "$lane" "$(cat "$dir/$lane.seconds")" >>"$PHASES_FILE"
+    cat "$dir/$lane.phases" >>"$PHASES_FILE" 2>/dev/null || true
+    case "$(cat "$dir/$lane.rc")" in
+      0) ;;
+      5) log "error: lane $lane collected no tests"; rc=1 ;;
+      *) log "error: lane $lane failed (pytest exit $(cat "$dir/$lane.rc"))"; rc=1 ;;
+    esac
+  done
+  # One closing line for the three sessions, the counts of their own closing lines added up.
+  totals=$(cat "$dir"/*.log | grep -E '^=+ .* in [0-9.]+s' | awk '
+    { for (i = 2; i <= NF; i++) { n = $(i - 1) + 0; w = $i; sub(/[,]$/, "", w)
+        if (w == "passed") p += n; else if (w == "failed" || w == "error" || w == "errors") f += n
+        else if (w == "skipped") s += n } }
+    END { printf "%d passed, %d failed, %d skipped", p, f, s }')
+  rm -rf "$dir"
+  echo "tests: $totals"
+  return "$rc"
 }
 
 cmd_test() {
@@ -133,8 +193,14 @@ cmd_test() {
   log "docker engine (docker/engine-setup.sh)"
   timed "setup: docker engine, qemu, base images" bash docker/engine-setup.sh
   timed "lint: ruff, shellcheck, mypy" lint
-  log "pytest"
-  timed "pytest (all)" run_pytest "$@"
+  if [ "$#" -gt 0 ]; then
+    # Arguments given (sudo ./dev.sh test -k plan -x): one pytest session over everything.
+    log "pytest $*"
+    timed "pytest $*" run_pytest "$@"
+  else
+    log "pytest: three lanes side by side (host, container, fleet)"
+    run_lanes || die "tests failed"
+  fi
 }
 
 cmd_bench() {

@@ -285,7 +285,26 @@ EOF
 }
 
 # The image's architecture with its variant, as a platform names it: amd64, arm64, arm/v7.
-image_arch() { docker image inspect --format '{{.Architecture}}{{with .Variant}}/{{.}}{{end}}' "$1" 2>/dev/null || true; }
+rootfs_tar() { echo "$CACHE_DIR/$SUITE-minbase-$1-r2.tar"; }  # r2: root dir 0755
+
+# The rootfs tarballs that are missing, made side by side: a foreign debootstrap's second
+# stage runs under qemu on one core for minutes, so two of them at once take little longer
+# than one. Each writes its own log; a failure names the architecture.
+rootfs_tarballs() {
+    local arch pids=() arches=() failed=() i
+    for arch in "$@"; do
+        [ -s "$(rootfs_tar "$arch")" ] && continue
+        (make_rootfs_tar "$arch" "$(rootfs_tar "$arch")") &
+        pids+=("$!")
+        arches+=("$arch")
+    done
+    for i in "${!pids[@]}"; do
+        wait "${pids[$i]}" || failed+=("${arches[$i]}")
+    done
+    [ "${#failed[@]}" -eq 0 ] || die "debootstrap failed for: ${failed[*]}"
+}
+
+image_arch() { docker image inspect --format '{{.Architecture}}{{with index . "Variant"}}/{{.}}{{end}}' "$1" 2>/dev/null || true; }
 
 base_amd64() {
     local have
@@ -296,7 +315,8 @@ base_amd64() {
     fi
     local arch
     arch=$(dpkg --print-architecture)
-    local tarball="$CACHE_DIR/$SUITE-minbase-$arch-r2.tar"  # r2: root dir 0755
+    local tarball
+    tarball=$(rootfs_tar "$arch")
     make_rootfs_tar "$arch" "$tarball"
     timeout 600 docker import \
         --change 'CMD ["bash"]' \
@@ -315,7 +335,8 @@ base_foreign() {
         return 0
     fi
     [ -z "$have" ] || log "$tag exists as '$have'; rebuilding"
-    local tarball="$CACHE_DIR/$SUITE-minbase-$deb_arch-r2.tar"  # r2: root dir 0755
+    local tarball
+    tarball=$(rootfs_tar "$deb_arch")
     make_rootfs_tar "$deb_arch" "$tarball"
     local ctx
     ctx=$(mktemp -d "$CACHE_DIR/ctx-$deb_arch.XXXXXX")
@@ -347,6 +368,17 @@ step "bookworm packages" install_bookworm_pkgs
 step "dockerd" start_dockerd
 step "compose v2 + buildx" install_compose_buildx
 if [ "$SKIP_ARM64" != 1 ]; then step "binfmt qemu-aarch64 qemu-arm" setup_binfmt; fi
+# have TAG PLATFORM: the base image is there, for that platform, and no rebuild is asked for.
+have() { [ "$REBUILD_BASE" != 1 ] && [ "$(image_arch "$1")" = "$2" ]; }
+MISSING_ROOTFS=()
+have "$BASE_AMD64_TAG" "$(dpkg --print-architecture)" || MISSING_ROOTFS+=("$(dpkg --print-architecture)")
+if [ "$SKIP_ARM64" != 1 ]; then
+    have "$BASE_ARM64_TAG" arm64 || MISSING_ROOTFS+=(arm64)
+    have "$BASE_ARMHF_TAG" arm/v7 || MISSING_ROOTFS+=(armhf)
+fi
+if [ "${#MISSING_ROOTFS[@]}" -gt 1 ]; then
+    step "rootfs tarballs ${MISSING_ROOTFS[*]} (side by side)" rootfs_tarballs "${MISSING_ROOTFS[@]}"
+fi
 step "base image $BASE_AMD64_TAG" base_amd64
 if [ "$SKIP_ARM64" != 1 ]; then
     step "base image $BASE_ARM64_TAG" base_foreign arm64 linux/arm64 "$BASE_ARM64_TAG" aarch64

@@ -66,8 +66,13 @@ def platform_of(architecture: str, variant: str = "") -> str:
     return f"{architecture}/{variant}"
 
 
+# Why `index`: an image without a variant has no such key, and Docker 20.10's template
+# fails on a plain {{.Variant}} there ("map has no entry for key").
+INSPECT_FORMAT = '{{.Id}} {{.Architecture}} {{with index . "Variant"}}{{.}}{{end}}'
+
+
 def inspect(ref: str) -> LocalImage | None:
-    result = _docker("image", "inspect", "-f", "{{.Id}} {{.Architecture}} {{.Variant}}", ref)
+    result = _docker("image", "inspect", "-f", INSPECT_FORMAT, ref)
     if result.returncode != 0:
         return None
     image_id, architecture, *variant = result.stdout.split()

@@ -2,12 +2,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from collections.abc import Iterator
 
 import pytest
 
 from reconcile.act.daemons import become_subreaper
-from tests.helpers import Sandbox, make_sandbox, nut_readable_dir
+from tests import images
+from tests.helpers import Sandbox, docker, make_sandbox, nut_readable_dir
+from tests.images import need
 
 
 def _have_nut() -> str | None:
@@ -43,6 +46,40 @@ def sandbox() -> Iterator[Sandbox]:
         yield from make_sandbox(root)
 
 
+# --------------------------------------------------------------------------- Docker
+# Here, not in tests/container, so that tests/fleet shares the very same session fixtures:
+# one imported into a second conftest would be a second fixture, and a second server on
+# NUT's fixed source port.
+def _engine_problem() -> str | None:
+    if shutil.which("docker") is None:
+        return "no docker client (sudo ./dev.sh test installs one)"
+    try:
+        info = subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=20, check=False)
+    except subprocess.TimeoutExpired:
+        return "docker info timed out"
+    if info.returncode != 0:
+        return f"no Docker engine reachable: {info.stderr.strip().splitlines()[-1] if info.stderr.strip() else ''}"
+    if docker("buildx", "version", check=False).returncode != 0:
+        return "docker buildx missing (docker/engine-setup.sh installs it)"
+    return None
+
+
+@pytest.fixture(scope="session")
+def engine() -> None:
+    need(_engine_problem())
+
+
+@pytest.fixture(scope="session")
+def source_args(engine: None) -> Iterator[list[str]]:
+    """NUT 2.8.4's source served at its fixed address for the whole session: the build
+    arguments of the default image from it."""
+    try:
+        with images.source_served() as args:
+            yield args
+    except images.MissingSource as exc:
+        need(f"NUT 2.8.4 source: {exc}")
+
+
 # --------------------------------------------------------------------------- phase times
 # Where the run's time goes, by test folder (setup, call and teardown of its tests, a session
 # fixture's image build included) and by image build: dev.sh test prints it at the end,
@@ -59,9 +96,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     target = os.environ.get("PHASES_FILE")
     if not target:
         return
-    from tests.images import builds  # the image builds this run made, each with its time
+    from tests.images import builds  # the image builds this session made, each with its time
 
-    lines = [f"pytest {folder}\t{seconds:.1f}" for folder, seconds in sorted(_phases.items())]
-    lines += [f"  image build {tag} ({how})\t{seconds:.1f}" for tag, how, seconds in builds]
+    lines = [f"  {folder}\t{seconds:.1f}" for folder, seconds in sorted(_phases.items())]
+    lines += [f"    image build {tag} ({how})\t{seconds:.1f}" for tag, how, seconds in builds]
     with open(target, "a", encoding="utf-8") as out:
         out.write("".join(line + "\n" for line in lines))

@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import REPO, docker
 
 BUILD_TIMEOUT = 1800
@@ -73,6 +75,14 @@ def missing_emulation(target: Target) -> str | None:
 NUT_SRC = Path(os.environ.get("NUT_SRC_DIR", str(REPO.parent / "shared" / "nut-src")))
 NUT_TARBALL = "nut-2.8.4.tar.gz"
 SOURCE_PORT = int(os.environ.get("NUT_SRC_PORT", "38480"))
+
+
+def need(problem: str | None) -> None:
+    """Skip for `problem`, or, under CI, which sets everything up, fail."""
+    if problem:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must have this: {problem}")
+        pytest.skip(problem)
 
 
 class MissingSource(Exception):

@@ -1,10 +1,9 @@
-"""Fixtures for tests against a real Docker engine. Without one they skip, saying why;
+"""Fixtures for tests against a real Docker engine (the engine itself and NUT's source are
+the root conftest's, shared with tests/fleet). Without an engine they skip, saying why;
 under CI (which starts one through docker/engine-setup.sh) a missing engine fails."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,39 +12,12 @@ import pytest
 
 from tests import images
 from tests.helpers import docker
-from tests.images import TARGETS, Built, Target
+from tests.images import TARGETS, Built, Target, need
 
 IMAGE = "ups-nut-smart:latest"  # the name compose.yaml uses
 ARM64_IMAGE = "ups-nut-smart:arm64"
 
 built: dict[str, str] = {}  # what the session built, for the size report
-
-
-def _engine_problem() -> str | None:
-    if shutil.which("docker") is None:
-        return "no docker client (sudo ./dev.sh test installs one)"
-    try:
-        info = subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=20, check=False)
-    except subprocess.TimeoutExpired:
-        return "docker info timed out"
-    if info.returncode != 0:
-        return f"no Docker engine reachable: {info.stderr.strip().splitlines()[-1] if info.stderr.strip() else ''}"
-    if docker("buildx", "version", check=False).returncode != 0:
-        return "docker buildx missing (docker/engine-setup.sh installs it)"
-    return None
-
-
-def need(problem: str | None) -> None:
-    """Skip for `problem`, or, under CI, which sets everything up, fail."""
-    if problem:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must have this: {problem}")
-        pytest.skip(problem)
-
-
-@pytest.fixture(scope="session")
-def engine() -> None:
-    need(_engine_problem())
 
 
 def build(tag: str, target: Target, *args: str) -> Built:
@@ -59,17 +31,6 @@ def image(engine: None) -> Iterator[str]:
     """The offline variant (NUT from Debian's packages), built from this tree for amd64."""
     build(IMAGE, TARGETS["amd64"], "--build-arg", "NUT_SOURCE=debian")
     yield IMAGE
-
-
-@pytest.fixture(scope="session")
-def source_args(engine: None) -> Iterator[list[str]]:
-    """NUT 2.8.4's source served at its fixed address for the whole session: the build
-    arguments of the default image from it."""
-    try:
-        with images.source_served() as args:
-            yield args
-    except images.MissingSource as exc:
-        need(f"NUT 2.8.4 source: {exc}")
 
 
 @dataclass(frozen=True)

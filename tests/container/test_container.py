@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 
 from reconcile.simulate import MODEL
-from tests.container.conftest import ARM64_IMAGE, SourceImage, build, need, source_tag
+from tests.container.conftest import ARM64_IMAGE, SourceImage, build, source_tag
 from tests.helpers import REPO, SIM_ENV, SIM_MOUNT, await_true, container_sim, docker, free_port, run_container
 from tests.helpers import upsc as host_upsc
-from tests.images import BUILD_TIMEOUT, TARGETS, missing_emulation, served
+from tests.images import BUILD_TIMEOUT, TARGETS, missing_emulation, need, served
 
 pytestmark = pytest.mark.docker
 # A test that builds an image, or is the first to need a session fixture that does: its
@@ -222,7 +222,7 @@ def test_the_default_image_runs_nut_2_8_4_compiled_from_source(source_image: Sou
     assert source_image.run(tag, "--version").stdout.startswith("nut-reconcile ")
     labels = docker("image", "inspect", "-f", '{{index .Config.Labels "io.ups-nut-smart.nut-source"}}', tag)
     assert labels.stdout.strip() == "tarball"
-    platform = docker("image", "inspect", "-f", "{{.Os}}/{{.Architecture}}{{with .Variant}}/{{.}}{{end}}", tag)
+    platform = docker("image", "inspect", "-f", '{{.Os}}/{{.Architecture}}{{with index . "Variant"}}/{{.}}{{end}}', tag)
     assert platform.stdout.strip() == target.platform
 
 

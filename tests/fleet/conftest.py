@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from tests.container.conftest import IMAGE, build, engine  # noqa: F401 - the engine fixture, shared
+from tests.container.conftest import IMAGE, build
 from tests.helpers import REPO, await_true, docker
 from tests.images import TARGETS
 

@@ -11,16 +11,16 @@ import shlex
 import pytest
 
 from fleet import image as images
-from tests.container.conftest import IMAGE, need
+from tests.container.conftest import IMAGE
 from tests.helpers import docker
-from tests.images import TARGETS, missing_emulation, source_served
+from tests.images import TARGETS, missing_emulation, need
 
 pytestmark = pytest.mark.docker
 
 
 @pytest.mark.timeout(3600)
 def test_a_host_of_another_architecture_gets_a_buildx_build_for_it(
-    engine: None, monkeypatch: pytest.MonkeyPatch
+    source_args: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for key in ("arm64", "armv7"):
         need(missing_emulation(TARGETS[key]))
@@ -28,16 +28,15 @@ def test_a_host_of_another_architecture_gets_a_buildx_build_for_it(
         need(f"{IMAGE} missing (the container tests build it)")
     native = images.for_arch(IMAGE, "amd64")
     assert native.ref == IMAGE and native.arch == "amd64"  # the local image itself: no build
-    with source_served() as source_args:
-        # The container tests built these same images: here BuildKit's cache answers.
-        monkeypatch.setenv("FLEET_BUILDX_ARGS", shlex.join(source_args))
-        for key in ("arm64", "armv7"):
-            monkeypatch.setenv(f"FLEET_BUILDX_ARGS_{key.upper()}", f"--build-arg BASE_IMAGE={TARGETS[key].base}")
-        shipped = {}
-        for machine in ("aarch64", "armv7l"):
-            arch = images.ARCHES[machine]
-            shipped[machine] = images.for_arch(IMAGE, arch)
-            assert shipped[machine].arch == arch
+    # The container tests build these same images: BuildKit's cache answers, where they ran first.
+    monkeypatch.setenv("FLEET_BUILDX_ARGS", shlex.join(source_args))
+    for key in ("arm64", "armv7"):
+        monkeypatch.setenv(f"FLEET_BUILDX_ARGS_{key.upper()}", f"--build-arg BASE_IMAGE={TARGETS[key].base}")
+    shipped = {}
+    for machine in ("aarch64", "armv7l"):
+        arch = images.ARCHES[machine]
+        shipped[machine] = images.for_arch(IMAGE, arch)
+        assert shipped[machine].arch == arch
     assert shipped["aarch64"].ref == "ups-nut-smart:latest-arm64"
     assert shipped["armv7l"].ref == "ups-nut-smart:latest-armv7"
     assert len({native.id, shipped["aarch64"].id, shipped["armv7l"].id}) == 3
