@@ -127,13 +127,18 @@ compose_ok() { timeout 20 docker compose version 2>/dev/null | grep -qE 'v?2\.';
 buildx_ok() { timeout 20 docker buildx version >/dev/null 2>&1; }
 
 install_compose_buildx() {
-    if compose_ok && buildx_ok; then
+    local debdir="$CACHE_DIR/debs" cached=1
+    mkdir -p "$debdir"
+    if ! ls "$debdir"/docker-compose_*.deb >/dev/null 2>&1 || ! ls "$debdir"/docker-buildx_*.deb >/dev/null 2>&1; then
+        cached=0
+    fi
+    # Why the .debs are kept even when compose and buildx are installed: the fleet tests put
+    # them into their docker-in-docker Pis from this cache.
+    if compose_ok && buildx_ok && [ "$cached" = 1 ]; then
         log "already there: $(docker compose version 2>/dev/null | head -1); $(docker buildx version 2>/dev/null | head -1)"
         return 0
     fi
-    local debdir="$CACHE_DIR/debs"
-    mkdir -p "$debdir"
-    if ! ls "$debdir"/docker-compose_*.deb >/dev/null 2>&1 || ! ls "$debdir"/docker-buildx_*.deb >/dev/null 2>&1; then
+    if [ "$cached" = 0 ]; then
         log "adding temporary trixie source to download docker-compose and docker-buildx"
         echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $DEBIAN_MIRROR trixie main" >"$TRIXIE_LIST"
         timeout 600 apt-get "${APT_OPTS[@]}" update || die "apt-get update with the trixie source failed"
