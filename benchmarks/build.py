@@ -69,25 +69,28 @@ def _emulated_tree(folder: Path) -> Path:
 
 def run(emulated: bool = True) -> dict[str, Any]:
     """Cold and warm seconds per platform (and for the emulated arm64 build), and the
-    files only one of the two arm64 builds installs."""
+    files only one of the two arm64 builds installs. The emulated build goes first: it is
+    the long one, and the comparison needs it."""
     results: dict[str, Any] = {"cross": {}}
+    arm64 = TARGETS["arm64"]
     with source_served() as args:
+        if emulated:
+            with tempfile.TemporaryDirectory(prefix="ups-nut-smart-emulated-") as tmp:
+                tree = _emulated_tree(Path(tmp))
+                cold = _build(EMULATED_TAG, arm64, tree, args, cold=True)
+                warm = _build(EMULATED_TAG, arm64, tree, args, cold=False)
+            results["emulated_arm64"] = {"cold": cold, "warm": warm, "commit": EMULATED_COMMIT}
         for key, target in TARGETS.items():
             tag = "ups-nut-smart:source" if key == "amd64" else f"ups-nut-smart:source-{key}"
             cold = _build(tag, target, REPO, args, cold=True)
             warm = _build(tag, target, REPO, args, cold=False)
             results["cross"][key] = {"cold": cold, "warm": warm}
         if emulated:
-            with tempfile.TemporaryDirectory(prefix="ups-nut-smart-emulated-") as tmp:
-                tree = _emulated_tree(Path(tmp))
-                arm64 = TARGETS["arm64"]
-                cold = _build(EMULATED_TAG, arm64, tree, args, cold=True)
-                warm = _build(EMULATED_TAG, arm64, tree, args, cold=False)
-            results["emulated_arm64"] = {"cold": cold, "warm": warm, "commit": EMULATED_COMMIT}
             cross, old = _files("ups-nut-smart:source-arm64", arm64.platform), _files(EMULATED_TAG, arm64.platform)
             results["files"] = {
                 "both": len(cross & old),
                 "only_cross": sorted(cross - old),
                 "only_emulated": sorted(old - cross),
             }
+            print(f"  /opt/nut: {results['files']}", flush=True)
     return results
