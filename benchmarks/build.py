@@ -12,44 +12,22 @@ from __future__ import annotations
 
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 from tests.helpers import REPO, docker
-from tests.images import BUILD_TIMEOUT, TARGETS, Target, source_served
+from tests.images import BUILD_TIMEOUT, TARGETS, Target, build, source_served
 
 EMULATED_COMMIT = "2592666"  # the last tree that compiled NUT under qemu for arm64
 EMULATED_TAG = "ups-nut-smart:emulated-arm64"
 
 
 def _build(tag: str, target: Target, context: Path, args: list[str], cold: bool) -> float:
-    start_args = ["--no-cache"] if cold else []
-    done = _timed(
-        [
-            "buildx",
-            "build",
-            *start_args,
-            "--platform",
-            target.platform,
-            "--build-arg",
-            f"BASE_IMAGE={target.base}",
-            *args,
-            "-t",
-            tag,
-            "--load",
-            str(context),
-        ]
-    )
+    # Why 2x the tests' limit: a cold emulated compile on a busy 2-core machine took 27 min.
+    fresh = ["--no-cache"] if cold else []
+    done = build(tag, target, *fresh, *args, context=context, timeout=2 * BUILD_TIMEOUT).seconds
     print(f"  {tag} {'cold' if cold else 'warm'}: {done:.0f} s", flush=True)
     return done
-
-
-def _timed(argv: list[str]) -> float:
-    start = time.monotonic()
-    # Why 2x the tests' limit: a cold emulated compile on a busy 2-core machine took 27 min.
-    docker(*argv, timeout=2 * BUILD_TIMEOUT)
-    return time.monotonic() - start
 
 
 def _files(tag: str, platform: str) -> set[str]:

@@ -149,9 +149,9 @@ class Built:
         return all(re.search(rf"^#{n} CACHED$", self.log, re.MULTILINE) for n in numbers)
 
 
-def build(tag: str, target: Target, *args: str) -> Built:
-    """`docker buildx build` of this tree for `target` (from its local base image), loaded
-    into the engine as `tag`."""
+def build(tag: str, target: Target, *args: str, context: Path = REPO, timeout: float = BUILD_TIMEOUT) -> Built:
+    """`docker buildx build` of `context` (this tree) for `target` (from its local base
+    image), loaded into the engine as `tag`."""
     start = time.monotonic()
     result = docker(
         "buildx",
@@ -166,8 +166,8 @@ def build(tag: str, target: Target, *args: str) -> Built:
         "-t",
         tag,
         "--load",
-        str(REPO),
-        timeout=BUILD_TIMEOUT,
+        str(context),
+        timeout=timeout,
     )
     done = Built(tag, time.monotonic() - start, result.stderr)
     steps = re.findall(r"^#(\d+) (?:DONE|CACHED)", done.log, re.MULTILINE)
