@@ -131,17 +131,15 @@ run_pytest() {
 #              each other's upsmon for a stranger.
 #   container  container/, and the fleet's buildx test, which shares that session's images
 #              and NUT's source at its fixed address (one server per port)
-#   fleet      the rest of fleet/ (the docker-in-docker Pis), and the offline variant's arm64
-#              build, wholly under qemu: three minutes the container lane need not wait for
+#   fleet      the rest of fleet/: the docker-in-docker Pis
 # Why: CI's time limit. The lanes mostly wait (on daemons, builds, SSH), and what one waits
 # on the others use. Each lane's output is printed whole when it ends.
 LANES=(host container fleet)
-EMULATED_ARM64=tests/container/test_container.py::test_arm64_image_builds_under_emulation_and_runs
 lane_args() {
   case "$1" in
     host) echo "tests/unit tests/integration tests/faults" ;;
-    container) echo "tests/container tests/fleet/test_image_arch.py --deselect $EMULATED_ARM64" ;;
-    fleet) echo "tests/fleet --ignore=tests/fleet/test_image_arch.py $EMULATED_ARM64" ;;
+    container) echo "tests/container tests/fleet/test_image_arch.py" ;;
+    fleet) echo "tests/fleet --ignore=tests/fleet/test_image_arch.py" ;;
   esac
 }
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pytest
@@ -61,39 +60,16 @@ def source_tag(target: Target) -> str:
     return "ups-nut-smart:source" if target.key == "amd64" else f"ups-nut-smart:source-{target.key}"
 
 
-def _wanted_platforms(session: pytest.Session) -> list[str]:
-    """The platforms whose default image some selected test asks for (source_image's params)."""
-    wanted = {item.callspec.params.get("source_image") for item in session.items if hasattr(item, "callspec")}
-    return sorted(key for key in wanted if isinstance(key, str) and key in TARGETS)
-
-
-@pytest.fixture(scope="session")
-def source_builds(request: pytest.FixtureRequest, source_args: list[str]) -> Iterator[dict[str, Future[Built]]]:
-    """The default image of every platform the selected tests need, built side by side from
-    the first one's start. Why: each build mostly waits, on the mirror's packages, on qemu's
-    one core for the runtime stage, or on make; one after another they were most of the
-    container lane's time. BuildKit shares the stages they have in common (the download,
-    the Python install), and each platform's image is still a build of its own."""
-    pool = ThreadPoolExecutor(max_workers=len(TARGETS), thread_name_prefix="build")
-    futures = {
-        key: pool.submit(build, source_tag(TARGETS[key]), TARGETS[key], *source_args)
-        for key in _wanted_platforms(request.session)
-        if images.missing_emulation(TARGETS[key]) is None  # else source_image says why
-    }
-    try:
-        yield futures
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
 @pytest.fixture(scope="session", params=sorted(TARGETS), ids=lambda key: key)
-def source_image(request: pytest.FixtureRequest, source_builds: dict[str, Future[Built]]) -> Iterator[SourceImage]:
+def source_image(request: pytest.FixtureRequest, source_args: list[str]) -> Iterator[SourceImage]:
     """The default image (NUT_SOURCE=tarball: NUT 2.8.4 compiled in the build; for arm64 and
     arm/v7 cross-compiled, with only the runtime stage under qemu), from the shared source
-    copy with NUT_URL and NUT_SHA256, as the README tells a Pi owner without the release URL."""
+    copy with NUT_URL and NUT_SHA256, as the README tells a Pi owner without the release URL.
+    One platform at a time: built side by side they took longer on two cores, and two builds
+    of one stage at once leave two layers for one cache key (a rebuild then gave another ID)."""
     target = TARGETS[request.param]
     need(images.missing_emulation(target))
-    done = source_builds[target.key].result(timeout=images.BUILD_TIMEOUT)
+    done = build(source_tag(target), target, *source_args)
     print(f"NUT 2.8.4 source build ({target.key}): {done.seconds:.0f}s")
     yield SourceImage(done.tag, target, done)
 

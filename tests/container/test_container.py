@@ -302,8 +302,9 @@ def test_an_unchanged_tree_rebuilds_from_the_cache(source_image: SourceImage, so
     build again compiles nothing and gives the same image."""
     before = docker("image", "inspect", "-f", "{{.Id}}", source_image.tag).stdout.strip()
     again = build(source_image.tag, source_image.target, *source_args)
+    # (The download step is not asserted: where its dependents are cached BuildKit may not
+    # evaluate it at all, and so never lists it.)
     assert again.step_cached("build-nut.sh /build/src"), again.log[-3000:]
-    assert again.step_cached("curl -fsSL"), again.log[-3000:]
     assert docker("image", "inspect", "-f", "{{.Id}}", source_image.tag).stdout.strip() == before
     print(f"warm rebuild ({source_image.target.key}): {again.seconds:.1f}s")
 
