@@ -37,7 +37,6 @@ def image(engine: None) -> Iterator[str]:
 class SourceImage:
     tag: str
     target: Target
-    build: Built
 
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """`docker run --rm` of this image on its platform (under qemu for arm)."""
@@ -71,7 +70,7 @@ def source_image(request: pytest.FixtureRequest, source_args: list[str]) -> Iter
     need(images.missing_emulation(target))
     done = build(source_tag(target), target, *source_args)
     print(f"NUT 2.8.4 source build ({target.key}): {done.seconds:.0f}s")
-    yield SourceImage(done.tag, target, done)
+    yield SourceImage(done.tag, target)
 
 
 @pytest.fixture

@@ -284,7 +284,7 @@ def test_the_cross_build_installs_what_the_native_build_does(source_image: Sourc
     """Cross-compiled for arm, NUT installs the same programs, drivers and libraries as
     the native amd64 build, and every one of them finds its shared libraries."""
     amd64 = TARGETS["amd64"]
-    native = SourceImage(source_tag(amd64), amd64, build(source_tag(amd64), amd64, *source_args))
+    native = SourceImage(build(source_tag(amd64), amd64, *source_args).tag, amd64)
     assert nut_files(source_image) == nut_files(native)
     # ldd through the target's own loader: a library missing in the runtime image shows here.
     # Scripts (upssched-cmd) are skipped: only ELF files have libraries.
