@@ -131,15 +131,20 @@ run_pytest() {
 #              each other's upsmon for a stranger.
 #   container  container/, and the fleet's buildx test, which shares that session's images
 #              and NUT's source at its fixed address (one server per port)
-#   fleet      the rest of fleet/: the docker-in-docker Pis
+#   fleet      the offline arm64 image (its whole build under qemu, the longest one without
+#              a compile: here it overlaps the container lane's builds), then the rest of
+#              fleet/: the docker-in-docker Pis
 # Why: CI's time limit. The lanes mostly wait (on daemons, builds, SSH), and what one waits
-# on the others use. Each lane's output is printed whole when it ends.
+# on the others use. Two builds for one platform never run at once (tests/images.build
+# locks per platform); the one stage every platform's offline build shares is built first.
+# Each lane's output is printed whole when it ends.
 LANES=(host container fleet)
+OFFLINE_ARM64=tests/container/test_offline_arm64.py
 lane_args() {
   case "$1" in
     host) echo "tests/unit tests/integration tests/faults" ;;
-    container) echo "tests/container tests/fleet/test_image_arch.py" ;;
-    fleet) echo "tests/fleet --ignore=tests/fleet/test_image_arch.py" ;;
+    container) echo "tests/container --ignore=$OFFLINE_ARM64 tests/fleet/test_image_arch.py" ;;
+    fleet) echo "$OFFLINE_ARM64 tests/fleet --ignore=tests/fleet/test_image_arch.py" ;;
   esac
 }
 
@@ -198,6 +203,8 @@ cmd_test() {
     log "pytest $*"
     timed "pytest $*" run_pytest "$@"
   else
+    log "image build: the stage shared by every platform's offline build (python -m tests.images prebuild)"
+    timed "image build: shared build-machine stage (pybuild)" "$VENV/bin/python" -m tests.images prebuild
     log "pytest: three lanes side by side (host, container, fleet)"
     run_lanes || die "tests failed"
   fi

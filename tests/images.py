@@ -10,11 +10,14 @@ cache in seconds; a random port never hit the cache, so every run compiled NUT a
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import hashlib
 import http.server
 import os
 import re
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -149,9 +152,43 @@ class Built:
         return all(re.search(rf"^#{n} CACHED$", self.log, re.MULTILINE) for n in numbers)
 
 
+# One build per target platform at a time, across the test lanes (separate processes).
+# Why: two builds of one stage at once each make a layer and BuildKit keeps both under one
+# cache key, so a later rebuild may take the other one and give another image ID. Builds for
+# different platforms share only the build machine's stages: prebuild() makes those first.
+LOCK_DIR = Path(os.environ.get("BUILD_LOCK_DIR", tempfile.gettempdir()))
+
+
+@contextlib.contextmanager
+def platform_lock(target: Target, timeout: float) -> Iterator[float]:
+    """Hold the build lock of `target`'s platform; yields the seconds spent waiting for it."""
+    start = time.monotonic()
+    with open(LOCK_DIR / f"ups-nut-smart-build-{target.key}.lock", "a") as handle:
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() - start > timeout:
+                    held = f"another build for {target.platform} held its lock for {timeout:.0f} s"
+                    raise TimeoutError(held) from None
+                # Why a poll: flock has no timeout of its own; the holder is a build of minutes.
+                time.sleep(1)
+        try:
+            yield time.monotonic() - start
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def build(tag: str, target: Target, *args: str, context: Path = REPO, timeout: float = BUILD_TIMEOUT) -> Built:
     """`docker buildx build` of `context` (this tree) for `target` (from its local base
-    image), loaded into the engine as `tag`."""
+    image), loaded into the engine as `tag`. Waits while another build for the same
+    platform runs (platform_lock); the seconds reported are the build's own."""
+    with platform_lock(target, timeout) as waited:
+        return _build(tag, target, args, context, timeout, waited)
+
+
+def _build(tag: str, target: Target, args: tuple[str, ...], context: Path, timeout: float, waited: float) -> Built:
     start = time.monotonic()
     result = docker(
         "buildx",
@@ -172,5 +209,24 @@ def build(tag: str, target: Target, *args: str, context: Path = REPO, timeout: f
     done = Built(tag, time.monotonic() - start, result.stderr)
     steps = re.findall(r"^#(\d+) (?:DONE|CACHED)", done.log, re.MULTILINE)
     cached = len(re.findall(r"^#\d+ CACHED$", done.log, re.MULTILINE))
-    builds.append((tag, f"{target.key}, {cached} of {len(set(steps))} steps cached", done.seconds))
+    wait = f", after {waited:.0f} s waiting for another {target.key} build" if waited >= 1 else ""
+    builds.append((tag, f"{target.key}, {cached} of {len(set(steps))} steps cached{wait}", done.seconds))
     return done
+
+
+PREBUILD_TAG = "ups-nut-smart:pybuild"
+
+
+def prebuild() -> Built:
+    """The stage every offline build shares whatever its target: pybuild, the pure-Python
+    install, run on the build machine's platform. Built once before the lanes start, so
+    their first builds (amd64 in one, arm64 in another) both find it in the cache."""
+    return build(PREBUILD_TAG, TARGETS["amd64"], "--target", "pybuild")
+
+
+if __name__ == "__main__":
+    # dev.sh runs `python -m tests.images prebuild` before the lanes.
+    if sys.argv[1:] != ["prebuild"]:
+        sys.exit("usage: python -m tests.images prebuild")
+    done = prebuild()
+    print(f"{done.tag}: {done.seconds:.1f} s")

@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 
 from reconcile.simulate import MODEL
-from tests.container.conftest import ARM64_IMAGE, SourceImage, build, source_tag
+from tests.container.conftest import SourceImage, build, source_tag
 from tests.helpers import REPO, SIM_ENV, SIM_MOUNT, await_true, container_sim, docker, free_port, run_container
 from tests.helpers import upsc as host_upsc
-from tests.images import BUILD_TIMEOUT, TARGETS, missing_emulation, need, served
+from tests.images import BUILD_TIMEOUT, TARGETS, served
 
 pytestmark = pytest.mark.docker
 # A test that builds an image, or is the first to need a session fixture that does: its
@@ -175,19 +175,6 @@ def test_compose_up_and_down_with_the_shipped_file_and_least_privilege(image: st
         assert docker("ps", "-aq", "--filter", "name=^ups-nut-smart$").stdout.strip() == ""
     finally:
         docker(*compose, "down", "--volumes", timeout=60, check=False)
-
-
-@BUILDS
-def test_arm64_image_builds_under_emulation_and_runs(engine: None) -> None:
-    """The offline variant (Debian's NUT packages) for arm64: its whole build runs under qemu."""
-    target = TARGETS["arm64"]
-    need(missing_emulation(target))
-    took = build(ARM64_IMAGE, target, "--build-arg", "NUT_SOURCE=debian").seconds
-    print(f"arm64 build (emulated): {took:.0f}s")
-    run = ["run", "--rm", "--platform", "linux/arm64"]
-    assert docker(*run, "--entrypoint", "uname", ARM64_IMAGE, "-m").stdout.strip() == "aarch64"
-    assert docker(*run, ARM64_IMAGE, "--version", timeout=120).stdout.startswith("nut-reconcile ")
-    assert "Network UPS Tools upsd" in docker(*run, "--entrypoint", "/opt/nut/sbin/upsd", ARM64_IMAGE, "-V").stdout
 
 
 def _tarball_reachable() -> bool:
