@@ -181,7 +181,7 @@ def cmd_scan(agent: Agent, as_json: bool, show_all: bool) -> int:
 def cmd_status(agent: Agent, as_json: bool) -> int:
     decision = agent.reconcile_once(agent.scan_bus(), act=False).decision
     owned, served = decision.owned, decision.obs.facts.served
-    last = store.load(agent.settings.agent_dir, store.STATUS, store.parse_status, False)
+    last = agent.store.load(store.STATUS)
     devices = device_views(decision)
     problems = [str(p) for p in decision.problems] + list(decision.plan.warnings) + list(decision.plan.blocked)
     result = {

@@ -314,6 +314,18 @@ Action = StartDriver | StopDriver | StartUpsd | StopUpsd | ReloadUpsd | StartUps
 Step = WriteFile | Action
 
 
+def start_key(step: Step) -> str | None:
+    """The process a start step starts, as the ledger and backoff name it: "driver:<ups>",
+    "upsd", "upsmon"; None for any other step."""
+    if isinstance(step, StartDriver):
+        return f"driver:{step.ups}"
+    if isinstance(step, StartUpsd):
+        return "upsd"
+    if isinstance(step, StartUpsmon):
+        return "upsmon"
+    return None
+
+
 def describe(step: Step) -> str:
     """One line for plans and logs, e.g. 'write ups.conf (update)', 'start driver my-ups (usbhid-ups)'."""
     if isinstance(step, WriteFile):

@@ -143,7 +143,7 @@ class Runner:
                 daemons.stop_driver(self.settings, ups, proc.driver, proc.proc, timeout=4.0)
             if owned.upsd:
                 daemons.stop_upsd(self.settings, owned.upsd.proc, timeout=2.0)
-            store.save(self.settings.agent_dir, store.PROCS, {})
+            self.agent.store.save(store.PROCS, {})
             if self.agent.session is not None:
                 self.agent.session.close()
         except (daemons.DaemonError, OSError) as exc:

@@ -8,10 +8,17 @@
   nut-scanner.json  nut-scanner's answer for the VID:PIDs on the bus (a cache)
   lock           held by `run` during a pass and by `apply`, so they never race
 
+Each file is one `StateFile[T]` (its name, parser, dumper and mode), read and written
+through a `Store`, so no caller pairs a file name with a parser.
+
 State files are input: each is validated on load like a config file. One that fails
 is renamed aside (`names.json.corrupt-<time>`) by a command that may write, logged,
 and replaced by a fresh start: it is never a reason to stop serving. No message ever
 holds a password.
+
+Writes are best effort (Store.save): a state file that cannot be written (a full SD
+card) is kept in memory, read from there, and written again at the next pass. Why: a
+full agent volume must never keep upsd, a driver or upsmon from starting.
 """
 
 from __future__ import annotations
@@ -20,37 +27,27 @@ import fcntl
 import json
 import os
 import re
-import secrets as pysecrets
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from reconcile import logfmt
 from reconcile.act.files import ensure_private_dir, remove_leftovers, write_atomic
 from reconcile.decide.identity import NameBook
 from reconcile.decide.power import Memory, Seen
-from reconcile.model import Ledger, Owned, ProcId, Secrets, UsbDevice
+from reconcile.decide.secrets import GENERATED_ROLES
+from reconcile.model import Ledger, Owned, ProcId, UsbDevice
 from reconcile.nutsyntax import NutSyntaxError, is_printable_ascii, validate_name, validate_password
 from reconcile.observe.actual import FILES
 from reconcile.settings import Settings
-from reconcile.userconfig import UserConfig
 from reconcile.waiting import await_true
 
 T = TypeVar("T")
 
-NAMES, SECRETS, SEEN, PROCS, STATUS, SCANNER = (
-    "names.json",
-    "secrets.json",
-    "seen.json",
-    "procs.json",
-    "status.json",
-    "nut-scanner.json",
-)
-STATE_FILES = (NAMES, SECRETS, SEEN, PROCS, STATUS, SCANNER)
-GENERATED_ROLES = ("monuser", "upsmon")  # admin is never generated: it exists only when asked for
+SCANNER = "nut-scanner.json"  # its own format: observe/nut_scanner.py reads and writes it
 LOCK_TIMEOUT = 60.0
 
 
@@ -159,33 +156,6 @@ def read_password_file(role: str, path: Path) -> str:
         return validate_password(secret, f"password file for {role} ({path})")
     except NutSyntaxError as exc:
         raise StoreError(str(exc)) from None
-
-
-def choose_secrets(
-    user: UserConfig, files: dict[str, str], stored: dict[str, str], generate: Callable[[], str]
-) -> tuple[Secrets, dict[str, str]]:
-    """Passwords, first found: the TOML file, a *_FILE variable or Docker secret, the ones
-    generated on an earlier start; else generated now. Returns them and what to keep."""
-    keep = dict(stored)
-    values: dict[str, str | None] = {}
-    for role in ("admin", *GENERATED_ROLES):
-        given = user.password_for(role) or files.get(role)
-        if given is not None:
-            values[role] = given
-        elif role == "admin":
-            values[role] = None
-        elif role in stored:
-            values[role] = stored[role]
-        else:
-            values[role] = keep[role] = generate()
-    monuser, upsmon = values["monuser"], values["upsmon"]
-    assert monuser is not None and upsmon is not None
-    return Secrets(admin=values["admin"], monuser=monuser, upsmon=upsmon), keep
-
-
-def generate_password() -> str:
-    # Letters and digits only: upsmon sends passwords to upsd unquoted.
-    return pysecrets.token_hex(16)
 
 
 # --- seen (UPSes last seen on battery) -------------------------------------------------
@@ -335,6 +305,86 @@ def status_record(by: str, outcome: str, errors: list[str], state: dict[str, Any
     }
 
 
+# --- the files, and the store that reads and writes them ----------------------------------
+
+
+def _dump_status(data: dict[str, Any]) -> dict[str, Any]:
+    return data
+
+
+@dataclass(frozen=True)
+class StateFile(Generic[T]):
+    """One state file: where it is (name, in the agent's dir), how it is validated on load
+    (parse: JSON value -> T, raises Invalid), how it is written (dump) and its mode."""
+
+    name: str
+    parse: Callable[[Any], T]
+    dump: Callable[[T], Any]
+    mode: int = 0o600
+
+
+NAMES: StateFile[NameBook] = StateFile("names.json", parse_names, NameBook.to_json)
+SECRETS: StateFile[dict[str, str]] = StateFile("secrets.json", parse_secrets, dict)
+SEEN: StateFile[Memory] = StateFile("seen.json", parse_seen, dump_seen)
+PROCS: StateFile[Ledger] = StateFile("procs.json", parse_procs, dump_procs)
+# status.json is for `status` and whoever reads the volume: readable (no password in it).
+STATUS: StateFile[dict[str, Any]] = StateFile("status.json", parse_status, _dump_status, mode=0o644)
+STATE_FILES = (*(f.name for f in (NAMES, SECRETS, SEEN, PROCS, STATUS)), SCANNER)
+
+
+@dataclass
+class Store:
+    """The agent's state files, read and written for one process.
+
+    `set_aside`: a corrupt file is renamed aside (commands that may write) or only read
+    as empty. A long-running agent keeps one Store: a file whose inode, mtime and size
+    did not change is not read or validated again, and a value that could not be
+    written stays in memory (and is what load returns) until a save succeeds."""
+
+    agent_dir: Path
+    set_aside: bool = False
+    parsed: Parsed = field(default_factory=dict)
+    unsaved: dict[str, Any] = field(default_factory=dict)  # file name -> value not yet on disk
+    failing: set[str] = field(default_factory=set)  # file names whose last write failed (logged once)
+
+    def load(self, f: StateFile[T]) -> T | None:
+        """The file's value: the one kept in memory when its write failed, else its
+        validated content, or None (absent or corrupt). Shared: callers never change it."""
+        if f.name in self.unsaved:
+            kept: T = self.unsaved[f.name]
+            return kept
+        return load(self.agent_dir, f.name, f.parse, self.set_aside, self.parsed)
+
+    def save(self, f: StateFile[T], value: T) -> bool:
+        """Write `value`, or keep it in memory when the write fails (logged once while it
+        lasts; retried by retry_unsaved or the next save). True when it is on disk."""
+        try:
+            save(self.agent_dir, f.name, f.dump(value), mode=f.mode)
+        except OSError as exc:
+            self.unsaved[f.name] = value
+            if f.name not in self.failing:
+                self.failing.add(f.name)
+                logfmt.error(
+                    "state.write", file=f.name, error=exc.strerror or str(exc), then="kept in memory, retried next pass"
+                )
+            return False
+        self.unsaved.pop(f.name, None)
+        if f.name in self.failing:
+            self.failing.discard(f.name)
+            logfmt.info("state.write", file=f.name, then="written again")
+        return True
+
+    def write(self, f: StateFile[T], value: T) -> None:
+        """Write `value` now, or raise OSError: for a file nothing depends on (status.json)."""
+        save(self.agent_dir, f.name, f.dump(value), mode=f.mode)
+
+    def retry_unsaved(self, files: tuple[StateFile[Any], ...]) -> None:
+        """Write again what a failed write left in memory (in the order given)."""
+        for f in files:
+            if f.name in self.unsaved:
+                self.save(f, self.unsaved[f.name])
+
+
 # --- the dir itself ----------------------------------------------------------------------
 
 
@@ -352,23 +402,26 @@ def prepare(settings: Settings) -> None:
 def _migrate(agent_dir: Path, legacy_dir: Path) -> None:
     """Earlier versions kept names.json and secrets.json in NUT's state dir, which group
     nut can write. Move them (validated) into the agent's dir once, then remove them."""
-    for name, parse in ((NAMES, parse_names), (SECRETS, parse_secrets)):
-        old = legacy_dir / name
-        if not old.is_file() or old.is_symlink():
-            continue
-        value, problem = _read(old, parse)
-        if not (agent_dir / name).exists() and problem is None and value is not None:
-            data = value.to_json() if isinstance(value, NameBook) else value
-            save(agent_dir, name, data)
-            logfmt.info("state.migrated", file=name, source=str(old), to=str(agent_dir / name))
-        elif problem is not None:
-            logfmt.warning("state.migrated", file=name, source=str(old), why=f"not taken over: {problem}")
-        old.unlink()
-    for leftover in ("upsmon.pid", NAMES, SECRETS):
+    _migrate_one(NAMES, agent_dir, legacy_dir)
+    _migrate_one(SECRETS, agent_dir, legacy_dir)
+    for leftover in ("upsmon.pid", NAMES.name, SECRETS.name):
         try:
             (legacy_dir / leftover).unlink()
         except OSError:
             pass
+
+
+def _migrate_one(f: StateFile[T], agent_dir: Path, legacy_dir: Path) -> None:
+    old = legacy_dir / f.name
+    if not old.is_file() or old.is_symlink():
+        return
+    value, problem = _read(old, f.parse)
+    if not (agent_dir / f.name).exists() and problem is None and value is not None:
+        save(agent_dir, f.name, f.dump(value), mode=f.mode)
+        logfmt.info("state.migrated", file=f.name, source=str(old), to=str(agent_dir / f.name))
+    elif problem is not None:
+        logfmt.warning("state.migrated", file=f.name, source=str(old), why=f"not taken over: {problem}")
+    old.unlink()
 
 
 @contextmanager

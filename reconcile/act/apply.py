@@ -35,6 +35,7 @@ from reconcile.model import (
     StopUpsmon,
     WriteFile,
     describe,
+    start_key,
 )
 from reconcile.nutsyntax import NutSyntaxError, section_drivers
 from reconcile.observe import processes, upsd_client
@@ -50,6 +51,7 @@ class Outcome:
     errors: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # steps not run: a step they need failed
     started: list[str] = field(default_factory=list)  # backoff keys: "driver:<ups>", "upsd", "upsmon"
+    failed_starts: list[str] = field(default_factory=list)  # the same keys, for starts that failed
     stopping: dict[str, tuple[str, ProcId]] = field(default_factory=dict)  # ups -> (driver, proc) signalled
 
     @property
@@ -62,7 +64,7 @@ class _Run:
     settings: Settings
     listen: tuple[str, int]
     outcome: Outcome
-    save_ledger: Callable[[Ledger], None]
+    save_ledger: Callable[[Ledger], object]
 
     def record(self, key: str, owned: Owned | None) -> None:
         ledger = dict(self.outcome.ledger)
@@ -175,7 +177,7 @@ def execute(
     settings: Settings,
     listen: tuple[str, int],
     ledger: Ledger,
-    save_ledger: Callable[[Ledger], None],
+    save_ledger: Callable[[Ledger], object],
 ) -> Outcome:
     run = _Run(settings, listen, Outcome(ledger=dict(ledger)), save_ledger)
     # Why here: a fresh volume (or ./dev.sh run) starts with neither; NUT needs both.
@@ -203,6 +205,9 @@ def execute(
             failed.add(index)
             logfmt.error("step.failed", step=describe(step), error=str(exc))
             run.outcome.errors.append(f"{describe(step)}: {exc}")
+            key = start_key(step)
+            if key is not None:
+                run.outcome.failed_starts.append(key)
         daemons.reap()
     for ups in list(run.outcome.stopping):
         try:

@@ -25,6 +25,12 @@ class Backoff:
         delay = 0.0 if failures == 0 else min(CAP, BASE * 2 ** (failures - 1))
         return Backoff({**self.entries, key: (failures, now + delay, now)})
 
+    def failed(self, key: str, now: float) -> Backoff:
+        """Record a start that failed (the program exited with an error, or never showed
+        up): always a failure, so the tries are spaced 1, 2, 4 ... s up to CAP."""
+        failures = self.entries.get(key, (0, 0.0, 0.0))[0] + 1
+        return Backoff({**self.entries, key: (failures, now + min(CAP, BASE * 2 ** (failures - 1)), now)})
+
     def forget(self, key: str) -> Backoff:
         """The agent stopped it on purpose (its UPS was unplugged, or it is replaced): the
         next start is not a retry after a death, so it starts with a clean slate. Without

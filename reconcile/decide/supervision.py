@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from reconcile.decide.backoff import Backoff
 from reconcile.decide.plan import drop
-from reconcile.model import Plan, Served, StartDriver, StartUpsd, StartUpsmon, Step
+from reconcile.model import Plan, Served, start_key
 
 # A driver whose UPS is attached but whose data upsd calls stale for this long is
 # restarted: usbhid-ups can stay "Data stale" forever after a USB reset (NUT issues
@@ -28,22 +28,12 @@ class Supervision:
     now: float = 0.0
 
 
-def backoff_key(step: Step) -> str | None:
-    if isinstance(step, StartDriver):
-        return f"driver:{step.ups}"
-    if isinstance(step, StartUpsd):
-        return "upsd"
-    if isinstance(step, StartUpsmon):
-        return "upsmon"
-    return None
-
-
 def hold_back(plan: Plan, backoff: Backoff, now: float) -> tuple[Plan, list[str]]:
     """Drop the starts that are still in their backoff window, and the steps that need them."""
     held: list[str] = []
     indices = []
     for i, step in enumerate(plan.steps):
-        key = backoff_key(step)
+        key = start_key(step)
         if key is not None and not backoff.allowed(key, now):
             held.append(f"{key} (retry in {backoff.delay(key, now):.0f}s)")
             indices.append(i)

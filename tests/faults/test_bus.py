@@ -3,6 +3,7 @@ units that report the same VID:PID:serial."""
 
 from __future__ import annotations
 
+import itertools
 import random
 import time
 
@@ -115,3 +116,37 @@ def test_units_with_the_same_serial_get_a_name_a_section_and_a_driver_each(sandb
     sandbox.bus.unplug("1-2")
     assert sandbox.cli("apply").returncode == 0
     assert sandbox.await_converged({"my-ups": "OL"}) is None
+
+
+def _seconds(line: str) -> float:
+    """The time of a log line (its ts=, whole seconds)."""
+    stamp = line.split("ts=", 1)[1].split(" ", 1)[0]
+    return time.mktime(time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S"))
+
+
+def test_a_driver_that_never_starts_is_retried_ever_more_slowly_and_the_other_ups_is_served(
+    sandbox: Sandbox,
+) -> None:
+    """A device whose driver cannot open it (here: dummy-ups with no data file) fails every
+    start. Each failed start counts toward backoff, so the tries are spaced 1, 2, 4 ... s
+    (at SCAN_INTERVAL 0.5 s without backoff they came at every tick), and the other UPS
+    is served and followed all along."""
+    sandbox.dummy_rule(sandbox.data_file("A.dev"), serial="A")
+    sandbox.dummy_rule(sandbox.root / "never-there.dev", serial="B")
+    sandbox.bus.plug("1-1", serial="A")
+    sandbox.bus.plug("1-2", serial="B")
+    sandbox.start_run(env={"SCAN_INTERVAL": "0.5", "SETTLE_TIME": "0.5", "DEBUG": "1"})
+    failed = 'event=step.failed step="start driver my-ups-2 (dummy-ups)"'
+    assert sandbox.await_log(failed, count=4, timeout=AWAIT), sandbox.run_output()
+    # (Never "converged": the plan keeps its start of my-ups-2, held back.)
+    assert sandbox.upsc("my-ups", "ups.status") == (0, "OL")
+    assert sandbox.upsc("my-ups-2", "ups.status") == (1, "Error: Driver not connected")
+    tries = [_seconds(line) for line in sandbox.run_output().splitlines() if failed in line][:4]
+    gaps = [b - a for a, b in itertools.pairwise(tries)]
+    # 1, 2 and 4 s at least (the stamps are whole seconds: each may read up to 1 s short).
+    assert gaps[0] >= 0 and gaps[1] >= 1 and gaps[2] >= 3 and tries[3] - tries[0] >= 6, gaps
+    assert 'event=backoff.hold target="driver:my-ups-2 (retry in' in sandbox.run_output()
+    # The working UPS is followed meanwhile: a change on it reaches upsd.
+    sandbox.data_file("A.dev", **{"ups.status": "OB DISCHRG"})
+    assert sandbox.await_upsc("OB DISCHRG", "my-ups", "ups.status", timeout=AWAIT), sandbox.run_output()
+    assert sandbox.processes() == {"upsd": 1, "upsmon": 1, "dummy-ups": 1}

@@ -98,3 +98,40 @@ def test_a_read_only_config_dir_is_reported_nut_keeps_serving_and_it_converges_o
         mount("-o", "remount,rw", str(sandbox.conf))
         assert sandbox.cli("apply").returncode == 0
         assert sandbox.await_converged({"my-ups": "OL"}) is None
+
+
+UPSMON_FAST = "\n[upsmon]\npollfreq = 1\ndeadtime = 3\n"
+
+
+def test_a_full_agent_volume_keeps_nothing_from_starting_and_an_unplug_on_battery_is_held(sandbox: Sandbox) -> None:
+    """A container restarted on a full SD card: no state file can be written (the process
+    ledger before each start, seen.json when the UPS goes on battery). Every daemon starts
+    all the same, and what could not be written is kept in memory, so the unplug on
+    battery is held as it would be with a disk."""
+    sandbox.dummy_rule(sandbox.data_file())
+    sandbox.write_config(UPSMON_FAST)
+    sandbox.bus.plug("1-1")
+    first = sandbox.start_run()
+    assert sandbox.await_converged({"my-ups": "OL"}) is None, sandbox.run_output()
+    first.terminate()  # as `docker restart` does: it stops every daemon it started
+    assert first.wait(timeout=15) == 0
+    assert sandbox.processes() == {}
+    with small_fs(sandbox.agent):
+        fill(sandbox.agent)
+        sandbox.start_run()
+        assert sandbox.await_converged({"my-ups": "OL"}) is None, sandbox.run_output()
+        assert sandbox.await_log("event=start.upsmon", count=2), sandbox.run_output()
+        assert sandbox.processes() == {"upsd": 1, "upsmon": 1, "dummy-ups": 1}
+        out = sandbox.run_output()
+        assert "event=state.write file=procs.json" in out and "No space left on device" in out, out
+
+        sandbox.data_file(**{"ups.status": "OB DISCHRG"})
+        assert sandbox.await_log('event=ups.power ups=my-ups status="on battery'), sandbox.run_output()
+        sandbox.bus.unplug("1-1")
+        assert sandbox.await_log("event=ups.held ups=my-ups"), sandbox.run_output()
+        assert "MONITOR my-ups@" in (sandbox.conf / "upsmon.conf").read_text()
+        out = sandbox.run_output()
+        assert not (sandbox.agent / "seen.json").exists()  # never written: held from memory
+        # Logged once while it lasts, not at every tick.
+        assert out.count("event=state.write file=seen.json") == 1, out
+        assert out.count("event=state.write file=procs.json") == 1, out

@@ -4,10 +4,11 @@ from pathlib import Path
 
 import pytest
 
+from reconcile.decide.secrets import choose_secrets
 from reconcile.observe.usb_sysfs import scan
 from reconcile.settings import SettingsError, load
 from reconcile.simulate import Simulator, state_at
-from reconcile.store import StoreError, choose_secrets, read_password_file
+from reconcile.store import StoreError, read_password_file
 from reconcile.userconfig import parse
 
 
