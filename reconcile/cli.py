@@ -117,8 +117,8 @@ def cmd_plan(agent: Agent, as_json: bool) -> int:
 
 
 def cmd_apply(agent: Agent) -> int:
-    store.prepare(agent.settings)
     with store.locked(agent.settings.agent_dir):
+        store.prepare(agent.settings)
         result = agent.reconcile_once(agent.scan_bus(), act=True)
     if result.outcome is None:
         logfmt.info("reconcile.in-sync")
@@ -271,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_status(agent, args.json)
         if args.command == "health":
             return cmd_health(agent)
-        store.prepare(settings)
+        with store.locked(settings.agent_dir):
+            store.prepare(settings)
         return Runner(agent).run()
     except (SettingsError, ConfigError, NutSyntaxError, StoreError) as exc:
         print(f"nut-reconcile: error: {exc}", file=sys.stderr)

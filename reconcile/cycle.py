@@ -326,7 +326,8 @@ class Agent:
             found = classify.classify([seen.device], self.table, {}, self.user.rules)
             if found:
                 ups = dataclasses.replace(found[0], twin=seen.twin)
-                if ups.key == seen.key:
+                # (powers_host: the rule may have changed since it was seen)
+                if ups.key == seen.key and ups.powers_host:
                     out[ups.key] = ups
         return out
 

@@ -76,6 +76,11 @@ class Ups:
         """The identity names are kept by: the fingerprint, plus the port for twins."""
         return f"{self.usb.fingerprint}:port={self.usb.port}" if self.twin and self.usb.serial else self.usb.fingerprint
 
+    @property
+    def powers_host(self) -> bool:
+        """Whether this host runs on it (a [[device]] rule may say it does not)."""
+        return self.rule is None or self.rule.powers_host
+
 
 @dataclass(frozen=True)
 class UpsSection:

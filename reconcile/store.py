@@ -389,9 +389,10 @@ class Store:
 
 
 def prepare(settings: Settings) -> None:
-    """For a command that may write: the agent's dir exists as it must, the temp files a
-    crash left (in it and in NUT's config dir: they may hold a password) are gone, and
-    state from an earlier version's dir is moved in."""
+    """For a command that may write, holding the lock (`locked`): the temp files a crash
+    left (in the agent's dir and in NUT's config dir: they may hold a password) are gone,
+    and state from an earlier version's dir is moved in. Why under the lock: a temp file
+    is a leftover only when no pass is running; the loop's own write in flight is not."""
     ensure_private_dir(settings.agent_dir)
     for directory, names in ((settings.agent_dir, STATE_FILES), (settings.confpath, FILES)):
         for path in remove_leftovers(directory, names):
@@ -428,6 +429,7 @@ def _migrate_one(f: StateFile[T], agent_dir: Path, legacy_dir: Path) -> None:
 def locked(agent_dir: Path, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
     """One writer at a time: `run` holds this during each pass, `apply` for its one pass,
     so a `docker exec ... apply` never races the running loop."""
+    ensure_private_dir(agent_dir)  # the lock lives in it (a fresh volume has none yet)
     fd = os.open(agent_dir / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
 

@@ -2,10 +2,10 @@
 
 upsmon counts a UPS it has not heard from for DEADTIME, whose last status was on
 battery, as critical (OB+LB): the host shuts down, as it should when the UPS cable drops
-mid-outage. That rule can only fire while upsmon still watches the UPS. So a UPS last
-seen on battery (OB, LB or FSD) that leaves the bus is *held*: its section and MONITOR
-line stay, with no driver (the device is gone, so clients read "Driver not connected"
-and upsmon's polls fail), until
+mid-outage. That rule can only fire while upsmon still watches the UPS. So a UPS that
+powers this host, last seen on battery (OB) or in forced shutdown (FSD), that leaves the
+bus is *held*: its section and MONITOR line stay, with no driver (the device is gone,
+so clients read "Driver not connected" and upsmon's polls fail), until
 
 - it comes back (then it is served as usual), or
 - the upsmon that saw it on battery is gone: it ran the shutdown command and exited, or
@@ -13,7 +13,10 @@ and upsmon's polls fail), until
 
 A UPS with FSD stays held while the upsd that holds the flag runs: FSD is never cleared
 by the agent (removing the section would). The unplug of a UPS on line power is handled
-as usual: MONITOR out, driver stopped, section out.
+as usual: MONITOR out, driver stopped, section out. That includes `OL LB` (charging after
+an outage: upsmon's rule needs OB, so holding it would only keep `health` unhealthy
+until the upsmon restarts), and a UPS whose rule says `powers_host = false` (its MONITOR
+power value is 0: its loss never shuts this host down).
 
 Why the agent can know: it reads every attached UPS's status from upsd each tick (every
 SCAN_INTERVAL, 2 s by default), more often than upsmon polls (POLLFREQ, 5 s), and
@@ -28,7 +31,9 @@ from dataclasses import dataclass, replace
 
 from reconcile.model import ProcId, Served, Ups, UsbDevice
 
-ON_BATTERY = frozenset({"OB", "LB", "FSD"})
+# What a hold is for: upsmon's DEADTIME rule fires for a lost UPS last seen OB; FSD means
+# this host (and every secondary) is already shutting down. LB alone (on line) is neither.
+ON_BATTERY = frozenset({"OB", "FSD"})
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,10 @@ class Seen:
     def fsd(self) -> bool:
         return "FSD" in self.status.split()
 
+    @property
+    def on_battery(self) -> bool:
+        return bool(ON_BATTERY & set(self.status.split()))
+
 
 Memory = dict[str, Seen]  # by UPS name
 
@@ -55,7 +64,7 @@ def held(memory: Mapping[str, Seen], attached: set[str], upsmon: ProcId | None, 
     """The UPSes to keep watching although they are not on the bus (`attached`: keys)."""
     out: Memory = {}
     for name, seen in memory.items():
-        if seen.key in attached:
+        if seen.key in attached or not seen.on_battery:  # (an older version recorded LB too)
             continue
         if (seen.upsmon is not None and seen.upsmon == upsmon) or (
             seen.fsd and seen.upsd is not None and seen.upsd == upsd
@@ -73,7 +82,8 @@ def remember(
     upsd: ProcId | None,
     holding: Mapping[str, Seen],
 ) -> Memory:
-    """The memory after this pass: attached UPSes upsd reports on battery are (re)recorded,
+    """The memory after this pass: attached UPSes that power this host and that upsd
+    reports on battery (OB) or in FSD are (re)recorded,
     those it reports on line are forgotten, those it cannot read now are kept as they
     were; held UPSes stay; the rest (gone, not held) are forgotten."""
     out: Memory = dict(holding)
@@ -81,7 +91,7 @@ def remember(
         name = names[key]
         state = (served or {}).get(name)
         if state is not None and state.state == "ok":
-            if state.flags & ON_BATTERY:
+            if state.flags & ON_BATTERY and ups.powers_host:
                 out[name] = Seen(name, key, ups.usb, ups.twin, state.status or "", upsmon, upsd)
         elif name in memory and memory[name].key == key:
             out[name] = replace(memory[name], device=ups.usb)

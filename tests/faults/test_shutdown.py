@@ -150,3 +150,38 @@ def test_the_hosts_own_upsmon_as_secondary_shuts_the_host_down_on_the_primarys_f
         if secondary.poll() is None:
             secondary.kill()
         secondary.wait(5)
+
+
+@pytest.mark.parametrize(
+    ("status", "powers_host"),
+    [("OL LB CHRG", True), ("OB DISCHRG", False)],
+    ids=["low-battery-on-line", "ups-not-powering-this-host"],
+)
+def test_a_ups_whose_loss_cannot_shut_this_host_down_is_not_held_and_health_recovers(
+    sandbox: Sandbox, status: str, powers_host: bool
+) -> None:
+    """A hold is only for what upsmon's DEADTIME rule can act on: a UPS that powers this
+    host, last seen OB (or FSD). `OL LB` (charging after an outage) and a UPS with
+    `powers_host = false` are let go at once: before, they were held, and `health` said
+    unhealthy until upsmon restarted."""
+    sandbox.dummy_rule(sandbox.data_file(**{"ups.status": status}))
+    if not powers_host:
+        sandbox.rules[-1] += "powers_host = false\n"
+    sandbox.write_config(shutdown_config(sandbox).replace("[upsmon]\n", UPSMON_FAST.lstrip("\n")))
+    sandbox.bus.plug("1-1")
+    sandbox.start_run()
+    assert sandbox.await_upsc(status, timeout=AWAIT), sandbox.run_output()
+    assert sandbox.await_log("event=start.upsmon", timeout=AWAIT), sandbox.run_output()
+    # One whole pass that has read this status from upsd (apply waits for the loop's lock):
+    # whatever the agent remembers of it is on disk now.
+    assert sandbox.cli("apply").returncode == 0
+    seen = sandbox.agent / "seen.json"
+    assert not seen.exists() or "my-ups" not in json.loads(seen.read_text())["ups"]
+    sandbox.bus.unplug("1-1")
+    stop_watching = 'event=reload.upsmon why="stop watching my-ups"'
+    assert sandbox.await_log(stop_watching, timeout=AWAIT), sandbox.run_output()
+    assert "MONITOR" not in (sandbox.conf / "upsmon.conf").read_text()
+    assert "event=ups.held" not in sandbox.run_output()
+    health = sandbox.cli("health")
+    assert health.returncode == 0, health.stdout + health.stderr
+    assert not (sandbox.root / "shutdown-ran").exists()

@@ -350,6 +350,33 @@ def test_apply_waits_for_a_pass_of_the_running_loop(sandbox: Sandbox) -> None:
     assert child.returncode == 0 and "event=start.upsd" in rest
 
 
+def test_apply_leaves_the_running_loops_in_flight_writes_alone_until_it_holds_the_lock(sandbox: Sandbox) -> None:
+    """The leftover cleanup runs under the lock: a temp file the running loop is writing
+    (it holds the lock during its pass) is not a crash's leftover, and is not removed."""
+    import fcntl
+    import subprocess
+    import sys
+
+    sandbox.cli("apply", check=True)
+    in_flight = [sandbox.conf / ".ups.conf.a1b2c3d4.tmp", sandbox.agent / ".seen.json.e5f6g7h8.tmp"]
+    with open(sandbox.agent / "lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # what `run` holds during a pass
+        for path in in_flight:
+            path.write_text("being written by the loop\n")
+        child = subprocess.Popen(
+            [sys.executable, "-m", "reconcile", "apply"], env=sandbox.env, stdout=subprocess.PIPE, text=True
+        )
+        assert child.stdout is not None
+        first = child.stdout.readline()
+        assert "event=lock.wait" in first, first
+        assert all(p.exists() for p in in_flight)  # untouched while the loop's pass runs
+        for path in in_flight:
+            path.unlink()  # the loop's write completes (renamed into place)
+    rest = child.communicate(timeout=60)[0]
+    assert child.returncode == 0, rest
+    assert "event=state.leftover" not in first + rest
+
+
 def test_temp_files_a_crash_left_are_removed_at_start(sandbox: Sandbox) -> None:
     sandbox.cli("apply", check=True)
     # What a kill inside write_atomic leaves: a temp file that may hold a password.

@@ -117,3 +117,24 @@ def test_fsd_holds_while_the_upsd_that_has_the_flag_runs() -> None:
     memory = {"my-ups": seen("FSD OB LB", upsmon=None)}
     assert held(memory, set(), MON2, UPSD) == memory
     assert held(memory, set(), MON2, ProcId(99, 9)) == {}
+
+
+def test_only_on_battery_or_fsd_is_remembered_and_held_not_low_battery_on_line() -> None:
+    """OL LB is a UPS charging after an outage: upsmon's DEADTIME rule needs OB, so a hold
+    would only keep `health` unhealthy until upsmon restarted."""
+    names = {UPS.key: "my-ups"}
+    assert remember({}, {UPS.key: UPS}, names, {"my-ups": Served("ok", "OL LB CHRG")}, MON, UPSD, {}) == {}
+    assert remember({}, {UPS.key: UPS}, names, {"my-ups": Served("ok", "FSD OL")}, MON, UPSD, {}) == {
+        "my-ups": seen("FSD OL")
+    }
+    # An older version recorded LB as on battery: such a record holds nothing.
+    assert held({"my-ups": seen("OL LB")}, set(), MON, UPSD) == {}
+
+
+def test_a_ups_that_does_not_power_this_host_is_never_held() -> None:
+    from reconcile.model import DeviceRule
+
+    rule = DeviceRule(index=0, vendorid="051d", powers_host=False)
+    other = Ups(DEV, "usbhid-ups", "rule", True, rule=rule)
+    names = {other.key: "my-ups"}
+    assert remember({}, {other.key: other}, names, {"my-ups": Served("ok", "OB DISCHRG")}, MON, UPSD, {}) == {}
