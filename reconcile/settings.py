@@ -76,7 +76,6 @@ class Settings:
     password_files: tuple[tuple[str, Path], ...]  # (role, file) from *_FILE or Docker secrets
     binaries: Binaries
     # For the fault tests: SIGKILL the agent itself just before this step of a plan (1-based).
-    crash_before_step: int | None = None
 
     @property
     def legacy_agent_dir(self) -> Path:
@@ -243,7 +242,6 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     if simulate:
         # The demo plays the bus itself, under the agent's dir (see reconcile/simulate.py).
         usb_root = agent_dir / "simulate" / "sys"
-    crash = env.get("RECONCILE_CRASH_BEFORE_STEP", "")
 
     return Settings(
         scan_interval=_number(env, "SCAN_INTERVAL", 2.0, 0.2, 3600),
@@ -273,5 +271,4 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
             nut_scanner=_binary(env, "NUT_SCANNER", "nut-scanner"),
             usb_rules=_rules(env),
         ),
-        crash_before_step=_whole(env, "RECONCILE_CRASH_BEFORE_STEP", 0, 1, 10000, "steps") if crash else None,
     )

@@ -161,6 +161,13 @@ def nut_processes(confpath: Path) -> list[tuple[int, str]]:
     return found
 
 
+def _agent(crash_before_step: int | None) -> list[str]:
+    """The agent's command line; with crash_before_step, the one that dies before step N."""
+    if crash_before_step is None:
+        return [sys.executable, "-m", "reconcile"]
+    return [sys.executable, "-m", "tests.crashing", str(crash_before_step)]
+
+
 @dataclass
 class Sandbox:
     root: Path
@@ -215,10 +222,10 @@ class Sandbox:
         self.write_config()
 
     def cli(
-        self, *args: str, env: dict[str, str] | None = None, check: bool = False
+        self, *args: str, env: dict[str, str] | None = None, check: bool = False, crash_before_step: int | None = None
     ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
-            [sys.executable, "-m", "reconcile", *args],
+            [*_agent(crash_before_step), *args],
             env={**self.env, **(env or {})},
             capture_output=True,
             text=True,
@@ -231,10 +238,12 @@ class Sandbox:
             )
         return result
 
-    def start_run(self, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    def start_run(
+        self, env: dict[str, str] | None = None, crash_before_step: int | None = None
+    ) -> subprocess.Popen[str]:
         with open(self.root / "run.out", "a") as out:  # the child keeps its own copy of the fd
             child = subprocess.Popen(
-                [sys.executable, "-m", "reconcile", "run"],
+                [*_agent(crash_before_step), "run"],
                 env={**self.env, **(env or {})},
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -9,8 +9,6 @@ instant knows which processes are its own.
 
 from __future__ import annotations
 
-import os
-import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +41,11 @@ from reconcile.settings import Settings
 from reconcile.waiting import await_true
 
 UPSD_SERVE_TIMEOUT = 5.0
+
+# The fault tests' seam, set only by tests/crashing.py (which then dies before step N, as
+# a power cut or an OOM kill would): nothing in the product sets it, and no environment
+# variable or file can, so a production agent never kills itself.
+before_step: Callable[[int, Step], None] | None = None
 
 
 @dataclass
@@ -195,10 +198,8 @@ def execute(
             logfmt.warning("step.skipped", step=describe(step), why=f"needs {why}, which did not succeed")
             run.outcome.skipped.append(f"{describe(step)}: skipped (needs {why})")
             continue
-        if settings.crash_before_step == index + 1:
-            # The fault tests' hook: die here as a power cut or OOM kill would.
-            logfmt.warning("crash.hook", before_step=index + 1, step=describe(step))
-            os.kill(os.getpid(), signal.SIGKILL)
+        if before_step is not None:
+            before_step(index + 1, step)
         try:
             _log(step, _do(run, step))
         except (daemons.DaemonError, OSError) as exc:

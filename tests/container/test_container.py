@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import subprocess
 import tarfile
 import time
 import urllib.request
@@ -175,6 +176,30 @@ def test_compose_up_and_down_with_the_shipped_file_and_least_privilege(image: st
         assert docker("ps", "-aq", "--filter", "name=^ups-nut-smart$").stdout.strip() == ""
     finally:
         docker(*compose, "down", "--volumes", timeout=60, check=False)
+
+
+def test_the_build_context_leaves_out_passwords_and_the_users_own_files(engine: None, tmp_path: Path) -> None:
+    """What a Pi owner keeps beside the clone (Docker secrets, .env, the agent's TOML, a NUT
+    config dir, the agent's volume) never reaches the engine: the project's .dockerignore
+    on a context holding them, listed from inside a build."""
+    (tmp_path / ".dockerignore").write_text((REPO / ".dockerignore").read_text())
+    planted = ["secrets/nut_admin_password", ".env", "config.toml", "nut/upsd.users", "deploy/.env", "a.secret"]
+    kept = ["pyproject.toml", "reconcile/cli.py", "templates/ups.conf.j2", "docker/build-nut.sh"]
+    for name in planted + kept:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x\n")
+    dockerfile = f"FROM {TARGETS['amd64'].base}\nCOPY . /ctx\nRUN cd /ctx && find . -type f | sort\n"
+    result = subprocess.run(
+        ["docker", "buildx", "build", "--progress", "plain", "--no-cache", "-f", "-", str(tmp_path)],
+        input=dockerfile,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    listed = set(re.findall(r"^#\d+ [0-9.]+ \./(\S+)$", result.stderr, re.MULTILINE))
+    assert set(kept) <= listed, result.stderr[-2000:]
+    assert not listed & set(planted), listed & set(planted)
 
 
 def _tarball_reachable() -> bool:

@@ -59,7 +59,7 @@ def test_a_kill_before_any_step_of_an_apply_is_healed_by_the_next_pass(sandbox: 
         sandbox.cli("apply", check=True)
         assert sandbox.await_converged(BEFORE) is None, f"before step {n}"
         after(sandbox)
-        killed = sandbox.cli("apply", env={"RECONCILE_CRASH_BEFORE_STEP": str(n)})
+        killed = sandbox.cli("apply", crash_before_step=n)
         assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
         assert f"event=crash.hook before_step={n}" in killed.stdout
         healed = sandbox.cli("apply")
@@ -101,7 +101,7 @@ def test_kills_at_random_instants_of_a_pass_then_a_restart_converges(sandbox: Sa
 def test_the_run_loop_killed_mid_apply_converges_when_started_again(sandbox: Sandbox) -> None:
     three_units(sandbox)
     before(sandbox)
-    first = sandbox.start_run(env={"RECONCILE_CRASH_BEFORE_STEP": "3"})
+    first = sandbox.start_run(crash_before_step=3)
     assert await_true(lambda: first.poll() == -signal.SIGKILL, 30), sandbox.run_output()
     sandbox.start_run()
     assert sandbox.await_converged(BEFORE) is None, sandbox.run_output()

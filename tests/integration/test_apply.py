@@ -377,6 +377,17 @@ def test_apply_leaves_the_running_loops_in_flight_writes_alone_until_it_holds_th
     assert "event=state.leftover" not in first + rest
 
 
+def test_no_environment_variable_makes_the_agent_kill_itself(sandbox: Sandbox) -> None:
+    """The fault tests' crash hook exists only in their own entry point (tests/crashing.py):
+    the variable that once switched it on in the product is nothing to the agent now."""
+    sandbox.dummy_rule(sandbox.data_file())
+    sandbox.bus.plug("1-1")
+    result = sandbox.cli("apply", env={"RECONCILE_CRASH_BEFORE_STEP": "1"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "crash.hook" not in result.stdout
+    assert sandbox.await_converged({"my-ups": "OL"}) is None
+
+
 def test_temp_files_a_crash_left_are_removed_at_start(sandbox: Sandbox) -> None:
     sandbox.cli("apply", check=True)
     # What a kill inside write_atomic leaves: a temp file that may hold a password.
