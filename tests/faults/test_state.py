@@ -94,13 +94,31 @@ def test_a_corrupt_or_hostile_secrets_file_is_set_aside_never_echoed(sandbox: Sa
     assert sandbox.await_converged(SERVING) is None
 
 
-@pytest.mark.parametrize("name", ["procs.json", "seen.json", "status.json"])
-def test_other_corrupt_state_files_never_stop_service(sandbox: Sandbox, name: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("procs.json", b'{"upsd": {"program": "rm -rf /", "pid": 1, "start": 0}}'),  # not a program name
+        ("seen.json", b'{"ups": {"my-ups": {"key": "k", "device": "/etc/shadow"}}}'),  # not a device
+        ("status.json", b'{"by": "run", "outcome": "ok", "state": {"devi'),  # cut short mid-write
+    ],
+    ids=["procs.json", "seen.json", "status.json"],
+)
+def test_other_corrupt_state_files_are_set_aside_and_never_stop_service(
+    sandbox: Sandbox, name: str, content: bytes
+) -> None:
     serving(sandbox)
-    (sandbox.agent / name).write_text('{"upsd": {"program": "rm -rf /", "pid": 1, "start": 0}}')
-    assert sandbox.cli("status").returncode == 0  # read-only commands only warn
+    (sandbox.agent / name).write_bytes(content)
+    status = sandbox.cli("status")
+    assert status.returncode == 0  # read-only commands only warn, and move nothing
+    assert "event=state.corrupt" in status.stderr and "read as empty" in status.stderr, status.stderr
+    assert aside(sandbox, name) == []
     result = sandbox.cli("apply")
     assert result.returncode == 0, result.stdout + result.stderr
+    corrupt = [line for line in result.stdout.splitlines() if "event=state.corrupt" in line]
+    assert len(corrupt) == 1 and f"/{name} " in corrupt[0] and "moved_to=" in corrupt[0], result.stdout
+    assert len(aside(sandbox, name)) == 1
+    path = sandbox.agent / name
+    assert not path.exists() or path.read_bytes() != content  # written afresh where there is something to keep
     assert sandbox.await_converged(SERVING) is None
 
 

@@ -38,3 +38,35 @@ def test_bad_data_fails_the_host_with_the_key_and_writes_nothing(tmp_path: Path,
     assert result.returncode == 1, out
     assert message in out
     assert not project.exists()
+
+
+def _pulled(image: str) -> bool:
+    found = subprocess.run(["docker", "images", "-q", image], capture_output=True, text=True, timeout=60, check=True)
+    return bool(found.stdout.strip())
+
+
+def test_a_dry_run_against_a_fresh_host_shows_every_file_and_writes_nothing(tmp_path: Path) -> None:
+    """pyinfra's --dry --diff on a host that has no project yet: the plan names each file
+    with its content (the diff against nothing), and neither the host's files nor its
+    Docker engine change. image_source=pull, so that no image is built for the preview."""
+    project = tmp_path / "ups-nut-smart"
+    assert not _pulled("ups-nut-smart:1.0.0")
+    result = pyinfra(
+        "--dry",
+        "--diff",
+        "--data",
+        f"project_dir={project}",
+        "--data",
+        "image_source=pull",
+        "--data",
+        "image=ups-nut-smart:1.0.0",
+    )
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    for name in ("compose.yaml", ".env", "config.toml"):
+        assert f"Will create {project}/{name}" in out, out
+    assert 'listen = ["0.0.0.0:3493"]' in out  # the diff shows the content
+    assert "Pull ups-nut-smart:1.0.0" in out and "Refuse this host" not in out
+    assert not project.exists() and list(tmp_path.iterdir()) == []
+    # The image is the first thing the deploy changes in Docker (the container comes after).
+    assert not _pulled("ups-nut-smart:1.0.0")
