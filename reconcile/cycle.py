@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import subprocess
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,6 +57,7 @@ class Observation:
     files: dict[str, FileState]
     facts: running.Facts
     boot_wall: float
+    today: int  # days since 1970 (UTC): for names not seen in a long time
 
 
 @dataclass(frozen=True)
@@ -215,6 +217,7 @@ class Agent:
             files=files,
             facts=self._running(ledger, files, scanner),
             boot_wall=processes.boot_wall(),
+            today=int(time.time() // 86400),
         )
 
     def processes(self) -> ownership.Ownership:
@@ -261,11 +264,12 @@ class Agent:
         upsd = owned.upsd.proc if owned.upsd else None
         holding = power.held(obs.memory, {u.key for u in attached}, upsmon, upsd) if self.user.upsmon_enabled else {}
         held = self._held_upses(holding)
-        names, book = identity.assign([*attached, *held.values()], obs.book, s.ups_name)
+        naming = (s.ups_name, obs.today, s.names_forget_days, self.user.rules)
+        names, book = identity.assign([*attached, *held.values()], obs.book, *naming)
         seen_by_key = {seen.key: seen for seen in holding.values()}
         for key in [k for k in held if names[k] != seen_by_key[k].name]:
             del held[key]  # its name moved on (state set aside): upsmon watches another name now
-            names, book = identity.assign([*attached, *held.values()], obs.book, s.ups_name)
+            names, book = identity.assign([*attached, *held.values()], obs.book, *naming)
         secrets, keep = choose_secrets(self.user, obs.password_files, obs.stored_secrets, generate_password)
         config, problems = desired.build(
             list(attached), list(held.values()), names, s.ups_name, self.user, secrets, str(s.statepath), s.run_user

@@ -71,6 +71,7 @@ class Settings:
     upsd_user: str
     command_timeout: float
     stale_restart_after: float
+    names_forget_days: int  # a fingerprint not seen this long loses its name (0: never)
     simulate: bool
     simulate_cycle: float
     password_files: tuple[tuple[str, Path], ...]  # (role, file) from *_FILE or Docker secrets
@@ -260,6 +261,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         upsd_user=_upsd_user(env),
         command_timeout=_number(env, "NUT_TIMEOUT", 15.0, 1, 300),
         stale_restart_after=_number(env, "STALE_RESTART_AFTER", 30.0, 1, 86400),
+        names_forget_days=_whole(env, "NAMES_FORGET_DAYS", 30, 0, 36500, "days"),
         simulate=simulate,
         simulate_cycle=_number(env, "SIMULATE_CYCLE", 120.0, 10, 86400),
         password_files=_password_files(env),

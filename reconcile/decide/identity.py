@@ -8,7 +8,12 @@ The rule, in order:
    1-1.2 before 2-1) becomes primary: a single UPS swapped for another model is my-ups.
 4. Every other UPS gets `<UPS_NAME>-<n>` (n = 2, 3, ...), assigned when first seen and
    persisted by fingerprint, so it survives restarts and replugs on another port. A
-   name stays reserved for its device while that device is away.
+   name stays reserved for its device while that device is away, up to NAMES_FORGET_DAYS
+   (30 by default): a fingerprint not seen for that long is forgotten and its name freed,
+   unless a [[device]] rule describes that very unit (its serial). Why: a UPS whose
+   serial changes at each enumeration would otherwise take a new name forever.
+   The day a fingerprint was last seen is kept in whole days, so names.json changes at
+   most once a day per UPS (the state dir may be an SD card).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from reconcile.model import Ups
+from reconcile.model import DeviceRule, Ups
 from reconcile.nutsyntax import NutSyntaxError, is_printable_ascii, validate_name
 
 _KEY_MAX = 512
@@ -28,18 +33,29 @@ class NameBook:
 
     primary: str | None = None  # key (Ups.key) of the UPS holding the primary name
     names: dict[str, str] = field(default_factory=dict)  # key -> secondary name
+    seen: dict[str, int] = field(default_factory=dict)  # key -> the day (since 1970) it was last attached
 
     def to_json(self) -> dict[str, object]:
-        return {"primary": self.primary, "names": dict(sorted(self.names.items()))}
+        return {
+            "primary": self.primary,
+            "names": dict(sorted(self.names.items())),
+            "seen": dict(sorted(self.seen.items())),
+        }
 
     @classmethod
     def from_json(cls, data: object) -> NameBook:
         """Validated like any input: every name must be one NUT can be given safely,
         since it goes into ups.conf and upsmon.conf (upsmon runs as root)."""
-        if not isinstance(data, dict) or set(data) - {"primary", "names"}:
-            raise ValueError("not a JSON object with 'primary' and 'names'")
+        if not isinstance(data, dict) or set(data) - {"primary", "names", "seen"}:
+            raise ValueError("not a JSON object with 'primary', 'names' and 'seen'")
         primary = data.get("primary")
         names = data.get("names", {})
+        seen = data.get("seen", {})  # absent in files of earlier versions
+        if not isinstance(seen, dict) or not all(
+            _good_key(k) and isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 1_000_000
+            for k, d in seen.items()
+        ):
+            raise ValueError("'seen' must map device keys to a day number")
         if primary is not None and not _good_key(primary):
             raise ValueError("'primary' must be a device key (printable ASCII) or null")
         if not isinstance(names, dict):
@@ -53,7 +69,7 @@ class NameBook:
                 raise ValueError(str(exc)) from None
         if len(set(names.values())) != len(names):
             raise ValueError("'names' gives one UPS name to more than one device")
-        return cls(primary, dict(names))
+        return cls(primary, dict(names), dict(seen))
 
 
 def _good_key(key: object) -> bool:
@@ -64,8 +80,48 @@ def _port_key(port: str) -> tuple[int, ...]:
     return tuple(int(n) for n in re.split(r"[-.]", port) if n.isdigit())
 
 
-def assign(upses: list[Ups], book: NameBook, primary_name: str) -> tuple[dict[str, str], NameBook]:
-    """Names by key (Ups.key) for the attached UPSes, and the updated book."""
+def pins(rule: DeviceRule, key: str) -> bool:
+    """Whether `rule` describes the one unit `key` names: its VID:PID and serial match."""
+    if rule.ignore or not rule.serial:
+        return False
+    vidpid, _, rest = key.partition(":serial=")
+    vendorid, _, productid = vidpid.partition(":")
+    return (
+        rest.split(":port=")[0] == rule.serial
+        and rule.vendorid in (None, vendorid)
+        and rule.productid in (None, productid)
+    )
+
+
+def forget_old(book: NameBook, today: int, after_days: int, rules: tuple[DeviceRule, ...]) -> NameBook:
+    """The book without the fingerprints not seen for more than `after_days` (0: never
+    forget), unless a rule pins them. An entry with no day yet (an earlier version's
+    file) starts its clock today."""
+    if after_days <= 0:
+        return book
+    keys = set(book.names) | ({book.primary} if book.primary else set())
+    seen = {k: book.seen.get(k, today) for k in keys}
+    old = {k for k, day in seen.items() if today - day > after_days and not any(pins(r, k) for r in rules)}
+    if not old and seen == book.seen:
+        return book
+    return NameBook(
+        None if book.primary in old else book.primary,
+        {k: n for k, n in book.names.items() if k not in old},
+        {k: d for k, d in seen.items() if k not in old},
+    )
+
+
+def assign(
+    upses: list[Ups],
+    book: NameBook,
+    primary_name: str,
+    today: int = 0,
+    forget_after_days: int = 0,
+    rules: tuple[DeviceRule, ...] = (),
+) -> tuple[dict[str, str], NameBook]:
+    """Names by key (Ups.key) for the attached UPSes, and the updated book (`today`: the
+    day number, for aging out; forget_after_days 0 never forgets)."""
+    book = forget_old(book, today, forget_after_days, rules)
     names: dict[str, str] = {}
     attached = {u.key: u for u in upses}
     # 1. pinned names
@@ -99,4 +155,8 @@ def assign(upses: list[Ups], book: NameBook, primary_name: str) -> tuple[dict[st
             reserved.add(secondary[fp])
         names[fp] = secondary[fp]
     new_primary = primary_fp if primary_fp is not None else book.primary
-    return names, NameBook(new_primary, secondary)
+    if forget_after_days <= 0:
+        return names, NameBook(new_primary, secondary, dict(book.seen))
+    kept = set(secondary) | ({new_primary} if new_primary else set())
+    seen = {k: (today if k in attached else book.seen.get(k, today)) for k in kept}
+    return names, NameBook(new_primary, secondary, seen)

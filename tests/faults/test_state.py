@@ -165,3 +165,33 @@ def test_a_recorded_pid_now_used_by_another_process_is_never_signalled(sandbox: 
     finally:
         other.kill()
         other.wait(5)
+
+
+def test_a_name_not_seen_for_the_forget_time_is_freed_unless_a_rule_pins_the_unit(sandbox: Sandbox) -> None:
+    """names.json never forgot a fingerprint: a UPS whose serial changes at each
+    enumeration took a new name forever. Now one not seen for NAMES_FORGET_DAYS (30) is
+    forgotten and its name freed; a unit a [[device]] rule names by serial is kept."""
+    import time
+
+    today = int(time.time() // 86400)
+    sandbox.dummy_rule(sandbox.data_file("pinned.dev"), serial="PINNED")
+    sandbox.dummy_rule(sandbox.data_file())
+    sandbox.agent.mkdir(mode=0o700)
+    old, pinned, recent = "051d:0002:serial=OLD", "051d:0002:serial=PINNED", "051d:0002:serial=RECENT"
+    book = {
+        "primary": None,
+        "names": {old: "my-ups-2", pinned: "my-ups-3", recent: "my-ups-4"},
+        "seen": {old: today - 31, pinned: today - 400, recent: today - 29},
+    }
+    (sandbox.agent / "names.json").write_text(json.dumps(book))
+    sandbox.bus.plug("1-1", serial="A")
+    sandbox.bus.plug("1-2", serial="NEW")
+    result = sandbox.cli("apply")
+    assert result.returncode == 0, result.stdout + result.stderr
+    # NEW takes the name OLD left, not my-ups-5
+    assert sandbox.await_converged({"my-ups": "OL", "my-ups-2": "OL"}) is None
+    kept = json.loads((sandbox.agent / "names.json").read_text())
+    assert old not in kept["names"] and old not in kept["seen"]
+    assert kept["names"][pinned] == "my-ups-3" and kept["names"][recent] == "my-ups-4"
+    assert kept["names"]["051d:0002:serial=NEW"] == "my-ups-2"
+    assert kept["seen"]["051d:0002:serial=NEW"] == today and kept["seen"][recent] == today - 29

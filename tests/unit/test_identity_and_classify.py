@@ -127,3 +127,43 @@ def test_a_book_name_equal_to_the_primary_name_is_not_given_twice() -> None:
     a, b = dev("1-1", serial="A"), dev("1-2", serial="B")
     names, _ = assign([ups(a), ups(b)], NameBook(a.fingerprint, {b.fingerprint: "my-ups"}), "my-ups")
     assert sorted(names.values()) == ["my-ups", "my-ups-2"]
+
+
+# --- names age out ----------------------------------------------------------------------
+
+DAY = 20_000
+
+
+def test_a_fingerprint_not_seen_for_longer_than_the_forget_time_loses_its_name() -> None:
+    a, gone, recent = dev("1-1", serial="A"), "051d:0002:serial=GONE", "051d:0002:serial=RECENT"
+    book = NameBook(None, {gone: "my-ups-2", recent: "my-ups-3"}, {gone: DAY - 31, recent: DAY - 30})
+    names, after = assign([ups(a), ups(dev("1-2", serial="NEW"))], book, "my-ups", DAY, 30)
+    assert names["051d:0002:serial=NEW"] == "my-ups-2"  # the freed name
+    assert gone not in after.names and gone not in after.seen
+    assert after.seen == {a.fingerprint: DAY, "051d:0002:serial=NEW": DAY, recent: DAY - 30}
+
+
+def test_a_unit_a_rule_names_by_serial_is_never_forgotten() -> None:
+    pinned = "051d:0002:serial=P1"
+    book = NameBook(None, {pinned: "my-ups-2"}, {pinned: DAY - 1000})
+    rule = DeviceRule(0, vendorid="051d", serial="P1", driver="dummy-ups")
+    _, after = assign([ups(dev())], book, "my-ups", DAY, 30, (rule,))
+    assert after.names[pinned] == "my-ups-2"
+    other = DeviceRule(0, vendorid="0764", serial="P1")  # another VID: not this unit
+    _, after = assign([ups(dev())], book, "my-ups", DAY, 30, (other,))
+    assert pinned not in after.names
+
+
+def test_an_earlier_versions_book_starts_its_clock_and_zero_never_forgets() -> None:
+    old = NameBook.from_json({"primary": None, "names": {"051d:0002:serial=X": "my-ups-2"}})
+    _, after = assign([ups(dev())], old, "my-ups", DAY, 30)
+    assert after.seen["051d:0002:serial=X"] == DAY  # no day yet: counted from now
+    _, kept = assign([ups(dev())], NameBook(None, {"k": "my-ups-2"}, {"k": 0}), "my-ups", DAY, 0)
+    assert kept.names == {"k": "my-ups-2"}
+
+
+def test_an_unchanged_day_leaves_the_book_equal_so_nothing_is_written() -> None:
+    _, first = assign([ups(dev())], NameBook(), "my-ups", DAY, 30)
+    _, second = assign([ups(dev())], first, "my-ups", DAY, 30)
+    assert second == first
+    assert NameBook.from_json(first.to_json()) == first
