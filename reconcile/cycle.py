@@ -197,7 +197,10 @@ class Agent:
         marker = {"NUT_CONFPATH": str(s.confpath), "NUT_STATEPATH": str(s.statepath)}
         if self.session is None:
             self.session = upsd_client.Session(*self.listen)
-        return running.gather(s.statepath, marker, ledger, drivers, self.listen, session=self.session)
+        binaries = {name: path for name, path in (("upsd", s.binaries.upsd), ("upsmon", s.binaries.upsmon)) if path}
+        return running.gather(
+            s.statepath, marker, ledger, drivers, self.listen, session=self.session, binaries=binaries
+        )
 
     def observe(self, bus: Bus, may_write: bool) -> Observation:
         s, st = self.settings, self.store

@@ -39,11 +39,26 @@ def need_nut() -> None:
         pytest.skip(reason)
 
 
+# The fault tests whose outcome depends on what /proc lets the agent see run twice: as
+# full root, and with the container's capability set (tests/helpers.CONTAINER_CAPS).
+AS_CONTAINER_TOO = {"tests.faults.test_state", "tests.faults.test_crash", "tests.faults.test_shutdown"}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "sandbox" in metafunc.fixturenames and metafunc.module.__name__ in AS_CONTAINER_TOO:
+        metafunc.parametrize("privileges", ["root", "container-caps"], indirect=True)
+
+
 @pytest.fixture
-def sandbox() -> Iterator[Sandbox]:
+def privileges(request: pytest.FixtureRequest) -> str:
+    return str(getattr(request, "param", "root"))
+
+
+@pytest.fixture
+def sandbox(privileges: str) -> Iterator[Sandbox]:
     need_nut()
     with nut_readable_dir() as root:
-        yield from make_sandbox(root)
+        yield from make_sandbox(root, container_caps=privileges == "container-caps")
 
 
 # --------------------------------------------------------------------------- Docker

@@ -161,11 +161,28 @@ def nut_processes(confpath: Path) -> list[tuple[int, str]]:
     return found
 
 
-def _agent(crash_before_step: int | None) -> list[str]:
-    """The agent's command line; with crash_before_step, the one that dies before step N."""
+# compose.yaml's capability set (cap_drop ALL, cap_add these four, no-new-privileges), for
+# the agent run as in its container: root, but without CAP_SYS_PTRACE (so /proc hides the
+# environment of upsd, which runs as nut) or CAP_DAC_OVERRIDE.
+CONTAINER_CAPS = ("chown", "setuid", "setgid", "kill")
+AS_CONTAINER = [
+    "setpriv",
+    "--bounding-set",
+    "-all," + ",".join(f"+{c}" for c in CONTAINER_CAPS),
+    "--inh-caps",
+    "-all",
+    "--no-new-privs",
+    "--",
+]
+
+
+def _agent(crash_before_step: int | None, container_caps: bool = False) -> list[str]:
+    """The agent's command line; with crash_before_step, the one that dies before step N;
+    with container_caps, under the container's capability set."""
+    prefix = AS_CONTAINER if container_caps else []
     if crash_before_step is None:
-        return [sys.executable, "-m", "reconcile"]
-    return [sys.executable, "-m", "tests.crashing", str(crash_before_step)]
+        return [*prefix, sys.executable, "-m", "reconcile"]
+    return [*prefix, sys.executable, "-m", "tests.crashing", str(crash_before_step)]
 
 
 @dataclass
@@ -176,6 +193,7 @@ class Sandbox:
     env: dict[str, str]
     rules: list[str] = field(default_factory=list)
     children: list[subprocess.Popen[str]] = field(default_factory=list)
+    container_caps: bool = False  # every agent command runs with compose.yaml's capabilities only
 
     @property
     def conf(self) -> Path:
@@ -225,7 +243,7 @@ class Sandbox:
         self, *args: str, env: dict[str, str] | None = None, check: bool = False, crash_before_step: int | None = None
     ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
-            [*_agent(crash_before_step), *args],
+            [*_agent(crash_before_step, self.container_caps), *args],
             env={**self.env, **(env or {})},
             capture_output=True,
             text=True,
@@ -243,7 +261,7 @@ class Sandbox:
     ) -> subprocess.Popen[str]:
         with open(self.root / "run.out", "a") as out:  # the child keeps its own copy of the fd
             child = subprocess.Popen(
-                [*_agent(crash_before_step), "run"],
+                [*_agent(crash_before_step, self.container_caps), "run"],
                 env={**self.env, **(env or {})},
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -335,7 +353,7 @@ class Sandbox:
             await_true(functools.partial(_reaped, pid), 5)
 
 
-def make_sandbox(tmp: Path) -> Iterator[Sandbox]:
+def make_sandbox(tmp: Path, container_caps: bool = False) -> Iterator[Sandbox]:
     """`tmp` and its parents must be searchable by the `nut` user: upsd drops to it."""
     for d in ("conf", "state", "sys", "log"):
         (tmp / d).mkdir()
@@ -353,7 +371,7 @@ def make_sandbox(tmp: Path) -> Iterator[Sandbox]:
         "SETTLE_TIME": "1",
         "PYTHONPATH": str(REPO),
     }
-    box = Sandbox(root=tmp, port=port, bus=SimBus(tmp / "sys"), env=env)
+    box = Sandbox(root=tmp, port=port, bus=SimBus(tmp / "sys"), env=env, container_caps=container_caps)
     box.write_config()
     try:
         yield box

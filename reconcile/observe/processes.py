@@ -58,18 +58,33 @@ def proc_id(pid: int, program: str) -> ProcId | None:
     return ProcId(pid, start)
 
 
-def started_for(pid: int, marker: dict[str, str]) -> bool | None:
+def started_for(pid: int, marker: dict[str, str], binary: str | None = None) -> bool | None:
     """Whether the process was started with our NUT directories in its environment
-    (every NUT program the agent runs gets them). None when /proc does not let us read
-    it: another user's process, without CAP_SYS_PTRACE."""
+    (every NUT program the agent runs gets them).
+
+    /proc hides the environment of a process that changed its user (upsd, dropped to
+    `nut`) from a root without CAP_SYS_PTRACE, which is the agent in its container
+    (compose.yaml drops every capability but four). Then, with `binary` given, the
+    process counts as ours when it runs that very program (its argv[0], which
+    /proc/<pid>/cmdline shows to anyone): it sits at a PID file in our own state dir,
+    which only root and group nut can write. Else None: unknown, so never signalled."""
     try:
         raw = Path(f"/proc/{pid}/environ").read_bytes()
     except PermissionError:
-        return None
+        return True if binary is not None and runs(pid, binary) else None
     except OSError:
         return False
     env = dict(item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
     return all(env.get(k.encode()) == v.encode() for k, v in marker.items())
+
+
+def runs(pid: int, binary: str) -> bool:
+    """Whether process `pid` was started as `binary` (its argv[0], both paths resolved)."""
+    raw = _read(f"/proc/{pid}/cmdline")
+    if not raw:
+        return False
+    argv0 = raw.split(b"\0", 1)[0].decode("utf-8", "replace")
+    return os.path.realpath(argv0) == os.path.realpath(binary)
 
 
 def hz() -> int:

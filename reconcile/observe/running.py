@@ -7,9 +7,10 @@ signalled) is decided from them and the agent's record (decide/ownership.py).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 
 from reconcile.model import Ledger, ProcFact, Served
 from reconcile.observe import processes, upsd_client
@@ -27,7 +28,13 @@ class Facts:
 
 
 def _fact(
-    key: str, program: str, pid: int | None, source: str, marker: dict[str, str], ledger: Ledger
+    key: str,
+    program: str,
+    pid: int | None,
+    source: str,
+    marker: dict[str, str],
+    ledger: Ledger,
+    binaries: Mapping[str, str] = MappingProxyType({}),
 ) -> ProcFact | None:
     if pid is None:
         return None
@@ -38,7 +45,7 @@ def _fact(
     if owned is not None and owned.program == program and (owned.proc == proc or owned.pid is None):
         # The record already tells (decide/ownership.py): its environment is not needed.
         return ProcFact(key, program, proc, source, None)
-    return ProcFact(key, program, proc, source, processes.started_for(pid, marker))
+    return ProcFact(key, program, proc, source, processes.started_for(pid, marker, binaries.get(program)))
 
 
 def gather(
@@ -49,8 +56,11 @@ def gather(
     upsd_at: tuple[str, int],
     upsmon_pidfiles: Iterable[Path] = UPSMON_OWN_PIDFILES,
     session: upsd_client.Session | None = None,
+    binaries: Mapping[str, str] = MappingProxyType({}),
 ) -> Facts:
-    """Every live NUT process a PID file or the agent's record points at."""
+    """Every live NUT process a PID file or the agent's record points at. `binaries`:
+    the program the agent runs as upsd and as upsmon, for telling its own where /proc
+    hides their environment (processes.started_for)."""
     found: dict[tuple[str, int], ProcFact] = {}
 
     def add(fact: ProcFact | None) -> None:
@@ -60,7 +70,7 @@ def gather(
     # Plain strings, not Path: this runs at every tick.
     folder = os.fspath(statepath)
     pidfile = os.path.join(folder, "upsd.pid")
-    add(_fact("upsd", "upsd", processes.read_pid(pidfile), pidfile, marker, ledger))
+    add(_fact("upsd", "upsd", processes.read_pid(pidfile), pidfile, marker, ledger, binaries))
     recorded_drivers = {
         key.removeprefix("driver:"): o.program for key, o in ledger.items() if key.startswith("driver:")
     }
@@ -68,7 +78,7 @@ def gather(
     for ups, (driver, path) in processes.driver_pidfiles(statepath, names).items():
         add(_fact(f"driver:{ups}", driver, processes.read_pid(path), path, marker, ledger))
     for upsmon_pid in sorted({*map(os.fspath, upsmon_pidfiles), os.path.join(folder, "upsmon.pid")}):
-        add(_fact("upsmon", "upsmon", processes.read_pid(upsmon_pid), upsmon_pid, marker, ledger))
+        add(_fact("upsmon", "upsmon", processes.read_pid(upsmon_pid), upsmon_pid, marker, ledger, binaries))
     # What the agent started, even where no PID file points at it (upsmon writes its
     # own elsewhere; a driver's may have been removed).
     for key, owned in sorted(ledger.items()):
