@@ -22,7 +22,8 @@ from typing import Any
 
 from reconcile import __version__, logfmt, store
 from reconcile.act.files import DirError
-from reconcile.cycle import Agent, Decision, device_views
+from reconcile.cycle import Agent
+from reconcile.decide.decision import Decision, device_views
 from reconcile.decide.render import mask_secrets
 from reconcile.model import Plan, WriteFile, describe
 from reconcile.nutsyntax import NutSyntaxError
@@ -91,7 +92,7 @@ def _plan_json(plan: Plan, secrets: tuple[str, ...]) -> dict[str, Any]:
 
 
 def cmd_plan(agent: Agent, as_json: bool) -> int:
-    decision = agent.reconcile_once(agent.scan_bus(), act=False).decision
+    decision = agent.reconcile_once(agent.observer.scan_bus(), act=False).decision
     plan = decision.plan
     secrets = _secrets(decision)
     if as_json:
@@ -119,14 +120,14 @@ def cmd_plan(agent: Agent, as_json: bool) -> int:
 def cmd_apply(agent: Agent) -> int:
     with store.locked(agent.settings.agent_dir):
         store.prepare(agent.settings)
-        result = agent.reconcile_once(agent.scan_bus(), act=True)
+        result = agent.reconcile_once(agent.observer.scan_bus(), act=True)
     if result.outcome is None:
         logfmt.info("reconcile.in-sync")
     return EXIT_OK if result.ok else EXIT_FAIL
 
 
 def cmd_scan(agent: Agent, as_json: bool, show_all: bool) -> int:
-    bus = agent.scan_bus()
+    bus = agent.observer.scan_bus()
     decision = agent.reconcile_once(bus, act=False).decision
     by_port = {u.usb.port: u for u in decision.attached}
     devices = []
@@ -179,7 +180,7 @@ def cmd_scan(agent: Agent, as_json: bool, show_all: bool) -> int:
 
 
 def cmd_status(agent: Agent, as_json: bool) -> int:
-    decision = agent.reconcile_once(agent.scan_bus(), act=False).decision
+    decision = agent.reconcile_once(agent.observer.scan_bus(), act=False).decision
     owned, served = decision.owned, decision.obs.facts.served
     last = agent.store.load(store.STATUS)
     devices = device_views(decision)
@@ -227,7 +228,7 @@ def cmd_status(agent: Agent, as_json: bool) -> int:
 
 def cmd_health(agent: Agent) -> int:
     """Healthy: upsd answers, and every UPS on the bus has fresh data."""
-    decision = agent.reconcile_once(agent.scan_bus(), act=False).decision
+    decision = agent.reconcile_once(agent.observer.scan_bus(), act=False).decision
     served = decision.obs.facts.served
     if served is None:
         print("unhealthy: upsd is not answering" + ("" if decision.owned.upsd else " (not running)"))

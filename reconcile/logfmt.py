@@ -40,6 +40,11 @@ def _quote(value: Any) -> str:
     return '"' + "".join(_escape(ch) for ch in text) + '"'
 
 
+def format_fields(fields: dict[str, Any]) -> str:
+    """`k=v k=v`, quoted and escaped as in the log; None values left out."""
+    return " ".join(f"{k}={_quote(v)}" for k, v in fields.items() if v is not None)
+
+
 def format_event(level: str, event: str, fields: dict[str, Any]) -> str:
     ts = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     parts = [f"ts={ts}", f"level={level}", f"event={_quote(event)}"]

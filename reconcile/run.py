@@ -1,7 +1,8 @@
 """`nut-reconcile run`: the container's main process.
 
 Every SCAN_INTERVAL seconds (through `schedule`) a tick scans the bus and runs one
-reconcile pass (cycle.Agent.reconcile_once, the same pass `apply` runs). A bus change is
+reconcile pass (cycle.Agent.reconcile_once, the same pass `apply` runs), then updates
+the backoff (decide/supervision.after_pass). A bus change is
 acted on once it has been stable for SETTLE_TIME; a tick is also run right at that
 moment, so a plug is served within SCAN_INTERVAL + SETTLE_TIME plus the time to start
 its driver. A tick that raises is logged and the loop goes on. SIGTERM/SIGINT stop
@@ -19,9 +20,10 @@ from types import FrameType
 
 import schedule
 
-from reconcile import logfmt, store
+from reconcile import events, logfmt, store
 from reconcile.act import daemons
 from reconcile.cycle import Agent, simulator_for
+from reconcile.decide import supervision
 from reconcile.decide.settle import Settle
 from reconcile.decide.supervision import Supervision
 from reconcile.model import UsbDevice
@@ -47,7 +49,7 @@ class Runner:
         if self.simulator is not None:
             state = self.simulator.step(now - self.started)
             logfmt.debug("simulate", plugged=state.plugged, status=dict(state.values).get("ups.status"))
-        bus = self.agent.scan_bus()
+        bus = self.agent.observer.scan_bus()
         before = self.settle.settled
         pending_before = self.settle.pending
         self.settle = self.settle.observe(bus, now, self.settings.settle_time, self._changed_at(bus, now))
@@ -62,9 +64,16 @@ class Runner:
             logfmt.info("bus.settled", devices=len(settled))
         with store.locked(self.settings.agent_dir):
             result = self.agent.reconcile_once(settled, dataclasses.replace(self.supervision, now=now), by="run")
-        self.supervision = result.supervision
-        for ups in sorted(result.decision.restart):
-            logfmt.warning("driver.stale", ups=ups, why="data stale too long: restarting the driver")
+        d, outcome = result.decision, result.outcome
+        self.supervision = supervision.after_pass(
+            d.supervision,
+            on_bus=[d.names[u.key] for u in (*d.attached, *d.held)],
+            stopped=outcome.stopping if outcome else (),
+            started=outcome.started if outcome else (),
+            failed=outcome.failed_starts if outcome else (),
+        )
+        for ups in sorted(d.restart):
+            events.emit(events.DriverStale(ups))
         daemons.reap()
 
     def _changed_at(self, bus: tuple[UsbDevice, ...], now: float) -> float | None:
@@ -144,8 +153,7 @@ class Runner:
             if owned.upsd:
                 daemons.stop_upsd(self.settings, owned.upsd.proc, timeout=2.0)
             self.agent.store.save(store.PROCS, {})
-            if self.agent.session is not None:
-                self.agent.session.close()
+            self.agent.observer.close()
         except (daemons.DaemonError, OSError) as exc:
             logfmt.error("stop.failed", error=str(exc))
         daemons.reap()

@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from reconcile import logfmt
+from reconcile import events, logfmt
 from reconcile.act.files import ensure_private_dir, remove_leftovers, write_atomic
 from reconcile.decide.identity import NameBook
 from reconcile.decide.power import Memory, Seen
@@ -105,11 +105,11 @@ def load(
         aside = path.with_name(f"{name}.corrupt-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
         try:
             os.replace(path, aside)
-            logfmt.error("state.corrupt", file=str(path), why=problem, moved_to=str(aside), then="starting afresh")
+            events.emit(events.StateCorrupt(str(path), problem, moved_to=str(aside), then="starting afresh"))
         except OSError as exc:
-            logfmt.error("state.corrupt", file=str(path), why=problem, error=f"cannot move it aside: {exc.strerror}")
+            events.emit(events.StateCorrupt(str(path), problem, error=f"cannot move it aside: {exc.strerror}"))
     else:
-        logfmt.warning("state.corrupt", file=str(path), why=problem, then="read as empty (nothing is changed)")
+        events.emit(events.StateCorruptRead(str(path), problem, then="read as empty (nothing is changed)"))
     return None
 
 
@@ -364,14 +364,13 @@ class Store:
             self.unsaved[f.name] = value
             if f.name not in self.failing:
                 self.failing.add(f.name)
-                logfmt.error(
-                    "state.write", file=f.name, error=exc.strerror or str(exc), then="kept in memory, retried next pass"
-                )
+                error = exc.strerror or str(exc)
+                events.emit(events.StateWrite(f.name, error, then="kept in memory, retried next pass"))
             return False
         self.unsaved.pop(f.name, None)
         if f.name in self.failing:
             self.failing.discard(f.name)
-            logfmt.info("state.write", file=f.name, then="written again")
+            events.emit(events.StateWritten(f.name, then="written again"))
         return True
 
     def write(self, f: StateFile[T], value: T) -> None:
@@ -396,7 +395,7 @@ def prepare(settings: Settings) -> None:
     ensure_private_dir(settings.agent_dir)
     for directory, names in ((settings.agent_dir, STATE_FILES), (settings.confpath, FILES)):
         for path in remove_leftovers(directory, names):
-            logfmt.warning("state.leftover", file=str(path), why="a write was cut short: removed")
+            events.emit(events.StateLeftover(str(path)))
     _migrate(settings.agent_dir, settings.legacy_agent_dir)
 
 

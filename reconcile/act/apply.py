@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import assert_never
 
-from reconcile import logfmt
+from reconcile import events, logfmt
 from reconcile.act import daemons
 from reconcile.act.files import ensure_dir, ensure_nut_statepath, nut_gid, write_atomic
 from reconcile.model import (
@@ -165,14 +165,13 @@ def _do(run: _Run, step: Step) -> ProcId | None:
     return None
 
 
-def _log(step: Step, started: ProcId | None) -> None:
+def _done(step: Step, started: ProcId | None) -> events.Event:
     if isinstance(step, WriteFile):
-        logfmt.info("file.write", file=step.name, why=step.reason)
-        return
+        return events.FileWritten(step.name, step.reason)
     ups = getattr(step, "ups", None)
     driver = getattr(step, "driver", None)
     proc = started if started is not None else getattr(step, "proc", None)
-    logfmt.info(step.kind.replace("_", "."), ups=ups, driver=driver, why=step.reason, pid=proc.pid if proc else None)
+    return events.StepDone(step.kind, ups, driver, step.reason, proc.pid if proc else None)
 
 
 def execute(
@@ -195,16 +194,16 @@ def execute(
         if blocked:
             failed.add(index)
             why = "; ".join(describe(plan.steps[i]) for i in blocked)
-            logfmt.warning("step.skipped", step=describe(step), why=f"needs {why}, which did not succeed")
+            events.emit(events.StepSkipped(describe(step), f"needs {why}, which did not succeed"))
             run.outcome.skipped.append(f"{describe(step)}: skipped (needs {why})")
             continue
         if before_step is not None:
             before_step(index + 1, step)
         try:
-            _log(step, _do(run, step))
+            events.emit(_done(step, _do(run, step)))
         except (daemons.DaemonError, OSError) as exc:
             failed.add(index)
-            logfmt.error("step.failed", step=describe(step), error=str(exc))
+            events.emit(events.StepFailed(describe(step), str(exc)))
             run.outcome.errors.append(f"{describe(step)}: {exc}")
             key = start_key(step)
             if key is not None:

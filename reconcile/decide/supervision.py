@@ -3,8 +3,8 @@ which drivers to restart because upsd has been reporting their data stale."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 
 from reconcile.decide.backoff import Backoff
 from reconcile.decide.plan import drop
@@ -23,7 +23,8 @@ class Supervision:
     backoff (it runs once) and no stale restarts (it has no history)."""
 
     backoff: Backoff = field(default_factory=Backoff)
-    stale_since: Mapping[str, float] = field(default_factory=dict)
+    stale_since: Mapping[str, float] = field(default_factory=dict)  # the stale window, restarted at each restart
+    stale_began: Mapping[str, float] = field(default_factory=dict)  # first seen stale, until fresh again
     stale_after: float | None = None  # None: never restart a driver for stale data
     now: float = 0.0
 
@@ -63,3 +64,45 @@ def stale_drivers(
         else:
             new_since[ups] = first
     return frozenset(restart), new_since
+
+
+def track_stale(
+    served: Mapping[str, Served], began: Mapping[str, float], now: float
+) -> tuple[dict[str, float], tuple[tuple[str, float], ...]]:
+    """When each served UPS first went stale (kept across driver restarts), and the ones
+    fresh again now with how long they were stale: (began, healed)."""
+    new: dict[str, float] = {}
+    healed: list[tuple[str, float]] = []
+    for ups, state in sorted(served.items()):
+        if state.state in _STALE_STATES:
+            new[ups] = began.get(ups, now)
+        elif state.state == "ok" and ups in began:
+            healed.append((ups, now - began[ups]))
+    return new, tuple(healed)
+
+
+def after_pass(
+    sup: Supervision,
+    on_bus: Iterable[str],
+    stopped: Iterable[str],
+    started: Iterable[str],
+    failed: Iterable[str],
+) -> Supervision:
+    """The backoff after a pass (`on_bus`: the names of the UPSes attached or held;
+    `stopped`: drivers the pass stopped; `started`/`failed`: the backoff keys of the
+    starts that succeeded and failed)."""
+    backoff = sup.backoff
+    # A driver the agent stopped, or whose UPS has left the bus, did not die: its next
+    # start (the UPS plugged back) is a first start, not a retry held back by backoff.
+    keep = {f"driver:{ups}" for ups in on_bus}
+    for key in [k for k in backoff.entries if k.startswith("driver:") and k not in keep]:
+        backoff = backoff.forget(key)
+    for ups in stopped:
+        backoff = backoff.forget(f"driver:{ups}")
+    for key in started:
+        backoff = backoff.started(key, sup.now)
+    # A start that failed is retried ever more slowly, like one that died at once: else
+    # a device that never opens is tried at every tick, the lock held each time.
+    for key in failed:
+        backoff = backoff.failed(key, sup.now)
+    return sup if backoff is sup.backoff else replace(sup, backoff=backoff)

@@ -12,16 +12,18 @@ from tests.helpers import REPO
 
 # Lower layers never import higher ones. decide/ and act/ are siblings: neither imports the other.
 LAYERS = {
-    "base": 0,  # model, nutsyntax, logfmt, waiting, settings, userconfig
+    "base": 0,  # model, nutsyntax, logfmt, events, waiting, settings, userconfig
     "observe": 1,
     "decide": 2,
     "act": 2,
     "store": 3,
     "simulate": 3,
-    "cycle": 4,
-    "run": 5,
-    "cli": 6,
-    "__main__": 7,
+    "observer": 4,  # the read caches and one frozen Observation
+    "persist": 4,  # what a pass keeps on disk
+    "cycle": 5,  # the wiring of one pass
+    "run": 6,
+    "cli": 7,
+    "__main__": 8,
 }
 
 

@@ -1,0 +1,341 @@
+"""The agent's typed event stream: what each pass found, decided and did.
+
+Every event is a small frozen dataclass with a `kind` (its name in the log, e.g.
+`ups.held`), a `level` and its fields. The core only *emits* events; consumers
+*subscribe*. The logfmt log is the first consumer (one line per event: `kind` is the
+log's `event=`, the fields follow in order, a None field is left out). Notifications,
+metrics and MQTT are further consumers: they import this module, never the core, and
+the core never imports them.
+
+A consumer runs on the pass's thread, so it must be quick and must not raise: one that
+raises is logged once (`events.consumer`) and the pass goes on. A consumer with slow
+work (a webhook, a broker) hands the event to its own thread or process.
+
+The kinds, by what they are about (fields in brackets):
+
+  the bus and names
+    ups.plugged       a UPS is served for a device now on the bus [ups, port, vidpid, model]
+    ups.unplugged     its device left the bus [ups, port]
+    ups.swapped       another device took a name [ups, old, new] (fingerprints)
+    ups.renamed       a device is served under another name now [old, new, fingerprint]
+  power (what upsd reports of an attached UPS; the hold rule, decide/power.py)
+    ups.power         on battery, status changes, back on line [ups, status]
+    ups.held          a UPS gone while on battery stays watched [ups, why]   (a problem)
+    ups.released      a held UPS is let go [ups, why]
+  drivers and daemons
+    driver.stale      upsd reported its data stale too long: restarting it [ups, why]
+    driver.healed     data fresh again after being stale [ups, stale_seconds]
+    backoff.hold      a start held back by backoff [target]   (debug)
+    start.driver, stop.driver, start.upsd, stop.upsd, reload.upsd,
+    start.upsmon, stop.upsmon, reload.upsmon
+                      a step of the plan carried out [ups, driver, why, pid]
+    file.write        a NUT config file written [file, why]
+    step.failed       a step failed [step, error]
+    step.skipped      a step not run: one it needs failed [step, why]
+    reconcile.done    a pass that carried out a plan [steps, errors, skipped]
+  state files (store.py)
+    state.corrupt     a state file failed validation [file, why, moved_to | error, then]
+    state.write       a state file could not be written, or is written again [file, error, then]
+    state.leftover    a temp file a crash left, removed [file, why]
+  problems (reported once while they last, then cleared)
+    ups.unservable    [ups, why]      ups.twins [why]      plan.warning [why]
+    plan.blocked      [why]           file.skip [file, why]
+    process.stranger  [program, pid, source, why]      process.adopted [process, why]
+    problem.cleared   a problem above is over [problem, about]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from reconcile import logfmt
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: ClassVar[str] = "event"
+    level: ClassVar[str] = "info"
+
+    def fields(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+# --- the bus and names ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Plugged(Event):
+    kind: ClassVar[str] = "ups.plugged"
+    ups: str
+    port: str
+    vidpid: str
+    model: str | None
+
+
+@dataclass(frozen=True)
+class Unplugged(Event):
+    kind: ClassVar[str] = "ups.unplugged"
+    ups: str
+    port: str
+
+
+@dataclass(frozen=True)
+class Swapped(Event):
+    kind: ClassVar[str] = "ups.swapped"
+    ups: str
+    old: str
+    new: str
+
+
+@dataclass(frozen=True)
+class Renamed(Event):
+    kind: ClassVar[str] = "ups.renamed"
+    old: str
+    new: str
+    fingerprint: str
+
+
+# --- power ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Power(Event):
+    kind: ClassVar[str] = "ups.power"
+    ups: str
+    status: str
+
+
+@dataclass(frozen=True)
+class Held(Event):
+    kind: ClassVar[str] = "ups.held"
+    level: ClassVar[str] = "warning"
+    ups: str
+    why: str = "vanished while on battery: stays watched so upsmon's DEADTIME rule can act"
+
+
+@dataclass(frozen=True)
+class Released(Event):
+    kind: ClassVar[str] = "ups.released"
+    ups: str
+    why: str
+
+
+# --- drivers and daemons -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DriverStale(Event):
+    kind: ClassVar[str] = "driver.stale"
+    level: ClassVar[str] = "warning"
+    ups: str
+    why: str = "data stale too long: restarting the driver"
+
+
+@dataclass(frozen=True)
+class DriverHealed(Event):
+    kind: ClassVar[str] = "driver.healed"
+    ups: str
+    stale_seconds: str
+
+
+@dataclass(frozen=True)
+class BackoffHold(Event):
+    kind: ClassVar[str] = "backoff.hold"
+    level: ClassVar[str] = "debug"
+    target: str
+
+
+@dataclass(frozen=True)
+class StepDone(Event):
+    """A start, stop or reload carried out; its kind is the step's (start.driver ...)."""
+
+    step_kind: str  # the plan step's kind, e.g. start_driver
+    ups: str | None
+    driver: str | None
+    why: str
+    pid: int | None
+
+    def fields(self) -> dict[str, Any]:
+        return {"ups": self.ups, "driver": self.driver, "why": self.why, "pid": self.pid}
+
+    @property
+    def name(self) -> str:
+        return self.step_kind.replace("_", ".")
+
+
+@dataclass(frozen=True)
+class FileWritten(Event):
+    kind: ClassVar[str] = "file.write"
+    file: str
+    why: str
+
+
+@dataclass(frozen=True)
+class StepFailed(Event):
+    kind: ClassVar[str] = "step.failed"
+    level: ClassVar[str] = "error"
+    step: str
+    error: str
+
+
+@dataclass(frozen=True)
+class StepSkipped(Event):
+    kind: ClassVar[str] = "step.skipped"
+    level: ClassVar[str] = "warning"
+    step: str
+    why: str
+
+
+@dataclass(frozen=True)
+class PassDone(Event):
+    kind: ClassVar[str] = "reconcile.done"
+    steps: int
+    errors: int
+    skipped: int
+
+
+# --- state files ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StateCorrupt(Event):
+    kind: ClassVar[str] = "state.corrupt"
+    level: ClassVar[str] = "error"
+    file: str
+    why: str
+    moved_to: str | None = None
+    error: str | None = None
+    then: str | None = None
+
+
+@dataclass(frozen=True)
+class StateCorruptRead(StateCorrupt):
+    """A corrupt state file a read-only command only reads as empty."""
+
+    level: ClassVar[str] = "warning"
+
+
+@dataclass(frozen=True)
+class StateWrite(Event):
+    kind: ClassVar[str] = "state.write"
+    level: ClassVar[str] = "error"
+    file: str
+    error: str | None = None
+    then: str | None = None
+
+
+@dataclass(frozen=True)
+class StateWritten(StateWrite):
+    level: ClassVar[str] = "info"
+
+
+@dataclass(frozen=True)
+class StateLeftover(Event):
+    kind: ClassVar[str] = "state.leftover"
+    level: ClassVar[str] = "warning"
+    file: str
+    why: str = "a write was cut short: removed"
+
+
+# --- problems (reported once while they last) ---------------------------------------
+
+
+@dataclass(frozen=True)
+class Unservable(Event):
+    kind: ClassVar[str] = "ups.unservable"
+    level: ClassVar[str] = "error"
+    ups: str
+    why: str
+
+
+@dataclass(frozen=True)
+class Twins(Event):
+    kind: ClassVar[str] = "ups.twins"
+    level: ClassVar[str] = "warning"
+    why: str
+
+
+@dataclass(frozen=True)
+class PlanWarning(Event):
+    kind: ClassVar[str] = "plan.warning"
+    level: ClassVar[str] = "warning"
+    why: str
+
+
+@dataclass(frozen=True)
+class PlanBlocked(Event):
+    kind: ClassVar[str] = "plan.blocked"
+    level: ClassVar[str] = "error"
+    why: str
+
+
+@dataclass(frozen=True)
+class FileSkipped(Event):
+    kind: ClassVar[str] = "file.skip"
+    level: ClassVar[str] = "warning"
+    file: str
+    why: str
+
+
+@dataclass(frozen=True)
+class StrangerFound(Event):
+    kind: ClassVar[str] = "process.stranger"
+    level: ClassVar[str] = "error"
+    program: str
+    pid: int
+    source: str
+    why: str = "not started by nut-reconcile: never signalled"
+
+
+@dataclass(frozen=True)
+class Adopted(Event):
+    kind: ClassVar[str] = "process.adopted"
+    process: str
+    why: str = "started for our NUT dirs"
+
+
+@dataclass(frozen=True)
+class ProblemCleared(Event):
+    kind: ClassVar[str] = "problem.cleared"
+    problem: str  # the kind of the problem event that is over
+    about: str  # its fields, as the log showed them
+
+
+def name_of(event: Event) -> str:
+    """The event's name in the log (a step's own kind for StepDone)."""
+    return event.name if isinstance(event, StepDone) else event.kind
+
+
+# --- the stream ----------------------------------------------------------------------
+
+Consumer = Callable[[Event], None]
+
+
+def log(event: Event) -> None:
+    """The first consumer: one logfmt line per event."""
+    getattr(logfmt, event.level)(name_of(event), **event.fields())
+
+
+_consumers: list[Consumer] = [log]
+_failing: set[str] = set()
+
+
+def subscribe(consumer: Consumer) -> Callable[[], None]:
+    """Add a consumer; returns what removes it again."""
+    _consumers.append(consumer)
+    return lambda: _consumers.remove(consumer) if consumer in _consumers else None
+
+
+def emit(event: Event) -> None:
+    """Hand `event` to every consumer. A consumer that raises never stops the pass."""
+    for consumer in list(_consumers):
+        try:
+            consumer(event)
+        except Exception as exc:  # noqa: BLE001 - a consumer must never break a pass
+            name = getattr(consumer, "__qualname__", repr(consumer))
+            if name not in _failing:
+                _failing.add(name)
+                logfmt.error("events.consumer", consumer=name, error=f"{type(exc).__name__}: {exc}")

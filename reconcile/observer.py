@@ -1,0 +1,121 @@
+"""The Observer: everything one pass reads, as one frozen Observation (reads only).
+
+It holds the read caches a long-running agent keeps from tick to tick, so that a tick
+with nothing new costs little: each is keyed on what tells a change (inode, mtime,
+size; the set of VID:PIDs on the bus), never on time.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from dataclasses import dataclass, field
+
+from reconcile import logfmt, store
+from reconcile.decide.decision import Bus, Observation
+from reconcile.decide.identity import NameBook
+from reconcile.model import FileState, Ledger
+from reconcile.nutsyntax import NutSyntaxError, section_drivers
+from reconcile.observe import actual, driver_table, nut_scanner, processes, running, upsd_client, usb_libusb, usb_sysfs
+from reconcile.settings import Settings
+from reconcile.userconfig import UserConfig, reachable
+
+SCANNER_TIMEOUT = 10.0
+
+
+@dataclass
+class Observer:
+    settings: Settings
+    user: UserConfig
+    table: driver_table.DriverTable
+    store: store.Store
+    seen: usb_sysfs.Seen = field(default_factory=dict)  # sysfs reads by device dir
+    contents: actual.Contents = field(default_factory=dict)  # NUT's files
+    session: upsd_client.Session | None = None  # one connection to upsd, kept open
+    scanner_memo: tuple[tuple[str, ...], dict[str, str]] | None = None
+
+    @property
+    def listen(self) -> tuple[str, int]:
+        host, port = self.user.listen[0]
+        return reachable(host), port
+
+    def password_files(self) -> dict[str, str]:
+        """Raises store.StoreError for a file that cannot be used (bad input)."""
+        return {role: store.read_password_file(role, path) for role, path in self.settings.password_files}
+
+    def scan_bus(self) -> Bus:
+        root = self.settings.usb_sysfs_root
+        if root.is_dir():
+            return tuple(usb_sysfs.scan(root, self.seen))
+        try:
+            # No sysfs (a container without /sys mounted): libusb still reads /dev/bus/usb.
+            return tuple(usb_libusb.scan())
+        except usb_libusb.LibusbUnavailable:
+            return ()
+
+    def scanner_drivers(self, bus: Bus) -> tuple[dict[str, str], bool]:
+        """nut-scanner's view: from its cache, or run now (only when the set of VID:PIDs
+        on the bus is not the cached one). (drivers, whether it ran)."""
+        binary = self.settings.binaries.nut_scanner
+        key = nut_scanner.cache_key({d.vidpid for d in bus})
+        if binary is None or not key:
+            return {}, False
+        if self.scanner_memo is not None and self.scanner_memo[0] == key:
+            return dict(self.scanner_memo[1]), False
+        cached = nut_scanner.read_cache(self.settings.agent_dir / store.SCANNER, key)
+        if cached is not None:
+            self.scanner_memo = (key, cached)
+            return dict(cached), False
+        try:
+            found = nut_scanner.run(binary, SCANNER_TIMEOUT, self.settings.nut_env())
+        except (subprocess.TimeoutExpired, OSError) as exc:
+            logfmt.warning("nut-scanner.failed", error=str(exc))
+            return {}, False
+        logfmt.info("nut-scanner.ran", devices=len(found))
+        self.scanner_memo = (key, found)
+        return dict(found), True
+
+    def running(self, ledger: Ledger, files: dict[str, FileState], scanner: dict[str, str]) -> running.Facts:
+        """What runs: found through NUT's PID files (for every driver that may be in use)
+        and the agent's record."""
+        s = self.settings
+        drivers = set(self.table.usb_drivers) | {"dummy-ups"} | set(scanner.values())
+        drivers |= {r.driver for r in self.user.rules if r.driver}
+        try:
+            drivers |= set(section_drivers(files["ups.conf"].content).values())
+        except NutSyntaxError:
+            pass  # the plan reports an unparsable ups.conf
+        marker = {"NUT_CONFPATH": str(s.confpath), "NUT_STATEPATH": str(s.statepath)}
+        binaries = {name: path for name, path in (("upsd", s.binaries.upsd), ("upsmon", s.binaries.upsmon)) if path}
+        if self.session is None:
+            self.session = upsd_client.Session(*self.listen)
+        at = self.listen
+        return running.gather(s.statepath, marker, ledger, drivers, at, session=self.session, binaries=binaries)
+
+    def observe(self, bus: Bus, may_write: bool) -> Observation:
+        """One pass's reads. `may_write`: a corrupt state file is set aside (else only
+        read as empty)."""
+        st = self.store
+        st.set_aside = may_write
+        scanner, ran = self.scanner_drivers(bus)
+        ledger = st.load(store.PROCS) or {}
+        files = actual.read_files(self.settings.confpath, self.contents)
+        return Observation(
+            bus=bus,
+            scanner=scanner,
+            scanner_ran=ran,
+            book=st.load(store.NAMES) or NameBook(),
+            stored_secrets=st.load(store.SECRETS) or {},
+            password_files=self.password_files(),
+            memory=st.load(store.SEEN) or {},
+            ledger=ledger,
+            files=files,
+            facts=self.running(ledger, files, scanner),
+            boot_wall=processes.boot_wall(),
+            today=int(time.time() // 86400),
+        )
+
+    def close(self) -> None:
+        if self.session is not None:
+            self.session.close()
+            self.session = None
