@@ -7,13 +7,31 @@ Used to await that upsd serves a UPS after a change and to read data freshness f
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 
 from reconcile.model import Served
 from reconcile.userconfig import reachable
 
+QUICKACK = getattr(socket, "TCP_QUICKACK", None)
+
 
 class UpsdError(OSError):
     pass
+
+
+def _ups_list(reply: Callable[[str], str]) -> list[str]:
+    """The names in upsd's reply to LIST UPS, read line by line through `reply`."""
+    first = reply("LIST UPS")
+    if not first.startswith("BEGIN LIST UPS"):
+        raise UpsdError(f"upsd: unexpected reply {first!r}")
+    names: list[str] = []
+    while True:
+        line = reply("in the middle of LIST UPS")
+        if line.startswith("END LIST UPS"):
+            return names
+        parts = line.split(" ", 2)
+        if len(parts) >= 2 and parts[0] == "UPS":
+            names.append(parts[1])
 
 
 class Connection:
@@ -24,15 +42,6 @@ class Connection:
             raise UpsdError(f"upsd at {host}:{port}: {exc.strerror or exc}") from None
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._file = self._sock.makefile("r", encoding="ascii", errors="replace", newline="\n")
-
-    def _readline(self) -> str:
-        # Why: upsd writes a reply in several small packets; on a connection kept open, the
-        # kernel's delayed ACK would hold each one back ~40 ms (Nagle on upsd's side).
-        # Acknowledging at once keeps a tick's questions to upsd well under a millisecond.
-        quickack = getattr(socket, "TCP_QUICKACK", None)
-        if quickack is not None:
-            self._sock.setsockopt(socket.IPPROTO_TCP, quickack, 1)
-        return self._file.readline()
 
     def __enter__(self) -> Connection:
         return self
@@ -56,7 +65,12 @@ class Connection:
 
     def _reply(self, what: str) -> str:
         try:
-            raw = self._readline()
+            # Why: upsd writes a reply in several small packets; on a connection kept open,
+            # the kernel's delayed ACK would hold each one back ~40 ms (Nagle on upsd's
+            # side). Acknowledging at once keeps a tick's questions to upsd well under 1 ms.
+            if QUICKACK is not None:
+                self._sock.setsockopt(socket.IPPROTO_TCP, QUICKACK, 1)
+            raw = self._file.readline()
         except OSError as exc:
             raise UpsdError(f"upsd: {exc}") from None
         if not raw:
@@ -67,28 +81,15 @@ class Connection:
         self._send(line + "\n")
         return self._reply(line)
 
-    def _list_reply(self) -> list[str]:
-        first = self._reply("LIST UPS")
-        if not first.startswith("BEGIN LIST UPS"):
-            raise UpsdError(f"upsd: unexpected reply {first!r}")
-        names: list[str] = []
-        while True:
-            line = self._reply("in the middle of LIST UPS")
-            if line.startswith("END LIST UPS"):
-                return names
-            parts = line.split(" ", 2)
-            if len(parts) >= 2 and parts[0] == "UPS":
-                names.append(parts[1])
-
     def list_ups(self) -> list[str]:
         self._send("LIST UPS\n")
-        return self._list_reply()
+        return _ups_list(self._reply)
 
     def all_served(self, guess: tuple[str, ...] = ()) -> dict[str, Served]:
         """Every UPS upsd lists, with its status. `guess`: the names it listed last time,
         asked for in the same write as LIST UPS (one round trip on a quiet bus)."""
         self._send("LIST UPS\n" + "".join(f"GET VAR {name} ups.status\n" for name in guess))
-        names = self._list_reply()
+        names = _ups_list(self._reply)
         found = {name: _served(self._reply(f"GET VAR {name}")) for name in guess}
         return {name: found[name] if name in found else self.served(name) for name in names}
 

@@ -110,3 +110,54 @@ def test_the_log_file_is_capped_and_rotated_once(tmp_path: Path) -> None:
     assert log.stat().st_size <= 4096 and (tmp_path / "hotplug.log.1").stat().st_size <= 4096
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hotplug.log", "hotplug.log.1"]
     assert "devices=399" in log.read_text()
+
+
+# --- the shape of the core (issue: one reconcile core that is easy to live in) ----------
+
+MAX_METHODS = 10
+CYCLE_MAX_LINES = 140
+
+
+def _classes(path: Path) -> list[tuple[str, int]]:
+    tree = ast.parse(path.read_text())
+    return [
+        (node.name, sum(isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) for n in node.body))
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ClassDef)
+    ]
+
+
+def test_no_class_has_more_than_ten_methods() -> None:
+    roots = [REPO / "reconcile", REPO / "fleet"]
+    big = [
+        f"{path.relative_to(REPO)}: {name} has {n} methods"
+        for root in roots
+        for path in sorted(root.rglob("*.py"))
+        for name, n in _classes(path)
+        if n > MAX_METHODS
+    ]
+    assert big == []
+
+
+def test_a_pass_is_observe_then_one_decide_then_act_and_cycle_is_only_the_wiring() -> None:
+    cycle = REPO / "reconcile" / "cycle.py"
+    assert len(cycle.read_text().splitlines()) <= CYCLE_MAX_LINES
+    used = imports(cycle)
+    # cycle reaches decide/ through its one entry (and the event report), never step by step
+    steps = {"classify", "desired", "identity", "power", "plan", "render"}
+    assert not {m for m in used if m.split(".")[-1] in steps and m.startswith("reconcile.decide")}, used
+    assert "reconcile.decide.decision" in used and "reconcile.observer" in used
+    # decide/ is pure: no module there touches the system
+    for module, path in modules():
+        if module.startswith("reconcile.decide"):
+            touching = {m for m in imports(path) if m.startswith(("reconcile.act", "reconcile.store"))}
+            assert not touching, f"{module} imports {touching}"
+
+
+def test_every_event_kind_is_documented_in_the_one_place() -> None:
+    from reconcile import events
+
+    doc = events.__doc__ or ""
+    kinds = {c.kind for c in vars(events).values() if isinstance(c, type) and issubclass(c, events.Event)}
+    kinds.discard("event")
+    assert kinds and all(kind in doc for kind in kinds), sorted(k for k in kinds if k not in doc)
