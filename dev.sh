@@ -75,8 +75,8 @@ cmd_run() {
 
 lint() {
   log "ruff"
-  "$VENV/bin/ruff" check reconcile fleet tests benchmarks deploy.py inventory group_data
-  "$VENV/bin/ruff" format --check reconcile fleet tests benchmarks deploy.py inventory group_data
+  "$VENV/bin/ruff" check reconcile fleet testbed tests benchmarks deploy.py inventory group_data
+  "$VENV/bin/ruff" format --check reconcile fleet testbed tests benchmarks deploy.py inventory group_data
   log "shellcheck"
   shellcheck dev.sh .ci/run docker/*.sh
   log "mypy"
@@ -135,7 +135,7 @@ run_pytest() {
 #              a compile: here it overlaps the container lane's builds), then the rest of
 #              fleet/: the docker-in-docker Pis
 # Why: CI's time limit. The lanes mostly wait (on daemons, builds, SSH), and what one waits
-# on the others use. Two builds for one platform never run at once (tests/images.build
+# on the others use. Two builds for one platform never run at once (testbed/images.build
 # locks per platform); the one stage every platform's offline build shares is built first.
 # Each lane's output is printed whole when it ends.
 LANES=(host container fleet)
@@ -203,8 +203,8 @@ cmd_test() {
     log "pytest $*"
     timed "pytest $*" run_pytest "$@"
   else
-    log "image build: the stage shared by every platform's offline build (python -m tests.images prebuild)"
-    timed "image build: shared build-machine stage (pybuild)" "$VENV/bin/python" -m tests.images prebuild
+    log "image build: the stage shared by every platform's offline build (python -m testbed.images prebuild)"
+    timed "image build: shared build-machine stage (pybuild)" "$VENV/bin/python" -m testbed.images prebuild
     log "pytest: three lanes side by side (host, container, fleet)"
     run_lanes || die "tests failed"
   fi

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import build, container, hotplug, report, tick_cost
-from tests.helpers import docker
+from testbed.docker import docker
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 INTERVALS = (1.0, 2.0, 5.0)

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from reconcile.observe import processes
-from tests.helpers import Sandbox
+from testbed.nut import Sandbox
 
 NUT_BIN = "/lib/nut"
 

@@ -15,8 +15,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import REPO, docker
-from tests.images import BUILD_TIMEOUT, TARGETS, Target, build, source_served
+from testbed import REPO
+from testbed.docker import docker
+from testbed.images import BUILD_TIMEOUT, TARGETS, Target, build, source_served
 
 EMULATED_COMMIT = "2592666"  # the last tree that compiled NUT under qemu for arm64
 EMULATED_TAG = "ups-nut-smart:emulated-arm64"

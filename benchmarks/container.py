@@ -17,8 +17,9 @@ import time
 from pathlib import Path
 
 from benchmarks.hotplug import measure
-from tests.helpers import SIM_ENV, SIM_MOUNT, container_sim, docker, free_port, run_container, upsc
-from tests.images import TARGETS, build, source_served
+from testbed.docker import SIM_ENV, SIM_MOUNT, container_sim, docker, run_container
+from testbed.images import TARGETS, build, source_served
+from testbed.nut import free_port, upsc
 
 IMAGES = {
     ("amd64", "tarball"): "ups-nut-smart:source",

@@ -17,8 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.fleet.conftest import Fleet, _pihost_image, _start
-from tests.helpers import docker
+from testbed.docker import docker
+from testbed.pis import Fleet, pihost_image, start_pi
 
 TARGET_SCALE, TARGET_RERUN = 1.5, 0.30
 
@@ -40,8 +40,8 @@ def main() -> int:
         root = Path(tmp)
         key = root / "id_ed25519"
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True, timeout=30)
-        image = _pihost_image("v2")
-        pis = {name: _start(name, image, key, "root") for name in ("pi1", "pi2", "pi3", "pi4")}
+        image = pihost_image("v2")
+        pis = {name: start_pi(name, image, key, "root") for name in ("pi1", "pi2", "pi3", "pi4")}
         try:
             fleet = Fleet(root, key, pis)
             one = timed(fleet, ("pi1",))

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from benchmarks.baseline import ReplacedDesign
 from reconcile.observe import upsd_client
-from tests.helpers import Sandbox, make_sandbox, nut_readable_dir
+from testbed.nut import Sandbox, make_sandbox, nut_readable_dir
 
 NOT_CONNECTED = "Error: Driver not connected"
 SETTLE = 2.0

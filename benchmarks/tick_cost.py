@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.bus import Device, devices, write_sysfs, write_umockdev
-from tests.helpers import make_sandbox, nut_readable_dir
+from testbed.nut import make_sandbox, nut_readable_dir
 
 SIZES = (1, 10, 100, 500)
 GAP = 2.0  # SCAN_INTERVAL's default: the gap between two ticks of a running agent

@@ -8,9 +8,10 @@ from collections.abc import Iterator
 import pytest
 
 from reconcile.act.daemons import become_subreaper
-from tests import images
-from tests.helpers import Sandbox, docker, make_sandbox, nut_readable_dir
-from tests.images import need
+from testbed import images
+from testbed.docker import docker
+from testbed.nut import Sandbox, make_sandbox, nut_readable_dir
+from tests.helpers import need
 
 
 def _have_nut() -> str | None:
@@ -40,7 +41,7 @@ def need_nut() -> None:
 
 
 # The fault tests whose outcome depends on what /proc lets the agent see run twice: as
-# full root, and with the container's capability set (tests/helpers.CONTAINER_CAPS).
+# full root, and with the container's capability set (testbed/nut.CONTAINER_CAPS).
 AS_CONTAINER_TOO = {"tests.faults.test_state", "tests.faults.test_crash", "tests.faults.test_shutdown"}
 
 
@@ -111,7 +112,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     target = os.environ.get("PHASES_FILE")
     if not target:
         return
-    from tests.images import builds  # the image builds this session made, each with its time
+    from testbed.images import builds  # the image builds this session made, each with its time
 
     lines = [f"  {folder}\t{seconds:.1f}" for folder, seconds in sorted(_phases.items())]
     lines += [f"    image build {tag} ({how})\t{seconds:.1f}" for tag, how, seconds in builds]

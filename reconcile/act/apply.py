@@ -42,7 +42,7 @@ from reconcile.waiting import await_true
 
 UPSD_SERVE_TIMEOUT = 5.0
 
-# The fault tests' seam, set only by tests/crashing.py (which then dies before step N, as
+# The fault tests' seam, set only by testbed/crashing.py (which then dies before step N, as
 # a power cut or an OOM kill would): nothing in the product sets it, and no environment
 # variable or file can, so a production agent never kills itself.
 before_step: Callable[[int, Step], None] | None = None

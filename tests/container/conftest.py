@@ -10,9 +10,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests import images
-from tests.helpers import docker
-from tests.images import TARGETS, Built, Target, need
+from testbed import images
+from testbed.docker import docker
+from testbed.images import TARGETS, Built, Target
+from tests.helpers import need
 
 IMAGE = "ups-nut-smart:latest"  # the name compose.yaml uses
 ARM64_IMAGE = "ups-nut-smart:arm64"

@@ -20,10 +20,12 @@ from pathlib import Path
 import pytest
 
 from reconcile.simulate import MODEL
+from testbed import REPO, await_true
+from testbed.docker import SIM_ENV, SIM_MOUNT, container_sim, docker, run_container
+from testbed.images import BUILD_TIMEOUT, TARGETS, served
+from testbed.nut import free_port
+from testbed.nut import upsc as host_upsc
 from tests.container.conftest import SourceImage, build, source_tag
-from tests.helpers import REPO, SIM_ENV, SIM_MOUNT, await_true, container_sim, docker, free_port, run_container
-from tests.helpers import upsc as host_upsc
-from tests.images import BUILD_TIMEOUT, TARGETS, served
 
 pytestmark = pytest.mark.docker
 # A test that builds an image, or is the first to need a session fixture that does: its

@@ -2,16 +2,17 @@
 
 Its own file because dev.sh runs it in the fleet lane: it is the longest build with no
 compile in it, and there it overlaps the container lane's builds instead of adding to them
-(tests/images.build keeps two arm64 builds from running at once).
+(testbed/images.build keeps two arm64 builds from running at once).
 """
 
 from __future__ import annotations
 
 import pytest
 
+from testbed.docker import docker
+from testbed.images import BUILD_TIMEOUT, TARGETS, missing_emulation
 from tests.container.conftest import ARM64_IMAGE, build
-from tests.helpers import docker
-from tests.images import BUILD_TIMEOUT, TARGETS, missing_emulation, need
+from tests.helpers import need
 
 pytestmark = pytest.mark.docker
 

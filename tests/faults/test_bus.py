@@ -10,7 +10,8 @@ import time
 import pytest
 
 from reconcile.nutsyntax import parse_sections
-from tests.helpers import Sandbox, await_true, nut_processes
+from testbed import await_true
+from testbed.nut import Sandbox, nut_processes
 
 pytestmark = pytest.mark.nut
 

@@ -13,7 +13,8 @@ import threading
 
 import pytest
 
-from tests.helpers import CLI_TIMEOUT, Sandbox, await_true, nut_processes
+from testbed import await_true
+from testbed.nut import CLI_TIMEOUT, Sandbox, nut_processes
 
 pytestmark = pytest.mark.nut
 

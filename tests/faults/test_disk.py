@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import Sandbox
+from testbed.nut import Sandbox
 
 pytestmark = pytest.mark.nut
 

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import Sandbox, await_true
+from testbed import await_true
+from testbed.nut import Sandbox
 
 pytestmark = pytest.mark.nut
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import Sandbox, await_true, nut_processes
+from testbed import await_true
+from testbed.nut import Sandbox, nut_processes
 
 pytestmark = pytest.mark.nut
 

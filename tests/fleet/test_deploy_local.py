@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO
+from testbed import REPO
 
 
 def pyinfra(*args: str) -> subprocess.CompletedProcess[str]:

@@ -10,8 +10,9 @@ import subprocess
 
 import pytest
 
-from tests.fleet.conftest import Fleet
-from tests.helpers import await_true, docker
+from testbed import await_true
+from testbed.docker import docker
+from testbed.pis import Fleet
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 

@@ -11,9 +11,10 @@ import shlex
 import pytest
 
 from fleet import image as images
+from testbed.docker import docker
+from testbed.images import TARGETS, missing_emulation
 from tests.container.conftest import IMAGE
-from tests.helpers import docker
-from tests.images import TARGETS, missing_emulation, need
+from tests.helpers import need
 
 pytestmark = pytest.mark.docker
 

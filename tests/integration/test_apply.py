@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from reconcile.nutsyntax import parse_sections
-from tests.helpers import Sandbox, make_sandbox, nut_processes, nut_readable_dir
+from testbed.nut import Sandbox, make_sandbox, nut_processes, nut_readable_dir
 
 pytestmark = pytest.mark.nut
 
@@ -378,7 +378,7 @@ def test_apply_leaves_the_running_loops_in_flight_writes_alone_until_it_holds_th
 
 
 def test_no_environment_variable_makes_the_agent_kill_itself(sandbox: Sandbox) -> None:
-    """The fault tests' crash hook exists only in their own entry point (tests/crashing.py):
+    """The fault tests' crash hook exists only in their own entry point (testbed/crashing.py):
     the variable that once switched it on in the product is nothing to the agent now."""
     sandbox.dummy_rule(sandbox.data_file())
     sandbox.bus.plug("1-1")

@@ -9,7 +9,8 @@ import json
 import pytest
 from aionut import AIONUTClient, NUTError
 
-from tests.helpers import Sandbox, await_true
+from testbed import await_true
+from testbed.nut import Sandbox
 
 pytestmark = pytest.mark.nut
 AWAIT = 20.0

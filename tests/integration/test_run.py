@@ -11,7 +11,8 @@ import sys
 import pytest
 
 from reconcile import __version__
-from tests.helpers import Sandbox, await_true, nut_processes
+from testbed import await_true
+from testbed.nut import Sandbox, nut_processes
 
 pytestmark = pytest.mark.nut
 

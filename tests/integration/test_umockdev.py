@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import FIXTURES, REPO
+from testbed import REPO
+from tests.helpers import FIXTURES
 
 pytestmark = pytest.mark.umockdev
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from reconcile import logfmt
-from tests.helpers import REPO
+from testbed import REPO
 
 # Lower layers never import higher ones. decide/ and act/ are siblings: neither imports the other.
 LAYERS = {
@@ -161,3 +161,23 @@ def test_every_event_kind_is_documented_in_the_one_place() -> None:
     kinds = {c.kind for c in vars(events).values() if isinstance(c, type) and issubclass(c, events.Event)}
     kinds.discard("event")
     assert kinds and all(kind in doc for kind in kinds), sorted(k for k in kinds if k not in doc)
+
+
+def test_benchmarks_and_testbed_never_import_the_tests() -> None:
+    """What both need is in testbed/ (the sandbox, Docker, the images, the Pis)."""
+
+    def imported(path: Path) -> set[str]:
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                found.add(node.module)
+            elif isinstance(node, ast.Import):
+                found |= {a.name for a in node.names}
+        return found
+
+    wrong = []
+    for folder, banned in (("benchmarks", ("tests",)), ("testbed", ("tests", "benchmarks"))):
+        for path in sorted((REPO / folder).rglob("*.py")):
+            bad = {m for m in imported(path) if m.split(".")[0] in banned}
+            wrong += [f"{path.relative_to(REPO)} imports {m}" for m in sorted(bad)]
+    assert wrong == []

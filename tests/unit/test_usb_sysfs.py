@@ -4,7 +4,7 @@ import os
 from pathlib import Path
 
 from reconcile.observe.usb_sysfs import appeared, scan
-from tests.helpers import SimBus
+from testbed.nut import SimBus
 
 
 def test_missing_root_means_no_usb_not_an_error(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""`python -m tests.crashing N <nut-reconcile args>`: the agent, but SIGKILLed right
+"""`python -m testbed.crashing N <nut-reconcile args>`: the agent, but SIGKILLed right
 before step N of a pass, as a power cut or an OOM kill would. For the fault tests only:
 the product has no such switch (reconcile/act/apply.py's before_step is set only here).
 """
@@ -26,6 +26,6 @@ def crash_at(n: int) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) < 3 or not sys.argv[1].isdigit() or int(sys.argv[1]) < 1:
-        sys.exit("usage: python -m tests.crashing N COMMAND [ARGS...]  (N: the step to die before, from 1)")
+        sys.exit("usage: python -m testbed.crashing N COMMAND [ARGS...]  (N: the step to die before, from 1)")
     crash_at(int(sys.argv[1]))
     sys.exit(main(sys.argv[2:]))

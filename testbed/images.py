@@ -24,9 +24,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
-from tests.helpers import REPO, docker
+from testbed import REPO
+from testbed.docker import docker
 
 BUILD_TIMEOUT = 1800
 # Every build this process made: (tag, platform and whether it came from the cache, seconds).
@@ -78,14 +77,6 @@ def missing_emulation(target: Target) -> str | None:
 NUT_SRC = Path(os.environ.get("NUT_SRC_DIR", str(REPO.parent / "shared" / "nut-src")))
 NUT_TARBALL = "nut-2.8.4.tar.gz"
 SOURCE_PORT = int(os.environ.get("NUT_SRC_PORT", "38480"))
-
-
-def need(problem: str | None) -> None:
-    """Skip for `problem`, or, under CI, which sets everything up, fail."""
-    if problem:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must have this: {problem}")
-        pytest.skip(problem)
 
 
 class MissingSource(Exception):
@@ -225,8 +216,8 @@ def prebuild() -> Built:
 
 
 if __name__ == "__main__":
-    # dev.sh runs `python -m tests.images prebuild` before the lanes.
+    # dev.sh runs `python -m testbed.images prebuild` before the lanes.
     if sys.argv[1:] != ["prebuild"]:
-        sys.exit("usage: python -m tests.images prebuild")
+        sys.exit("usage: python -m testbed.images prebuild")
     done = prebuild()
     print(f"{done.tag}: {done.seconds:.1f} s")
