@@ -12,10 +12,11 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from fleet import render
+from fleet.config import HostConfig
+from reconcile import settings
 from reconcile.nutsyntax import NutSyntaxError, validate_password
 
 DEFAULTS: dict[str, Any] = {
@@ -59,49 +60,7 @@ class DataError(ValueError):
         self.key = key
 
 
-@dataclass(frozen=True)
-class HostConfig:
-    """One host's data, validated."""
-
-    host: str
-    ups_name: str
-    scan_interval: str  # as the env file says it (the agent's own parser accepted it)
-    settle_time: str
-    tz: str
-    debug: bool
-    simulate: bool
-    nut_port: int
-    nut_listen: str
-    image: str
-    image_source: str
-    install_docker: bool
-    project_dir: str
-    monuser_password: str | None = field(repr=False)
-    admin_password: str | None = field(repr=False)
-    devices: tuple[dict[str, Any], ...]
-    nut_source: str = "tarball"
-
-    @property
-    def secrets(self) -> dict[str, str]:
-        """Docker secrets file name -> content (only the passwords given)."""
-        out = {}
-        if self.monuser_password is not None:
-            out["nut_monuser_password"] = self.monuser_password
-        if self.admin_password is not None:
-            out["nut_admin_password"] = self.admin_password
-        return out
-
-    @property
-    def env(self) -> dict[str, str]:
-        """The container's environment (no secret ever: those are files)."""
-        return {
-            "UPS_NAME": self.ups_name,
-            "SCAN_INTERVAL": self.scan_interval,
-            "SETTLE_TIME": self.settle_time,
-            "TZ": self.tz,
-            "DEBUG": "1" if self.debug else "0",
-            "SIMULATE": "1" if self.simulate else "0",
-        }
+# --- one validator per key: (value) -> the value HostConfig holds; ValueError says what is wrong
 
 
 def _text(value: Any) -> str:
@@ -109,110 +68,127 @@ def _text(value: Any) -> str:
         return "1" if value else "0"
     if isinstance(value, int | float | str):
         return str(value)
-    raise TypeError(type(value).__name__)
+    raise ValueError(f"a {type(value).__name__} is not a value")
 
 
-def _bool(host: str, key: str, value: Any) -> bool:
+def _agent_env(variable: str) -> Callable[[Any], str]:
+    """A value of the agent's env file, checked by the agent's own parser (reconcile.settings)."""
+
+    def check(value: Any) -> str:
+        text = _text(value)
+        try:
+            settings.load({variable: text})
+        except settings.SettingsError as exc:
+            raise ValueError(str(exc).split(": ", 1)[-1]) from None
+        return text
+
+    return check
+
+
+def _tz(value: Any) -> str:
+    text = _agent_env("TZ")(value)
+    if not text:
+        raise ValueError("must not be empty (e.g. UTC or Europe/Berlin)")
+    return text
+
+
+def _bool(value: Any) -> bool:
     if not isinstance(value, bool):
-        raise DataError(host, key, f"{value!r} must be true or false")
+        raise ValueError(f"{value!r} must be true or false")
     return value
 
 
-def load(host: str, get: Callable[[str], Any], environ: Mapping[str, str]) -> HostConfig:
-    """Validate one host's data. `get(key)` returns the host's value (or the default)."""
-    from reconcile import settings  # the agent's own rules for its env
+def _port(value: Any) -> int:
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 65535:
+        raise ValueError(f"{value!r} is not a port from 1 to 65535")
+    return value
 
-    unknown_types = {}
-    for key in ("scan_interval", "settle_time", "tz", "ups_name"):
-        try:
-            unknown_types[key] = _text(get(key))
-        except TypeError as exc:
-            raise DataError(host, key, f"a {exc} is not a value") from None
-    env = {
-        "UPS_NAME": unknown_types["ups_name"],
-        "SCAN_INTERVAL": unknown_types["scan_interval"],
-        "SETTLE_TIME": unknown_types["settle_time"],
-        "TZ": unknown_types["tz"],
-    }
-    variable_key = {"UPS_NAME": "ups_name", "SCAN_INTERVAL": "scan_interval", "SETTLE_TIME": "settle_time", "TZ": "tz"}
-    try:
-        settings.load(env)
-    except settings.SettingsError as exc:
-        key = variable_key.get(exc.variable, exc.variable)
-        raise DataError(host, key, str(exc).split(": ", 1)[-1]) from None
-    if not env["TZ"]:
-        raise DataError(host, "tz", "must not be empty (e.g. UTC or Europe/Berlin)")
 
-    port = get("nut_port")
-    if isinstance(port, str) and port.isascii() and port.isdigit():
-        port = int(port)
-    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
-        raise DataError(host, "nut_port", f"{port!r} is not a port from 1 to 65535")
-    listen = get("nut_listen")
+def _ip(value: Any) -> str:
     try:
-        listen = str(ipaddress.ip_address(listen if isinstance(listen, str) else ""))
+        return str(ipaddress.ip_address(value if isinstance(value, str) else ""))
     except ValueError:
-        raise DataError(host, "nut_listen", f"{listen!r} is not an IP address (e.g. 0.0.0.0 or 192.168.1.10)") from None
+        raise ValueError(f"{value!r} is not an IP address (e.g. 0.0.0.0 or 192.168.1.10)") from None
 
-    image = get("image")
-    if not isinstance(image, str) or not _IMAGE.fullmatch(image):
-        raise DataError(host, "image", f"{image!r} is not a Docker image reference (e.g. ups-nut-smart:latest)")
-    source = get("image_source")
-    if source not in IMAGE_SOURCES:
-        raise DataError(host, "image_source", f"{source!r} is not one of {', '.join(IMAGE_SOURCES)}")
-    last = image.rsplit("/", 1)[-1]
-    if source == "pull" and "@" not in image and (":" not in last or last.endswith(":latest")):
+
+def _image(value: Any) -> str:
+    if not isinstance(value, str) or not _IMAGE.fullmatch(value):
+        raise ValueError(f"{value!r} is not a Docker image reference (e.g. ups-nut-smart:latest)")
+    return value
+
+
+def _image_source(value: Any) -> str:
+    if value not in IMAGE_SOURCES:
+        raise ValueError(f"{value!r} is not one of {', '.join(IMAGE_SOURCES)}")
+    return str(value)
+
+
+def _project_dir(value: Any) -> str:
+    if not isinstance(value, str) or not _PROJECT_DIR.fullmatch(value) or "/." in value:
+        raise ValueError(f"{value!r} is not an absolute path (letters, digits, _ . -)")
+    return value
+
+
+def _password(value: Any) -> str | None:
+    if value is None:
+        return None
+    try:
+        return validate_password(value if isinstance(value, str) else "", "password")
+    except NutSyntaxError as exc:
+        # Never the password itself: only what is wrong with it.
+        raise ValueError(str(exc).split(": ", 1)[-1]) from None
+
+
+def _devices(value: Any) -> tuple[dict[str, Any], ...]:
+    if not isinstance(value, list | tuple) or not all(isinstance(d, dict) for d in value):
+        raise ValueError("must be a list of [[device]] tables (dicts)")
+    return tuple(dict(d) for d in value)
+
+
+KEYS: dict[str, Callable[[Any], Any]] = {
+    "ups_name": _agent_env("UPS_NAME"),
+    "scan_interval": _agent_env("SCAN_INTERVAL"),
+    "settle_time": _agent_env("SETTLE_TIME"),
+    "tz": _tz,
+    "debug": _bool,
+    "simulate": _bool,
+    "nut_port": _port,
+    "nut_listen": _ip,
+    "image": _image,
+    "image_source": _image_source,
+    "install_docker": _bool,
+    "project_dir": _project_dir,
+    "monuser_password": _password,
+    "admin_password": _password,
+    "devices": _devices,
+}
+assert set(KEYS) == set(DEFAULTS), "every key has a default and a validator"
+
+
+def load(host: str, get: Callable[[str], Any], environ: Mapping[str, str]) -> HostConfig:
+    """Validate one host's data, key by key (KEYS), then what depends on several keys.
+    `get(key)` returns the host's value (or the default). Raises DataError."""
+    values: dict[str, Any] = {}
+    for key, check in KEYS.items():
+        raw = get(key)
+        if key in PASSWORD_ENV and raw is None:
+            raw = environ.get(PASSWORD_ENV[key]) or None  # the controller's environment
+        try:
+            values[key] = check(raw)
+        except ValueError as exc:
+            raise DataError(host, key, str(exc)) from None
+    image, last = values["image"], values["image"].rsplit("/", 1)[-1]
+    if values["image_source"] == "pull" and "@" not in image and (":" not in last or last.endswith(":latest")):
         # Why: a pull happens when the Pi does not have the tag yet, so a moving tag would
         # never be updated (and pulling it every run would recreate the container every run).
-        raise DataError(
-            host,
-            "image",
-            f"{image!r}: with image_source = pull, give a version tag (e.g. ups-nut-smart:1.2.0) or a digest",
-        )
-    project_dir = get("project_dir")
-    if not isinstance(project_dir, str) or not _PROJECT_DIR.fullmatch(project_dir) or "/." in project_dir:
-        raise DataError(host, "project_dir", f"{project_dir!r} is not an absolute path (letters, digits, _ . -)")
-
-    passwords: dict[str, str | None] = {}
-    for key, variable in PASSWORD_ENV.items():
-        value = get(key)
-        if value is None:
-            value = environ.get(variable) or None
-        if value is not None:
-            try:
-                validate_password(value if isinstance(value, str) else "", key)
-            except NutSyntaxError as exc:
-                # Never the password itself: only what is wrong with it.
-                raise DataError(host, key, str(exc).split(": ", 1)[-1]) from None
-        passwords[key] = value
-
+        message = f"{image!r}: with image_source = pull, give a version tag (e.g. ups-nut-smart:1.2.0) or a digest"
+        raise DataError(host, "image", message)
     nut_source = environ.get("NUT_SOURCE") or "tarball"
     if nut_source not in NUT_SOURCES:
         raise DataError(host, "image_source", f"NUT_SOURCE={nut_source!r} is not one of {', '.join(NUT_SOURCES)}")
-
-    devices = get("devices")
-    if not isinstance(devices, list | tuple) or not all(isinstance(d, dict) for d in devices):
-        raise DataError(host, "devices", "must be a list of [[device]] tables (dicts)")
-
-    config = HostConfig(
-        host=host,
-        ups_name=env["UPS_NAME"],
-        scan_interval=env["SCAN_INTERVAL"],
-        settle_time=env["SETTLE_TIME"],
-        tz=env["TZ"],
-        debug=_bool(host, "debug", get("debug")),
-        simulate=_bool(host, "simulate", get("simulate")),
-        nut_port=port,
-        nut_listen=listen,
-        image=image,
-        image_source=source,
-        install_docker=_bool(host, "install_docker", get("install_docker")),
-        project_dir=project_dir,
-        monuser_password=passwords["monuser_password"],
-        admin_password=passwords["admin_password"],
-        devices=tuple(dict(d) for d in devices),
-        nut_source=nut_source,
-    )
+    config = HostConfig(host=host, nut_source=nut_source, **values)
     try:
         render.check_agent_config(config)
     except ValueError as exc:

@@ -1,11 +1,11 @@
-"""Two operations pyinfra has no equivalent for, written like pyinfra's own: small,
-documented, idempotent (no commands when the host is already as asked)."""
+"""Operations pyinfra has no equivalent for, written like pyinfra's own: small,
+documented, idempotent (no commands when the host is already as asked). The health gate
+and the rollback are in fleet/rollback.py."""
 
 from __future__ import annotations
 
 import hashlib
 import shlex
-import time
 from collections.abc import Callable
 from io import BytesIO
 from typing import Any
@@ -15,13 +15,13 @@ from pyinfra.api.command import FunctionCommand, StringCommand
 from pyinfra.api.exceptions import OperationError
 from pyinfra.api.operation import operation
 from pyinfra.context import host
+from pyinfra.facts.docker import DockerImage
 from pyinfra.facts.files import File, Sha256File
 
 from fleet import image as images
-from fleet.data import HostConfig
 
 
-def _reported(function: Callable[..., None]) -> Callable[..., bool]:
+def reporting(function: Callable[..., None]) -> Callable[..., bool]:
     """A FunctionCommand body whose failure is a message, not a traceback: it is logged
     in red on the host's lines and the operation fails (pyinfra: a command returning False)."""
 
@@ -49,10 +49,10 @@ def refuse(message: str) -> Any:
 
     + message: what is wrong, naming the host and the data key
     """
-    yield FunctionCommand(_reported(_refuse), (message,), {})
+    yield FunctionCommand(reporting(_refuse), (message,), {})
 
 
-def _sudo() -> bool:
+def uses_sudo() -> bool:
     """Whether this operation runs with sudo (a Pi reached as `pi` with `_sudo = True`)."""
     arguments: dict[str, Any] = dict(host.current_op_global_arguments or {})
     return bool(arguments.get("_sudo"))
@@ -98,7 +98,7 @@ def secret_file(path: str, content: str) -> Any:
         host.noop(f"secret {path} is up to date")
         return
     host.log(f"Will {'create' if have is None else 'update'} {path} (a secret: its content is not shown)")
-    yield FunctionCommand(_reported(_put_secret), (path, content, _sudo()), {})
+    yield FunctionCommand(reporting(_put_secret), (path, content, uses_sudo()), {})
 
 
 def _upload_and_load(state: Any, host: Any, ref: str, local: images.LocalImage, remote: str, sudo: bool) -> None:
@@ -112,106 +112,29 @@ def _upload_and_load(state: Any, host: Any, ref: str, local: images.LocalImage, 
     _run(host, command, sudo, f"docker load of {ref}")
 
 
+CONTAINER = "ups-nut-smart"
+PROJECT = "ups-nut-smart"
+
+
 @operation()
-def image_loaded(ref: str, local: images.LocalImage, host_id: str | None, upload_dir: str) -> Any:
+def image_loaded(ref: str, local: images.LocalImage, upload_dir: str) -> Any:
     """
     The host has the controller's image `local` under the name `ref`.
 
     + ref: the image name the host's compose file uses
     + local: the controller's image (built for the host's architecture)
-    + host_id: the ID the host's `ref` has now (None: absent)
     + upload_dir: a directory on the host for the compressed archive while it is loaded
 
-    Shipped (`docker save | gzip`, upload, `docker load`) only when the IDs differ; the save
-    is made once per image for all hosts of a run.
+    Reads the host's image ID for `ref` (pyinfra's DockerImage fact) and ships the image
+    (`docker save | gzip`, upload, `docker load`) only when it differs; the save is made
+    once per image for all hosts of a run.
     """
+    found: Any = host.get_fact(DockerImage, object_id=ref)
+    host_id = found[0]["Id"] if found else None
     if host_id == local.id:
-        host.log(f"Image {ref}: {local.short} here already, as on the controller: not shipped")
+        host.noop(f"image {ref} is {local.short} here already, as on the controller")
         return
     have = host_id.removeprefix("sha256:")[:12] if host_id else "none"
     host.log(f"Will ship image {ref}: {local.short} on the controller, {have} on the host")
     archive = f"{upload_dir}/.image-{local.short}.tar.gz"
-    yield FunctionCommand(_reported(_upload_and_load), (ref, local, archive, _sudo()), {})
-
-
-# --- the health gate -------------------------------------------------------------------
-
-CONTAINER = "ups-nut-smart"
-PROJECT = "ups-nut-smart"
-ROLLBACK_TAG = "ups-nut-smart-rollback:previous"
-GATE_TIMEOUT = 120.0
-CRASH_LOOP = 2  # restarts that make a container a failure at once
-
-
-def _sh(host: Any, command: str, sudo: bool) -> tuple[bool, str]:
-    ok, output = host.run_shell_command(StringCommand(command), _sudo=sudo)
-    return ok, "\n".join([*output.stdout_lines, *output.stderr_lines])
-
-
-def _healthy(host: Any, config: HostConfig, sudo: bool, timeout: float) -> str | None:
-    """None once the container is healthy and upsc answers from inside it (a Pi with no
-    UPS answers "Driver not connected"); else why not, when the time is up or it crash-loops."""
-    upsc = f"{config.ups_name}@127.0.0.1:{config.nut_port}"
-    deadline = time.monotonic() + timeout
-    why = "not started"
-    while True:
-        ok, state = _sh(
-            host, f"timeout 20 docker inspect -f '{{{{.State.Health.Status}}}} {{{{.RestartCount}}}}' {CONTAINER}", sudo
-        )
-        health, _, restarts = state.strip().partition(" ")
-        if ok and health == "healthy":
-            ok, answer = _sh(host, f"timeout 20 docker exec {CONTAINER} upsc {upsc} ups.status 2>&1", sudo)
-            if ok or "Driver not connected" in answer:
-                return None
-            why = f"healthy, but upsc {upsc} says {answer.strip().splitlines()[-1:]}"
-        else:
-            why = f"health {health or 'unknown'}" + (f", {restarts} restarts" if restarts else "")
-            if restarts.isdigit() and int(restarts) >= CRASH_LOOP:
-                return f"{why}: it exits as soon as it starts"
-        if time.monotonic() >= deadline:
-            return f"{why} after {timeout:g}s"
-        time.sleep(2)  # polling the engine, with the deadline above
-
-
-def _rollback(host: Any, config: HostConfig, compose: str, sudo: bool) -> str:
-    here = shlex.quote(config.project_dir)
-    up = f"{compose} --project-directory {here} --project-name {PROJECT} -f {here}/compose.yaml"
-    restore = (
-        f"cd {here} && test -d .rollback"
-        " && cp -a .rollback/compose.yaml .rollback/.env .rollback/config.toml ."
-        " && rm -rf secrets"
-        " && if [ -d .rollback/secrets ]; then cp -a .rollback/secrets secrets; else mkdir -m 0700 secrets; fi"
-        f' && if [ -s .rollback/image ]; then docker tag {ROLLBACK_TAG} "$(cat .rollback/image)"; fi'
-        f" && timeout 300 {up} up -d --force-recreate --remove-orphans"
-    )
-    ok, _ = _sh(host, restore, sudo)
-    if not ok:
-        _sh(host, f"timeout 120 {up} down", sudo)
-        return "no earlier deployment to go back to: the new one was stopped"
-    why = _healthy(host, config, sudo, GATE_TIMEOUT)
-    if why is None:
-        return "rolled back to the previous image and files: healthy again"
-    return f"rolled back to the previous image and files, but that is not healthy either ({why})"
-
-
-def _gate(state: Any, host: Any, config: HostConfig, compose: str, sudo: bool) -> None:
-    why = _healthy(host, config, sudo, GATE_TIMEOUT)
-    if why is None:
-        return
-    _, logs = _sh(host, f"timeout 20 docker logs --tail 15 {CONTAINER} 2>&1", sudo)
-    report = _rollback(host, config, compose, sudo)
-    raise OperationError(f"health gate failed ({why}); {report}. Last log lines of the failed container:\n{logs}")
-
-
-@operation(is_idempotent=False)
-def healthy_or_rolled_back(config: HostConfig, compose: str) -> Any:
-    """
-    The container is healthy and `upsc <ups_name>@127.0.0.1:<nut_port>` answers from inside
-    it within GATE_TIMEOUT; otherwise the host is put back on its previous image and files
-    (the snapshot taken before this run changed anything), brought up healthy again, and
-    reported failed with the failed container's last log lines.
-
-    + config: the host's validated data
-    + compose: how compose is invoked on the host
-    """
-    yield FunctionCommand(_reported(_gate), (config, compose, _sudo()), {})
+    yield FunctionCommand(reporting(_upload_and_load), (ref, local, archive, uses_sudo()), {})

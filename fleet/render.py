@@ -1,8 +1,10 @@
-"""What lands on a host, rendered from templates/fleet.*.j2. Pure.
+"""What lands on a host, rendered from fleet/templates/*.j2. Pure.
 
 Every value a template writes goes through a filter that quotes it for the file's syntax
-(`yaml`, `toml`, `env`); values were validated before (fleet/data.py), and the agent's
-TOML is read back by the agent's own parser.
+(`yaml`, `toml`, `tomlkey`, `env`); the environment's `finalize` refuses anything else,
+as the agent's own renderer does (reconcile/decide/render.py), so a template that writes
+a raw value fails at once instead of writing it. Values were validated before
+(fleet/data.py), and the agent's TOML is read back by the agent's own parser.
 """
 
 from __future__ import annotations
@@ -12,19 +14,32 @@ import re
 import tomllib
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jinja2
 
+from fleet.config import HostConfig
 from reconcile.userconfig import ConfigError
 from reconcile.userconfig import parse as parse_agent_config
 
-if TYPE_CHECKING:
-    from fleet.data import HostConfig
-
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _ENV_VALUE = re.compile(r"[A-Za-z0-9_./:+,<>-]*")
+
+
+class Quoted(str):
+    """A value a filter has quoted for its file: the only thing a template may write."""
+
+
+def _finalize(value: object) -> Quoted:
+    if isinstance(value, Quoted):
+        return value
+    # Never the value itself: it may be a password.
+    raise ValueError(f"a fleet template wrote a {type(value).__name__} without a filter (yaml, toml, tomlkey or env)")
+
+
+def _quoted(function: Any) -> Any:
+    return lambda value: Quoted(function(value))
 
 
 def toml_value(value: Any) -> str:
@@ -64,11 +79,12 @@ def _env() -> jinja2.Environment:
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
+        finalize=_finalize,
     )
-    env.filters["yaml"] = json.dumps  # a JSON string is a YAML double-quoted scalar
-    env.filters["toml"] = toml_value
-    env.filters["tomlkey"] = toml_key
-    env.filters["env"] = env_value
+    env.filters["yaml"] = _quoted(json.dumps)  # a JSON string is a YAML double-quoted scalar
+    env.filters["toml"] = _quoted(toml_value)
+    env.filters["tomlkey"] = _quoted(toml_key)
+    env.filters["env"] = _quoted(env_value)
     return env
 
 
@@ -77,15 +93,15 @@ def _render(name: str, config: HostConfig) -> str:
 
 
 def compose(config: HostConfig) -> str:
-    return _render("fleet.compose.yaml.j2", config)
+    return _render("compose.yaml.j2", config)
 
 
 def env_file(config: HostConfig) -> str:
-    return _render("fleet.env.j2", config)
+    return _render("env.j2", config)
 
 
 def agent_config(config: HostConfig) -> str:
-    return _render("fleet.config.toml.j2", config)
+    return _render("config.toml.j2", config)
 
 
 def check_agent_config(config: HostConfig) -> None:

@@ -23,12 +23,13 @@ from typing import Any
 from pyinfra.api.deploy import deploy
 from pyinfra.api.operation import OperationMeta
 from pyinfra.context import host
-from pyinfra.facts.docker import DockerContainer, DockerImage
+from pyinfra.facts.docker import DockerContainer
 from pyinfra.facts.server import Arch
-from pyinfra.operations import apt, docker, files, server, systemd
+from pyinfra.operations import apt, docker, files, systemd
 
-from fleet import data, ops, render
+from fleet import data, ops, render, rollback
 from fleet import image as images
+from fleet.config import HostConfig
 from fleet.facts import ComposeCommand, DockerReady
 
 BUILD_CONTEXT = ("Dockerfile", ".dockerignore", "pyproject.toml", "README.md", "reconcile", "templates", "docker")
@@ -39,7 +40,7 @@ def fail(message: str) -> None:
     ops.refuse(name="Refuse this host", message=message)
 
 
-def docker_engine(config: data.HostConfig) -> str | None:
+def docker_engine(config: HostConfig) -> str | None:
     """How compose is invoked on the host, after installing Docker if it is missing and
     allowed; None (and the host failed) when it is missing and not allowed."""
     compose = host.get_fact(ComposeCommand)
@@ -59,27 +60,7 @@ def docker_engine(config: data.HostConfig) -> str | None:
     return compose or "docker-compose"
 
 
-def snapshot(config: data.HostConfig, changes: list[OperationMeta]) -> None:
-    """What runs now (its files and image), kept in .rollback/ for the health gate, taken
-    only when this run will change something."""
-    here = config.project_dir
-    tag = ""
-    container = host.get_fact(DockerContainer, object_id=ops.CONTAINER)
-    if container:
-        image_id, image_ref = container[0]["Image"], container[0]["Config"]["Image"]
-        tag = f" && docker tag {image_id} {ops.ROLLBACK_TAG} && echo {image_ref} > .rollback/image"
-    server.shell(
-        name="Keep what runs now, for a rollback",
-        commands=[
-            f"if [ -f {here}/compose.yaml ]; then cd {here} && rm -rf .rollback && mkdir -m 0700 .rollback"
-            " && cp -a compose.yaml .env config.toml .rollback/ && { [ ! -d secrets ] || cp -a secrets .rollback/; }"
-            f"{tag}; fi"
-        ],
-        _if=lambda: any(op.will_change for op in changes),
-    )
-
-
-def project_files(config: data.HostConfig) -> list[OperationMeta]:
+def project_files(config: HostConfig) -> list[OperationMeta]:
     here = config.project_dir
     changes = [
         files.directory(name="Project dir", path=here, mode="0755", user="root", group="root"),
@@ -107,7 +88,7 @@ def project_files(config: data.HostConfig) -> list[OperationMeta]:
     return changes
 
 
-def image(config: data.HostConfig) -> list[OperationMeta]:
+def image(config: HostConfig) -> list[OperationMeta]:
     if config.image_source == "pull":
         return [docker.image(name=f"Pull {config.image}", image=config.image, present=True)]
     if config.image_source == "build":
@@ -138,20 +119,14 @@ def image(config: data.HostConfig) -> list[OperationMeta]:
     except images.ImageError as exc:
         fail(f"host {config.host}: {exc}")
         return []
-    found: Any = host.get_fact(DockerImage, object_id=config.image)
-    host_id = found[0]["Id"] if found else None
     return [
         ops.image_loaded(
-            name=f"Image {config.image} ({local.short})",
-            ref=config.image,
-            local=local,
-            host_id=host_id,
-            upload_dir=config.project_dir,
+            name=f"Image {config.image} ({local.short})", ref=config.image, local=local, upload_dir=config.project_dir
         )
     ]
 
 
-def converge(config: data.HostConfig, compose: str, changes: list[OperationMeta]) -> None:
+def converge(config: HostConfig, compose: str, changes: list[OperationMeta]) -> None:
     container: Any = host.get_fact(DockerContainer, object_id=ops.CONTAINER)
     running = bool(container) and bool(container[0]["State"]["Running"])
 
@@ -171,7 +146,7 @@ def converge(config: data.HostConfig, compose: str, changes: list[OperationMeta]
     )
     if not running:
         docker.compose(name="Start the container (it is not running)", _if=lambda: not changed(), **common)
-    ops.healthy_or_rolled_back(
+    rollback.healthy_or_rolled_back(
         name="Health gate (healthy, or rolled back)",
         config=config,
         compose=compose,
@@ -190,7 +165,7 @@ def rollout() -> None:
     if compose is None:
         return
     changes: list[OperationMeta] = []
-    snapshot(config, changes)
+    rollback.snapshot(config, changes)
     changes += project_files(config)
     changes += image(config)
     converge(config, compose, changes)

@@ -209,6 +209,10 @@ class Sandbox:
         self.rules.append(rule)
         self.write_config()
 
+    def command(self, *args: str) -> list[str]:
+        """The agent's command line as this sandbox runs it (with its capability set)."""
+        return [*_agent(None, self.container_caps), *args]
+
     def cli(
         self, *args: str, env: dict[str, str] | None = None, check: bool = False, crash_before_step: int | None = None
     ) -> subprocess.CompletedProcess[str]:

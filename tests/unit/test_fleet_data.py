@@ -9,10 +9,12 @@ from typing import Any
 import pytest
 
 from fleet import data, render
+from fleet.config import HostConfig
 from fleet.image import ARCHES, UNSUPPORTED, ImageError, buildx_args, platform_of, platform_tag
+from testbed import REPO
 
 
-def load(environ: dict[str, str] | None = None, **given: Any) -> data.HostConfig:
+def load(environ: dict[str, str] | None = None, **given: Any) -> HostConfig:
     return data.load("pi1", lambda key: given.get(key, data.DEFAULTS[key]), environ or {})
 
 
@@ -113,7 +115,7 @@ def test_what_lands_on_a_host() -> None:
 
 def test_the_fleet_compose_file_keeps_the_projects_least_privilege() -> None:
     """compose.yaml (a Pi by hand) and the fleet's template give the same privileges."""
-    shipped = (render.TEMPLATES.parent / "compose.yaml").read_text()
+    shipped = (REPO / "compose.yaml").read_text()
     fleet = render.compose(load())
     for line in (
         "cap_drop: [ALL]",
@@ -168,3 +170,12 @@ def test_buildx_args_per_platform(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FLEET_BUILDX_ARGS_ARM64", "--build-arg 'unclosed")
     with pytest.raises(ImageError, match="FLEET_BUILDX_ARGS"):
         buildx_args("arm64")
+
+
+def test_a_fleet_template_that_writes_a_raw_value_fails_instead_of_writing_it() -> None:
+    """The agent's finalize guard, in the fleet's renderer: only a filtered value is written."""
+    config = load()
+    env = render._env()
+    assert env.from_string("image: {{ c.image | yaml }}").render(c=config) == 'image: "ups-nut-smart:latest"'
+    with pytest.raises(ValueError, match="without a filter"):
+        env.from_string("image: {{ c.image }}").render(c=config)

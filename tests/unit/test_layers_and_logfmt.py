@@ -181,3 +181,31 @@ def test_benchmarks_and_testbed_never_import_the_tests() -> None:
             bad = {m for m in imported(path) if m.split(".")[0] in banned}
             wrong += [f"{path.relative_to(REPO)} imports {m}" for m in sorted(bad)]
     assert wrong == []
+
+
+# fleet/ in layers of its own: lower modules never import higher ones; of the agent it
+# uses only the base layer (the agent's own parsers, so both accept the same values).
+FLEET_LAYERS = {"config": 0, "facts": 0, "image": 0, "render": 1, "data": 2, "ops": 3, "rollback": 4, "steps": 5}
+AGENT_FOR_FLEET = {"reconcile.settings", "reconcile.userconfig", "reconcile.nutsyntax"}
+
+
+def test_fleet_imports_downward_only_and_only_the_agents_parsers() -> None:
+    wrong = []
+    for path in sorted((REPO / "fleet").glob("*.py")):
+        if path.stem == "__init__":
+            continue
+        mine = FLEET_LAYERS[path.stem]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ImportFrom) or not node.module:
+                continue
+            agent_parser = node.module in AGENT_FOR_FLEET or (
+                node.module == "reconcile" and {a.name for a in node.names} <= {"settings"}
+            )
+            if node.module.startswith("reconcile") and not agent_parser:
+                wrong.append(f"fleet/{path.name} imports {node.module}")
+            targets = [a.name for a in node.names] if node.module == "fleet" else [node.module.split(".")[-1]]
+            if node.module.startswith("fleet"):
+                for target in targets:
+                    if FLEET_LAYERS[target] >= mine and target != path.stem:
+                        wrong.append(f"fleet/{path.name} ({mine}) imports fleet.{target} ({FLEET_LAYERS[target]})")
+    assert wrong == []

@@ -1,0 +1,122 @@
+"""The rollback, in one place: what runs is kept before a run changes anything
+(`snapshot`), and the health gate after it puts the host back on that when the new
+container is not healthy (`healthy_or_rolled_back`).
+
+What is kept, in <project_dir>/.rollback/: compose.yaml, .env, config.toml, the secrets
+dir, and the image the container ran (tagged ROLLBACK_TAG by its ID; the name it ran
+under in .rollback/image).
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from typing import Any
+
+from pyinfra.api.command import FunctionCommand, StringCommand
+from pyinfra.api.exceptions import OperationError
+from pyinfra.api.operation import OperationMeta, operation
+from pyinfra.context import host
+from pyinfra.facts.docker import DockerContainer
+from pyinfra.operations import server
+
+from fleet.config import HostConfig
+from fleet.ops import CONTAINER, PROJECT, reporting, uses_sudo
+
+ROLLBACK_TAG = "ups-nut-smart-rollback:previous"
+GATE_TIMEOUT = 120.0
+CRASH_LOOP = 2  # restarts that make a container a failure at once
+
+
+def _sh(host: Any, command: str, sudo: bool) -> tuple[bool, str]:
+    ok, output = host.run_shell_command(StringCommand(command), _sudo=sudo)
+    return ok, "\n".join([*output.stdout_lines, *output.stderr_lines])
+
+
+def _healthy(host: Any, config: HostConfig, sudo: bool, timeout: float) -> str | None:
+    """None once the container is healthy and upsc answers from inside it (a Pi with no
+    UPS answers "Driver not connected"); else why not, when the time is up or it crash-loops."""
+    upsc = f"{config.ups_name}@127.0.0.1:{config.nut_port}"
+    deadline = time.monotonic() + timeout
+    why = "not started"
+    while True:
+        ok, state = _sh(
+            host, f"timeout 20 docker inspect -f '{{{{.State.Health.Status}}}} {{{{.RestartCount}}}}' {CONTAINER}", sudo
+        )
+        health, _, restarts = state.strip().partition(" ")
+        if ok and health == "healthy":
+            ok, answer = _sh(host, f"timeout 20 docker exec {CONTAINER} upsc {upsc} ups.status 2>&1", sudo)
+            if ok or "Driver not connected" in answer:
+                return None
+            why = f"healthy, but upsc {upsc} says {answer.strip().splitlines()[-1:]}"
+        else:
+            why = f"health {health or 'unknown'}" + (f", {restarts} restarts" if restarts else "")
+            if restarts.isdigit() and int(restarts) >= CRASH_LOOP:
+                return f"{why}: it exits as soon as it starts"
+        if time.monotonic() >= deadline:
+            return f"{why} after {timeout:g}s"
+        time.sleep(2)  # polling the engine, with the deadline above
+
+
+def _rollback(host: Any, config: HostConfig, compose: str, sudo: bool) -> str:
+    here = shlex.quote(config.project_dir)
+    up = f"{compose} --project-directory {here} --project-name {PROJECT} -f {here}/compose.yaml"
+    restore = (
+        f"cd {here} && test -d .rollback"
+        " && cp -a .rollback/compose.yaml .rollback/.env .rollback/config.toml ."
+        " && rm -rf secrets"
+        " && if [ -d .rollback/secrets ]; then cp -a .rollback/secrets secrets; else mkdir -m 0700 secrets; fi"
+        f' && if [ -s .rollback/image ]; then docker tag {ROLLBACK_TAG} "$(cat .rollback/image)"; fi'
+        f" && timeout 300 {up} up -d --force-recreate --remove-orphans"
+    )
+    ok, _ = _sh(host, restore, sudo)
+    if not ok:
+        _sh(host, f"timeout 120 {up} down", sudo)
+        return "no earlier deployment to go back to: the new one was stopped"
+    why = _healthy(host, config, sudo, GATE_TIMEOUT)
+    if why is None:
+        return "rolled back to the previous image and files: healthy again"
+    return f"rolled back to the previous image and files, but that is not healthy either ({why})"
+
+
+def _gate(state: Any, host: Any, config: HostConfig, compose: str, sudo: bool) -> None:
+    why = _healthy(host, config, sudo, GATE_TIMEOUT)
+    if why is None:
+        return
+    _, logs = _sh(host, f"timeout 20 docker logs --tail 15 {CONTAINER} 2>&1", sudo)
+    report = _rollback(host, config, compose, sudo)
+    raise OperationError(f"health gate failed ({why}); {report}. Last log lines of the failed container:\n{logs}")
+
+
+@operation(is_idempotent=False)
+def healthy_or_rolled_back(config: HostConfig, compose: str) -> Any:
+    """
+    The container is healthy and `upsc <ups_name>@127.0.0.1:<nut_port>` answers from inside
+    it within GATE_TIMEOUT; otherwise the host is put back on its previous image and files
+    (the snapshot taken before this run changed anything), brought up healthy again, and
+    reported failed with the failed container's last log lines.
+
+    + config: the host's validated data
+    + compose: how compose is invoked on the host
+    """
+    yield FunctionCommand(reporting(_gate), (config, compose, uses_sudo()), {})
+
+
+def snapshot(config: HostConfig, changes: list[OperationMeta]) -> None:
+    """What runs now (its files and image), kept in .rollback/ for the health gate, taken
+    only when this run will change something."""
+    here = config.project_dir
+    tag = ""
+    container = host.get_fact(DockerContainer, object_id=CONTAINER)
+    if container:
+        image_id, image_ref = container[0]["Image"], container[0]["Config"]["Image"]
+        tag = f" && docker tag {image_id} {ROLLBACK_TAG} && echo {image_ref} > .rollback/image"
+    server.shell(
+        name="Keep what runs now, for a rollback",
+        commands=[
+            f"if [ -f {here}/compose.yaml ]; then cd {here} && rm -rf .rollback && mkdir -m 0700 .rollback"
+            " && cp -a compose.yaml .env config.toml .rollback/ && { [ ! -d secrets ] || cp -a secrets .rollback/; }"
+            f"{tag}; fi"
+        ],
+        _if=lambda: any(op.will_change for op in changes),
+    )
