@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from benchmarks.markdown import minutes, table
 from testbed import REPO
 from testbed.docker import docker
 from testbed.images import BUILD_TIMEOUT, TARGETS, Target, build, source_served
@@ -73,3 +74,43 @@ def run(emulated: bool = True) -> dict[str, Any]:
             }
             print(f"  /opt/nut: {results['files']}", flush=True)
     return results
+
+
+HEAD = """## Build time
+
+The default image for each platform, on this machine: NUT compiled on the build machine's
+own platform (cross-compiled for arm64 and arm/v7 with Debian's cross compilers), only the
+runtime stage (the base image's package installs, NUT copied in) under qemu.
+
+"""
+
+
+def render(r: dict[str, Any]) -> str:
+    """docs/benchmarks.md's section on build time."""
+    builds = r.get("builds")
+    if not builds:
+        return HEAD + "Not measured in this run (`python -m benchmarks --only builds`).\n\n"
+    rows = [["image (NUT 2.8.4 from source)", "cold (--no-cache)", "warm (unchanged tree)"]]
+    for key, t in builds["cross"].items():
+        how = "native" if key == "amd64" else "cross-compiled, runtime stage under qemu"
+        rows.append([f"{key} ({how})", minutes(t["cold"]), minutes(t["warm"])])
+    emulated = builds.get("emulated_arm64")
+    text = ""
+    if emulated:
+        rows.append(
+            [
+                f"arm64, NUT compiled under qemu (the tree at {emulated['commit']})",
+                minutes(emulated["cold"]),
+                minutes(emulated["warm"]),
+            ]
+        )
+        files = builds["files"]
+        differ = "; ".join(
+            f"only in the {which} build: {', '.join(files[key]) or 'nothing'}"
+            for which, key in (("cross", "only_cross"), ("emulated", "only_emulated"))
+        )
+        text = (
+            f"\n\nWhat the two arm64 builds install under /opt/nut, compared path by path: "
+            f"{files['both']} paths in both; {differ}."
+        )
+    return HEAD + table(rows) + text + "\n\n"

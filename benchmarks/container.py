@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import functools
 import json
+import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from benchmarks.hotplug import measure
+from benchmarks.markdown import table
 from testbed.docker import SIM_ENV, SIM_MOUNT, container_sim, docker, run_container
 from testbed.images import TARGETS, build, source_served
 from testbed.nut import free_port, upsc
@@ -172,3 +175,50 @@ def _megabytes(text: str) -> float:
         if text.endswith(unit):
             return float(text[: -len(unit)]) * factor
     raise ValueError(f"unknown memory figure {text!r}")
+
+
+def render_startup(r: dict[str, Any]) -> str:
+    """docs/benchmarks.md's section on start-up."""
+    start_rows = [["", "n", "median", "max"]]
+    for key, label in (
+        ("no_ups", "no UPS (answers Driver not connected)"),
+        ("ups", "a UPS attached (answers its data)"),
+    ):
+        vals = r["startup"][key]
+        start_rows.append([label, str(len(vals)), f"{statistics.median(vals):.2f} s", f"{max(vals):.2f} s"])
+    return f"""## Start-up
+
+`docker run` of the default image → `upsc my-ups` answering from the host, on the published port.
+
+{table(start_rows)}
+
+"""
+
+
+def render_resources(r: dict[str, Any]) -> str:
+    """docs/benchmarks.md's section on resources at rest."""
+    res = r["resources"]
+    return f"""## Resources at rest
+
+The default image, a UPS attached, SCAN_INTERVAL 2, nothing changing, measured over 60 s:
+agent RSS {res["agent_rss_mb"]:.1f} MiB (target ≤ 30), whole container {res["container_mb"]:.1f} MiB
+(docker stats' figure, the cgroup's memory less inactive file cache, read from the cgroup where
+docker stats shows 0; target ≤ 40), CPU {res["idle_cpu_percent"]:.3f} % of one core (target ≤ 0.5):
+the agent's ticks {res["idle_cpu_agent_percent"]:.3f} %, NUT's daemons (upsd, upsmon, the driver)
+{res["idle_cpu_nut_percent"]:.3f} %, and the processes that came and went, Docker's health check
+(`nut-reconcile health` every 30 s, a Python start each time), {res["idle_cpu_other_percent"]:.3f} %.
+
+"""
+
+
+def render_images(r: dict[str, Any]) -> str:
+    """docs/benchmarks.md's section on image sizes."""
+    img = r["images"]
+    img_rows = [["architecture", "NUT from source (2.8.4, default)", "NUT from Debian (2.8.0)"]]
+    for arch, sizes in img.items():
+        img_rows.append([arch, *(f"{sizes[kind]:.0f} MB" if kind in sizes else "—" for kind in ("tarball", "debian"))])
+    return f"""## Images
+
+{table(img_rows)}
+
+"""

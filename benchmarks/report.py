@@ -6,7 +6,9 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from benchmarks.hotplug import percentile, summary
+from benchmarks import build, container, hotplug, tick_cost
+from benchmarks.hotplug import percentile
+from benchmarks.markdown import minutes, ok, table
 
 # Published for the design this project replaces (its README): detection 0-60 s (a 60 s
 # fingerprint interval), start-up 30-60 s, 80-120 MB.
@@ -21,10 +23,6 @@ TARGETS = {
     "pi_build_s": 300.0,  # each Pi image (arm64, arm/v7), cold
 }
 PI_IMAGES = ("arm64", "armv7")
-
-
-def _ok(met: bool) -> str:
-    return "met" if met else "**missed**"
 
 
 def _plots(r: dict[str, Any], docs: Path) -> list[str]:
@@ -130,7 +128,7 @@ def headline(r: dict[str, Any]) -> tuple[list[list[str]], dict[str, bool]]:
         [
             "plug → data (p95, SCAN_INTERVAL 2 + SETTLE_TIME 2)",
             f"{plug95:.1f} s (unplug {unplug95:.1f} s)",
-            f"≤ {2 + r['settle'] + 1:g} s: {_ok(plug95 <= 2 + r['settle'] + 1 and unplug95 <= 2 + r['settle'] + 1)}"
+            f"≤ {2 + r['settle'] + 1:g} s: {ok(plug95 <= 2 + r['settle'] + 1 and unplug95 <= 2 + r['settle'] + 1)}"
             + ("" if met["latency"] else " (missed at another SCAN_INTERVAL: see docs/benchmarks.md)"),
             f"{PUBLISHED['detection']} published; at its 60 s: {30 + restart:.0f} s median, "
             f"{57 + restart:.0f} s p95 (its restart of NUT measured: {restart:.1f} s)",
@@ -138,19 +136,19 @@ def headline(r: dict[str, Any]) -> tuple[list[list[str]], dict[str, bool]]:
         [
             "client interruption on an untouched UPS",
             f"{max(r['interruption']['ours']):.2f} s",
-            f"0 s: {_ok(met['interruption'])}",
+            f"0 s: {ok(met['interruption'])}",
             f"{max(r['interruption']['baseline']):.1f} s (stops and restarts all of NUT)",
         ],
         [
             "container start → `upsc my-ups` answers",
             f"{start:.1f} s with a UPS ({start_no:.1f} s without)",
-            f"≤ 3 s: {_ok(met['start'])}",
+            f"≤ 3 s: {ok(met['start'])}",
             f"{PUBLISHED['start']} published",
         ],
         [
             "memory",
             f"{res['container_mb']:.0f} MiB container, agent {res['agent_rss_mb']:.0f} MiB",
-            f"≤ 40 / ≤ 30 MiB: {_ok(met['container'] and met['rss'])}",
+            f"≤ 40 / ≤ 30 MiB: {ok(met['container'] and met['rss'])}",
             f"{PUBLISHED['size']} published",
         ],
         [
@@ -163,13 +161,13 @@ def headline(r: dict[str, Any]) -> tuple[list[list[str]], dict[str, bool]]:
             "idle CPU (one core, 60 s, SCAN_INTERVAL 2)",
             f"{res['idle_cpu_percent']:.2f} % (agent {res['idle_cpu_agent_percent']:.2f}, "
             f"NUT {res['idle_cpu_nut_percent']:.2f}, health checks {res['idle_cpu_other_percent']:.2f})",
-            f"≤ 0.5 %: {_ok(met['cpu'])}",
+            f"≤ 0.5 %: {ok(met['cpu'])}",
             "",
         ],
         [
             "no-change tick, 10 USB devices (CPU)",
             f"{tick10['ours_no_change'] * 1000:.2f} ms ({ratio:.0f}× cheaper)",
-            f"≤ 5 ms: {_ok(met['tick'])}; ≥ 50×: {_ok(met['ratio'])}",
+            f"≤ 5 ms: {ok(met['tick'])}; ≥ 50×: {ok(met['ratio'])}",
             f"{tick10['baseline_per_tick'] * 1000:.1f} ms (nut-scanner -U + lsusb)",
         ],
     ]
@@ -178,47 +176,12 @@ def headline(r: dict[str, Any]) -> tuple[list[list[str]], dict[str, bool]]:
         rows.append(
             [
                 "Pi image build, cold (NUT 2.8.4 cross-compiled)",
-                ", ".join(f"{_minutes(cross[key]['cold'])} {key}" for key in PI_IMAGES),
-                f"≤ 5 min each: {_ok(met['build'])}",
-                f"{_minutes(emulated['cold'])} arm64 (NUT compiled under qemu: this project before)"
-                if emulated
-                else "",
+                ", ".join(f"{minutes(cross[key]['cold'])} {key}" for key in PI_IMAGES),
+                f"≤ 5 min each: {ok(met['build'])}",
+                f"{minutes(emulated['cold'])} arm64 (NUT compiled under qemu: this project before)" if emulated else "",
             ]
         )
     return rows, met
-
-
-def _minutes(seconds: float) -> str:
-    return f"{int(seconds // 60)} min {seconds % 60:02.0f} s" if seconds >= 60 else f"{seconds:.0f} s"
-
-
-def _builds(builds: dict[str, Any] | None) -> str:
-    if not builds:
-        return "Not measured in this run (`python -m benchmarks --only builds`)."
-    rows = [["image (NUT 2.8.4 from source)", "cold (--no-cache)", "warm (unchanged tree)"]]
-    for key, t in builds["cross"].items():
-        how = "native" if key == "amd64" else "cross-compiled, runtime stage under qemu"
-        rows.append([f"{key} ({how})", _minutes(t["cold"]), _minutes(t["warm"])])
-    emulated = builds.get("emulated_arm64")
-    text = ""
-    if emulated:
-        rows.append(
-            [
-                f"arm64, NUT compiled under qemu (the tree at {emulated['commit']})",
-                _minutes(emulated["cold"]),
-                _minutes(emulated["warm"]),
-            ]
-        )
-        files = builds["files"]
-        differ = "; ".join(
-            f"only in the {which} build: {', '.join(files[key]) or 'nothing'}"
-            for which, key in (("cross", "only_cross"), ("emulated", "only_emulated"))
-        )
-        text = (
-            f"\n\nWhat the two arm64 builds install under /opt/nut, compared path by path: "
-            f"{files['both']} paths in both; {differ}."
-        )
-    return _table(rows) + text
 
 
 LABELS = {
@@ -302,94 +265,22 @@ def _when(r: dict[str, Any]) -> str:
     return "\nSections measured: " + ", ".join(f"{section} {at}" for section, at in when.items()) + "."
 
 
-def _table(rows: list[list[str]]) -> str:
-    out = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
-    out += ["| " + " | ".join(row) + " |" for row in rows[1:]]
-    return "\n".join(out)
-
-
 def write(r: dict[str, Any], docs: Path) -> str:
+    """docs/benchmarks.md: the machine, the headline, then each section as its own module
+    renders it, and the targets missed. Returns the headline table."""
     plots = _plots(r, docs)
     head, met = headline(r)
     m = r["machine"]
-    tick_rows = [
-        [
-            "devices",
-            "agent: no-change tick",
-            "agent: change tick",
-            "replaced: nut-scanner + lsusb",
-            "ratio (no-change)",
-            "2 s apart: agent",
-            "2 s apart: replaced",
-            "umockdev's cost on a sysfs scan",
-        ]
-    ]
-    for row in r["tick"]:
-        tick_rows.append(
-            [
-                str(row["devices"]),
-                f"{row['ours_no_change'] * 1000:.2f} ms",
-                f"{row['ours_change'] * 1000:.1f} ms",
-                f"{row['baseline_per_tick'] * 1000:.1f} ms",
-                f"{row['baseline_per_tick'] / row['ours_no_change']:.0f}×",
-                f"{row['ours_no_change_spaced'] * 1000:.1f} ms",
-                f"{row['baseline_per_tick_spaced'] * 1000:.1f} ms",
-                f"{row['baseline_scan_umockdev'] / row['baseline_scan_plain']:.1f}×",
-            ]
-        )
-    lat_rows = [["SCAN_INTERVAL", "event", "n", "median", "p95", "max", "target (p95)"]]
-    for si, d in r["latency"].items():
-        for kind in ("plug", "unplug"):
-            s = summary(d[kind])
-            target = float(si) + r["settle"] + 1
-            lat_rows.append(
-                [
-                    f"{si} s",
-                    kind,
-                    str(s["n"]),
-                    f"{s['median']:.2f} s",
-                    f"{s['p95']:.2f} s",
-                    f"{s['max']:.2f} s",
-                    f"≤ {target:g} s: {_ok(s['p95'] <= target)}",
-                ]
-            )
-    base = r["latency_baseline"]
     t = r["baseline_interval"]
-    restarts = base["restart"]
-    rmed, r95, rmax = statistics.median(restarts), percentile(restarts, 0.95), max(restarts)
-    base_rows = [["interval", "event", "n", "median", "p95", "max"]]
-    for kind in ("plug", "unplug"):
-        s = summary(base[kind])
-        base_rows.append(
-            [f"{t:g} s (measured)", kind, str(s["n"]), f"{s['median']:.2f} s", f"{s['p95']:.2f} s", f"{s['max']:.2f} s"]
-        )
-    base_rows.append(
-        [
-            "60 s (its default, from the formula)",
-            "plug",
-            "",
-            f"{30 + rmed:.1f} s",
-            f"{57 + r95:.1f} s",
-            f"{60 + rmax:.1f} s",
-        ]
+    sections = (
+        tick_cost.render(r),
+        hotplug.render_latency(r),
+        hotplug.render_interruption(r),
+        container.render_startup(r),
+        container.render_resources(r),
+        container.render_images(r),
+        build.render(r),
     )
-    img = r["images"]
-    img_rows = [["architecture", "NUT from source (2.8.4, default)", "NUT from Debian (2.8.0)"]]
-    for arch, sizes in img.items():
-        img_rows.append([arch, *(f"{sizes[kind]:.0f} MB" if kind in sizes else "—" for kind in ("tarball", "debian"))])
-    start_rows = [["", "n", "median", "max"]]
-    for key, label in (
-        ("no_ups", "no UPS (answers Driver not connected)"),
-        ("ups", "a UPS attached (answers its data)"),
-    ):
-        vals = r["startup"][key]
-        start_rows.append([label, str(len(vals)), f"{statistics.median(vals):.2f} s", f"{max(vals):.2f} s"])
-    res = r["resources"]
-    inter = r["interruption"]
-    inter_rows = [["", "events", "total", "worst"]]
-    for key, label in (("ours", "ups-nut-smart (reload)"), ("baseline", "replaced design (restart all)")):
-        vals = inter[key]
-        inter_rows.append([label, str(len(vals)), f"{sum(vals):.2f} s", f"{max(vals):.2f} s"])
     text = f"""# Benchmarks
 
 Written by `python -m benchmarks` on {m["date"]}: {m["host"]}, {m["cpu"]}, {m["memory"]} RAM,
@@ -400,94 +291,21 @@ daemons are real. No test asserts any of these figures.{_when(r)}
 
 ## Headline
 
-{_table(head)}
+{table(head)}
 
 The replaced design: a watcher that fingerprints the bus every 60 s and stops and restarts
 all of NUT on a change (`benchmarks/baseline.py` runs it against the same NUT). Its
 published figures are quoted as published; its latency at 60 s follows from the one
 measured at {t:g} s (see below).
 
-## Tick cost against bus size
-
-CPU time (user + system, the process and its children) of one tick: the agent's no-change
-tick (scan, observe NUT's files, processes and upsd, decide) and its change tick (a device
-of a model it has not seen comes or goes, so nut-scanner runs too), against scanning the
-same bus the replaced design's way, `nut-scanner -U` and `lsusb` as subprocesses each tick,
-under umockdev. umockdev slows what runs under it: its cost on a plain sysfs scan of the
-same bus is in the last column. The first columns are ticks back to back; "2 s apart" are
-ticks with SCAN_INTERVAL's 2 s of idle before each, as a running agent makes them. On this
-machine (a VM on a shared host) work done after an idle gap costs far more CPU: a fixed
-Python loop takes about 5× its back-to-back time after 2 s of sleep, and the agent's tick,
-which touches more memory, much more. That is the figure behind the idle CPU below.
-
-{_table(tick_rows)}
-
-![tick cost](bench-tick-cost.png)
-
-## Hotplug latency
-
-From the plug (or unplug) on the bus to `upsc my-ups` showing it (the data, or "Driver not
-connected"), against real NUT, at a random moment against the ticks, SETTLE_TIME
-{r["settle"]:g} s.
-
-{_table(lat_rows)}
-
-![hotplug latency](bench-latency.png)
-
-The replaced design, at {t:g} s instead of its 60 s (an unplug there ends in an error for the
-client: it has no placeholder):
-
-{_table(base_rows)}
-
-Its latency is the wait for the next fingerprint, uniform over the interval T, plus the
-restart of all of NUT (measured here: median {rmed:.2f} s, p95 {r95:.2f} s, max {rmax:.2f} s):
-median ≈ T/2 + restart, p95 ≈ 0.95·T + restart, max ≈ T + restart.
-
-## Client interruption
-
-Two UPSes served; a third plugged, then unplugged ({len(inter["ours"]) // 2} times each). A client polls
-one of the two others every 20 ms: how long its answers failed, per event.
-
-{_table(inter_rows)}
-
-![client interruption](bench-interruption.png)
-
-## Start-up
-
-`docker run` of the default image → `upsc my-ups` answering from the host, on the published port.
-
-{_table(start_rows)}
-
-## Resources at rest
-
-The default image, a UPS attached, SCAN_INTERVAL 2, nothing changing, measured over 60 s:
-agent RSS {res["agent_rss_mb"]:.1f} MiB (target ≤ 30), whole container {res["container_mb"]:.1f} MiB
-(docker stats' figure, the cgroup's memory less inactive file cache, read from the cgroup where
-docker stats shows 0; target ≤ 40), CPU {res["idle_cpu_percent"]:.3f} % of one core (target ≤ 0.5):
-the agent's ticks {res["idle_cpu_agent_percent"]:.3f} %, NUT's daemons (upsd, upsmon, the driver)
-{res["idle_cpu_nut_percent"]:.3f} %, and the processes that came and went, Docker's health check
-(`nut-reconcile health` every 30 s, a Python start each time), {res["idle_cpu_other_percent"]:.3f} %.
-
-## Images
-
-{_table(img_rows)}
-
-## Build time
-
-The default image for each platform, on this machine: NUT compiled on the build machine's
-own platform (cross-compiled for arm64 and arm/v7 with Debian's cross compilers), only the
-runtime stage (the base image's package installs, NUT copied in) under qemu.
-
-{_builds(r.get("builds"))}
-
-## Where a target is missed
+{"".join(sections)}## Where a target is missed
 
 {_missed(met, r)}
 
 Plots: {", ".join(plots)}.
 """
     (docs / "benchmarks.md").write_text(text)
-    return _table(head)
+    return table(head)
 
 
 README_START = "<!-- benchmarks:headline (written by python -m benchmarks) -->"
@@ -504,7 +322,7 @@ def quote_in_readme(readme: Path, r: dict[str, Any]) -> bool:
     head, _ = headline(r)
     m = r["machine"]
     block = (
-        f"{README_START}\n{_table(head)}\n\nMeasured {m['date']} on {m['cpu']} ({m['host']}): "
+        f"{README_START}\n{table(head)}\n\nMeasured {m['date']} on {m['cpu']} ({m['host']}): "
         "[docs/benchmarks.md](docs/benchmarks.md) has every figure, the plots and what each target's "
         f"miss comes from.\n"
     )
