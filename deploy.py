@@ -1,4 +1,4 @@
-"""Roll ups-nut-smart out to every Pi of an inventory (README, "Fleet"):
+"""Roll ups-nut-smart out to every Pi of an inventory (docs/fleet.md):
 
 pyinfra inventory/hosts.py deploy.py --dry --diff     # what would change, per host
 pyinfra inventory/hosts.py deploy.py -y               # do it

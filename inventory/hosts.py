@@ -1,5 +1,5 @@
 """An example inventory: Raspberry Pis reached over SSH, in group `pis`, with `canary`
-the one that gets a change first (README, "Fleet"). Every host data key has a default
+the one that gets a change first (docs/fleet.md). Every host data key has a default
 (fleet/data.py); group_data/ and the per-host dicts below only override.
 
 Host data keys: ups_name, scan_interval, settle_time, tz, debug, simulate, nut_port,

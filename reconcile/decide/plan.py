@@ -8,7 +8,7 @@ started for another version of its section is restarted; an upsd that does not s
 exactly the sections of ups.conf, or runs with older files, is reloaded. So whatever
 instant the agent was killed at, the next pass converges.
 
-NUT's safe order (see README, "How a change is applied"):
+NUT's safe order (see docs/design.md, "How a change is applied"):
   unplug: MONITOR out -> reload upsmon -> stop driver -> section out -> reload upsd
   plug:   section in -> start driver -> reload upsd -> MONITOR in -> reload upsmon
 Both can happen in one plan (a swap), so the steps come in phases:

@@ -64,7 +64,7 @@ def source_tag(target: Target) -> str:
 def source_image(request: pytest.FixtureRequest, source_args: list[str]) -> Iterator[SourceImage]:
     """The default image (NUT_SOURCE=tarball: NUT 2.8.4 compiled in the build; for arm64 and
     arm/v7 cross-compiled, with only the runtime stage under qemu), from the shared source
-    copy with NUT_URL and NUT_SHA256, as the README tells a Pi owner without the release URL.
+    copy with NUT_URL and NUT_SHA256, as docs/contributing.md ("The container tests") tells.
     One platform at a time: built side by side they took longer on two cores, and two builds
     of one stage at once leave two layers for one cache key (a rebuild then gave another ID)."""
     target = TARGETS[request.param]
