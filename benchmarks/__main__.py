@@ -85,12 +85,25 @@ def main() -> int:
         if not saved.is_file():
             parser.error(f"--only needs an earlier full run's {saved}")
         results = json.loads(saved.read_text())
+    before = results.get("machine")
     results["machine"] = machine()
-    # When each section was measured (with --only, they come from different runs).
+    # When and where each section was measured (with --only, they come from different runs,
+    # maybe on another machine).
     results["measured"] = {
         **results.get("measured", {}),
         **{section: results["machine"]["date"] for section in SECTIONS if section in only},
     }
+
+    def where(m: dict[str, str]) -> str:
+        return f"{m['cpu']} ({m['host']})"
+
+    on = dict(results.get("measured_on", {}))
+    for section in SECTIONS:
+        if section in only:
+            on[section] = where(results["machine"])
+        elif section not in on and before:
+            on[section] = where(before)
+    results["measured_on"] = on
 
     if "tick" in only:
         print("tick cost against bus size", flush=True)

@@ -258,11 +258,21 @@ def _missed(met: dict[str, bool], r: dict[str, Any]) -> str:
 
 
 def _when(r: dict[str, Any]) -> str:
-    """With `--only`, sections come from runs at different times: each one's time."""
-    when = r.get("measured", {})
-    if len(set(when.values())) <= 1:
+    """With `--only`, sections come from runs at different times, maybe on other
+    machines: each one's time and machine."""
+    when, on = r.get("measured", {}), r.get("measured_on", {})
+    if len(set(when.values())) <= 1 and len(set(on.values())) <= 1:
         return ""
-    return "\nSections measured: " + ", ".join(f"{section} {at}" for section, at in when.items()) + "."
+    each = [f"{section} {at}" + (f" on {on[section]}" if section in on else "") for section, at in when.items()]
+    return "\nSections measured: " + "; ".join(each) + "."
+
+
+def _measured_line(r: dict[str, Any]) -> str:
+    m, when, on = r["machine"], r.get("measured", {}), r.get("measured_on", {})
+    if len(set(on.values())) > 1:
+        dates = sorted(set(when.values()))
+        return f"Measured {dates[0]} to {dates[-1]} on {len(set(on.values()))} machines (each section's in docs)"
+    return f"Measured {m['date']} on {m['cpu']} ({m['host']})"
 
 
 def write(r: dict[str, Any], docs: Path) -> str:
@@ -320,9 +330,8 @@ def quote_in_readme(readme: Path, r: dict[str, Any]) -> bool:
     if start < 0 or end < start:
         return False
     head, _ = headline(r)
-    m = r["machine"]
     block = (
-        f"{README_START}\n{table(head)}\n\nMeasured {m['date']} on {m['cpu']} ({m['host']}): "
+        f"{README_START}\n{table(head)}\n\n{_measured_line(r)}: "
         "[docs/benchmarks.md](docs/benchmarks.md) has every figure, the plots and what each target's "
         f"miss comes from.\n"
     )
