@@ -23,6 +23,9 @@
 #   BASE_ARM64_TAG      arm64 base image tag                  (default local/bookworm-slim:arm64)
 #   BASE_ARMHF_TAG      arm/v7 base image tag                 (default local/bookworm-slim:armhf)
 #   SKIP_ARM64=1        skip qemu/binfmt and the arm64 and arm/v7 base images
+#   ENGINE_BASES        which base images: all (default), native (only the build machine's own:
+#                       the engine is then ready for amd64 builds), foreign (only arm64 and arm/v7;
+#                       dev.sh test makes these while the first lanes already run)
 #   REBUILD_BASE=1      rebuild the base images even if present (reuses cached tarballs)
 set -euo pipefail
 
@@ -36,6 +39,8 @@ BASE_AMD64_TAG=${BASE_AMD64_TAG:-debian:bookworm-slim}
 BASE_ARM64_TAG=${BASE_ARM64_TAG:-local/bookworm-slim:arm64}
 BASE_ARMHF_TAG=${BASE_ARMHF_TAG:-local/bookworm-slim:armhf}
 SKIP_ARM64=${SKIP_ARM64:-0}
+ENGINE_BASES=${ENGINE_BASES:-all}
+case "$ENGINE_BASES" in all | native | foreign) ;; *) echo "ENGINE_BASES=$ENGINE_BASES: not all, native or foreign" >&2; exit 2 ;; esac
 REBUILD_BASE=${REBUILD_BASE:-0}
 SUITE=bookworm
 
@@ -375,17 +380,22 @@ step "compose v2 + buildx" install_compose_buildx
 if [ "$SKIP_ARM64" != 1 ]; then step "binfmt qemu-aarch64 qemu-arm" setup_binfmt; fi
 # have TAG PLATFORM: the base image is there, for that platform, and no rebuild is asked for.
 have() { [ "$REBUILD_BASE" != 1 ] && [ "$(image_arch "$1")" = "$2" ]; }
+NATIVE=1 FOREIGN=1
+[ "$ENGINE_BASES" != foreign ] || NATIVE=0
+[ "$ENGINE_BASES" != native ] && [ "$SKIP_ARM64" != 1 ] || FOREIGN=0
 MISSING_ROOTFS=()
-have "$BASE_AMD64_TAG" "$(dpkg --print-architecture)" || MISSING_ROOTFS+=("$(dpkg --print-architecture)")
-if [ "$SKIP_ARM64" != 1 ]; then
+if [ "$NATIVE" = 1 ]; then
+    have "$BASE_AMD64_TAG" "$(dpkg --print-architecture)" || MISSING_ROOTFS+=("$(dpkg --print-architecture)")
+fi
+if [ "$FOREIGN" = 1 ]; then
     have "$BASE_ARM64_TAG" arm64 || MISSING_ROOTFS+=(arm64)
     have "$BASE_ARMHF_TAG" arm/v7 || MISSING_ROOTFS+=(armhf)
 fi
 if [ "${#MISSING_ROOTFS[@]}" -gt 1 ]; then
     step "rootfs tarballs ${MISSING_ROOTFS[*]} (side by side)" rootfs_tarballs "${MISSING_ROOTFS[@]}"
 fi
-step "base image $BASE_AMD64_TAG" base_amd64
-if [ "$SKIP_ARM64" != 1 ]; then
+if [ "$NATIVE" = 1 ]; then step "base image $BASE_AMD64_TAG" base_amd64; fi
+if [ "$FOREIGN" = 1 ]; then
     step "base image $BASE_ARM64_TAG" base_foreign arm64 linux/arm64 "$BASE_ARM64_TAG" aarch64
     step "base image $BASE_ARMHF_TAG" base_foreign armhf linux/arm/v7 "$BASE_ARMHF_TAG" armv7l
 fi

@@ -122,6 +122,7 @@ class Agent:
         problems, self.reported = report.once(report.problems(d), self.reported, on_bus)
         for event in [
             *report.bus(self.last, d),
+            *report.died(self.last, d),
             *problems,
             *report.power(d.obs.memory, d.memory),
             *report.healed(d.healed),

@@ -23,6 +23,7 @@ The kinds, by what they are about (fields in brackets):
     ups.held          a UPS gone while on battery stays watched [ups, why]   (a problem)
     ups.released      a held UPS is let go [ups, why]
   drivers and daemons
+    driver.died       a driver of ours is gone, not stopped by us, its UPS still attached [ups, driver, pid]
     driver.stale      upsd reported its data stale too long: restarting it [ups, why]
     driver.healed     data fresh again after being stale [ups, stale_seconds]
     backoff.hold      a start held back by backoff [target]   (debug)
@@ -124,6 +125,15 @@ class Released(Event):
 
 
 # --- drivers and daemons -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DriverDied(Event):
+    kind: ClassVar[str] = "driver.died"
+    level: ClassVar[str] = "warning"
+    ups: str
+    driver: str
+    pid: int
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from testbed import REPO
+from testbed import REPO, await_true
 from testbed.docker import docker
 
 BUILD_TIMEOUT = 1800
@@ -63,8 +63,29 @@ TARGETS = {
 QEMU = {"arm64": "qemu-aarch64", "armv7": "qemu-arm"}
 
 
+# dev.sh test makes the arm64 and arm/v7 base images while the first lanes already run,
+# and writes its exit status here when done.
+BASES_DONE = os.environ.get("BASES_DONE")
+BASES_TIMEOUT = 1800.0
+
+
+def _foreign_bases_made() -> str | None:
+    """Wait, where dev.sh is still making them, for the foreign base images; why not, or None."""
+    if not BASES_DONE:
+        return None
+    done = Path(BASES_DONE)
+    if not await_true(done.exists, BASES_TIMEOUT, 1.0):
+        return f"the arm64 and arm/v7 base images were not made within {BASES_TIMEOUT:.0f} s"
+    status = done.read_text().strip()
+    return None if status == "0" else f"making the arm64 and arm/v7 base images failed (exit {status})"
+
+
 def missing_emulation(target: Target) -> str | None:
     """Why images for `target` cannot be built and run here, or None."""
+    if target.emulated:
+        problem = _foreign_bases_made()
+        if problem:
+            return problem
     if target.key in QEMU and not os.path.exists(f"/proc/sys/fs/binfmt_misc/{QEMU[target.key]}"):
         return f"{QEMU[target.key]} is not registered with binfmt_misc (docker/engine-setup.sh does it)"
     if docker("image", "inspect", target.base, check=False).returncode != 0:

@@ -6,6 +6,7 @@
   not one per tick.
 - `bus`: plugged, unplugged, swapped, renamed, from the decision before and this one.
 - `power`: on battery, status changes, back on line (decide/power.py's memory).
+- `died`: a driver of ours gone on its own (the agent starts it again, with backoff).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from reconcile import events as ev
 from reconcile.decide.decision import Decision
 from reconcile.decide.power import Memory, changes
 from reconcile.logfmt import format_fields
-from reconcile.model import Ups
+from reconcile.model import StopDriver, Ups
 
 
 def problems(d: Decision) -> list[ev.Event]:
@@ -87,3 +88,17 @@ def power(before: Memory, after: Memory) -> list[ev.Event]:
 
 def healed(stale: Iterable[tuple[str, float]]) -> list[ev.Event]:
     return [ev.DriverHealed(ups, f"{seconds:.0f}") for ups, seconds in stale]
+
+
+def died(before: Decision | None, after: Decision) -> list[ev.Event]:
+    """The drivers the agent had in the decision before that are gone now, though their
+    UPS is still attached and that pass did not stop them."""
+    if before is None:
+        return []
+    stopped = {s.ups for s in before.plan.steps if isinstance(s, StopDriver)}
+    attached = {after.names[u.key] for u in after.attached}
+    return [
+        ev.DriverDied(ups, proc.driver, proc.proc.pid)
+        for ups, proc in sorted(before.owned.drivers.items())
+        if ups not in after.owned.drivers and ups not in stopped and ups in attached
+    ]

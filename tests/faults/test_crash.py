@@ -119,3 +119,5 @@ def test_upsd_a_driver_and_upsmon_killed_at_once_are_all_started_again(sandbox: 
         os.kill(pid, signal.SIGKILL)
     assert sandbox.await_converged(BEFORE, timeout=40) is None, sandbox.run_output()
     assert not {pid for pid, _ in nut_processes(sandbox.conf)} & set(victims)
+    died = [line for line in sandbox.run_output().splitlines() if "event=driver.died" in line]
+    assert len(died) == 1 and f"pid={victims[-1]}" in died[0], died

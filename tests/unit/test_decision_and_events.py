@@ -171,3 +171,17 @@ def test_the_stream_hands_every_event_to_every_consumer_and_survives_a_broken_on
     assert "level=warning event=ups.held ups=my-ups why=" in out
     assert 'event=start.driver ups=my-ups driver=usbhid-ups why="not running" pid=42' in out
     assert out.count("event=events.consumer") == 1 and "broker down" in out
+
+
+def test_a_driver_gone_on_its_own_is_reported_died_one_the_agent_stopped_is_not() -> None:
+    driver = ProcFact("driver:my-ups", "usbhid-ups", ProcId(50, 9), "/run/nut/usbhid-ups-my-ups.pid", True)
+    running = decide(observation(device(), procs=(driver,)), Supervision(), inputs())
+    assert "my-ups" in running.owned.drivers
+    restarted = running  # (here its plan restarts it: it loaded no section the agent wrote)
+    assert report.died(restarted, decide(observation(device()), Supervision(), inputs())) == []
+    running = dataclasses.replace(running, plan=dataclasses.replace(running.plan, steps=()))  # in sync
+    gone = decide(observation(device()), Supervision(), inputs())
+    assert report.died(running, gone) == [events.DriverDied("my-ups", "usbhid-ups", 50)]
+    assert report.died(None, gone) == []
+    unplugged = decide(observation(), Supervision(), inputs())
+    assert report.died(running, unplugged) == []  # its UPS left: the agent stops it
