@@ -131,10 +131,9 @@ run_pytest() {
 #              each other's upsmon for a stranger.
 #   container  container/, and the fleet's buildx test, which shares that session's images
 #              and NUT's source at its fixed address (one server per port)
-#   fleet      the rest of fleet/ (the docker-in-docker Pis), then the offline arm64 image
-#              (its whole build under qemu, the longest one without a compile: here it
-#              overlaps the container lane's tests; last, so that it never holds the arm64
-#              build lock while the container lane's arm64 build waits for it)
+#   fleet      the offline arm64 image (its whole build under qemu, the longest one without
+#              a compile: here it overlaps the container lane's builds), then the rest of
+#              fleet/: the docker-in-docker Pis
 # Why: CI's time limit. The lanes mostly wait (on daemons, builds, SSH), and what one waits
 # on the others use. Two builds for one platform never run at once (testbed/images.build
 # locks per platform); the one stage every platform's offline build shares is built first.
@@ -145,7 +144,7 @@ lane_args() {
   case "$1" in
     host) echo "tests/unit tests/integration tests/faults" ;;
     container) echo "tests/container --ignore=$OFFLINE_ARM64 tests/fleet/test_image_arch.py" ;;
-    fleet) echo "tests/fleet --ignore=tests/fleet/test_image_arch.py $OFFLINE_ARM64" ;;
+    fleet) echo "$OFFLINE_ARM64 tests/fleet --ignore=tests/fleet/test_image_arch.py" ;;
   esac
 }
 
