@@ -15,6 +15,7 @@ holds no policy: it is the wiring of one pass.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 
 from reconcile import events, store
@@ -108,7 +109,7 @@ class Agent:
         if not decision.plan.in_sync:
             # The ledger is saved before each start, best effort: one that cannot be saved
             # (a full disk) stays in memory, and the start goes on.
-            save_ledger = lambda ledger: self.store.save(store.PROCS, ledger)  # noqa: E731
+            save_ledger = functools.partial(self.store.save, store.PROCS)
             outcome = apply.execute(
                 decision.plan, self.settings, self.observer.listen, decision.owned.ledger, save_ledger
             )

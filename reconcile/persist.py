@@ -17,7 +17,6 @@ from reconcile.observe import nut_scanner
 
 
 def save_state(st: store.Store, d: Decision) -> None:
-    st.retry_unsaved((store.SECRETS, store.NAMES, store.SEEN, store.PROCS))
     if d.secrets_to_keep != d.obs.stored_secrets:
         st.save(store.SECRETS, d.secrets_to_keep)
     if d.book != d.obs.book:
@@ -26,6 +25,9 @@ def save_state(st: store.Store, d: Decision) -> None:
         st.save(store.SEEN, d.memory)
     if d.owned.ledger != d.obs.ledger:
         st.save(store.PROCS, d.owned.ledger)
+    # What an earlier pass could not write and this one did not change: written again now
+    # (after the saves above, so a file that changed is not written twice in one pass).
+    st.retry_unsaved((store.SECRETS, store.NAMES, store.SEEN, store.PROCS))
     if d.obs.scanner_ran:
         key = nut_scanner.cache_key({dev.vidpid for dev in d.obs.bus})
         try:
