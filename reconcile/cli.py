@@ -5,7 +5,10 @@
   nut-reconcile apply                   carry the plan out once
   nut-reconcile run                     the container's main process: reconcile every SCAN_INTERVAL
   nut-reconcile status [--json]         devices, names, drivers, data freshness, last reconcile
-  nut-reconcile health                  exit 0 when upsd answers and attached UPSes have fresh data
+  nut-reconcile health                  exit 0 when upsd answers, attached UPSes have fresh data and
+                                        the shutdown path is whole
+  nut-reconcile drill low-battery|on-line|auto
+                                        SIMULATE=1 only: pin the simulated UPS (a drill of the chain)
 
 Exit codes: 0 ok; 1 failure; 2 bad settings or config (nothing written), or `plan` with changes pending.
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import functools
 import json
 import os
 import sys
@@ -22,12 +26,13 @@ from typing import Any
 
 from reconcile import __version__, logfmt, store
 from reconcile.act.files import DirError
-from reconcile.cycle import Agent
+from reconcile.cycle import Agent, simulator_for
+from reconcile.decide import forced, health
 from reconcile.decide.decision import Decision, device_views
 from reconcile.decide.render import mask_secrets
 from reconcile.model import Plan, WriteFile, describe
 from reconcile.nutsyntax import NutSyntaxError
-from reconcile.observe import usb_libusb
+from reconcile.observe import upsd_client, usb_libusb
 from reconcile.run import Runner
 from reconcile.settings import Settings, SettingsError
 from reconcile.settings import load as load_settings
@@ -50,7 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("run", help="reconcile continuously (the container's main process)")
     status = sub.add_parser("status", help="devices, names, drivers, data freshness, last reconcile")
     status.add_argument("--json", action="store_true")
-    sub.add_parser("health", help="exit 0 when upsd answers and attached UPSes have fresh data")
+    sub.add_parser("health", help="exit 0 when upsd answers, UPSes have fresh data, the shutdown path is whole")
+    drill = sub.add_parser("drill", help="SIMULATE=1 only: pin the simulated UPS at a state, or back to its cycle")
+    drill.add_argument("state", choices=("low-battery", "on-line", "auto"))
     return parser
 
 
@@ -185,6 +192,7 @@ def cmd_status(agent: Agent, as_json: bool) -> int:
     last = agent.store.load(store.STATUS)
     devices = device_views(decision)
     problems = [str(p) for p in decision.problems] + list(decision.plan.warnings) + list(decision.plan.blocked)
+    sd = shutdown_view(agent, decision)
     result = {
         "upsd": {
             "pid": owned.upsd.proc.pid if owned.upsd else None,
@@ -196,6 +204,7 @@ def cmd_status(agent: Agent, as_json: bool) -> int:
         "served": {n: {"state": v.state, "status": v.status} for n, v in (served or {}).items()},
         "strangers": [{"program": s.program, "pid": s.pid, "source": s.source} for s in owned.strangers],
         "problems": problems,
+        "shutdown": sd,
         "last_reconcile": last,
     }
     if as_json:
@@ -219,6 +228,13 @@ def cmd_status(agent: Agent, as_json: bool) -> int:
         print(f"stranger: {s.program} pid {s.pid} ({s.source}): not started by nut-reconcile, never signalled")
     for problem in problems:
         print(f"problem: {problem}")
+    if sd["fsd"]:
+        print(f"forced shutdown (FSD): {', '.join(sd['fsd'])}; upsmon ran the shutdown: {sd['shutdown_ran']}")
+    for name, can in sorted(sd["power_cycle"].items()):
+        if not can:
+            print(f"power cycle: {name} cannot (its driver offers no shutdown.return): a halted host stays off")
+    for why in sd["broken"]:
+        print(f"shutdown path: {why}")
     if isinstance(last, dict):
         print(f"last reconcile: {last.get('last_reconcile')} by {last.get('by')}: {last.get('outcome')}")
         for error in last.get("errors") or []:
@@ -226,25 +242,64 @@ def cmd_status(agent: Agent, as_json: bool) -> int:
     return EXIT_OK
 
 
+def shutdown_view(agent: Agent, decision: Decision) -> dict[str, Any]:
+    """The forced-shutdown state and the shutdown path, for `status`."""
+    offered = decision.obs.commands
+    return {
+        "fsd": sorted(decision.forced.fsd),
+        "shutdown_ran": decision.forced.shutdown_ran,
+        "power_cycle": {
+            decision.names[u.key]: (
+                forced.can_power_cycle(offered[decision.names[u.key]]) if decision.names[u.key] in offered else None
+            )
+            for u in decision.attached
+        },
+        "broken": health.shutdown_path(decision, agent.settings.ups_name, logins(agent, decision), expect(agent)),
+    }
+
+
 def cmd_health(agent: Agent) -> int:
-    """Healthy: upsd answers, and every UPS on the bus has fresh data."""
+    """Healthy: upsd answers, every UPS on the bus has fresh data, and the shutdown path
+    is whole (decide/health.py)."""
     decision = agent.reconcile_once(agent.observer.scan_bus(), act=False).decision
     served = decision.obs.facts.served
     if served is None:
         print("unhealthy: upsd is not answering" + ("" if decision.owned.upsd else " (not running)"))
         return EXIT_FAIL
-    bad = {}
-    for ups in decision.attached:
-        name = decision.names[ups.key]
-        view = served.get(name)
-        if view is None or view.state != "ok":
-            bad[name] = view.state if view else "not served"
-    for ups in decision.held:
-        bad[decision.names[ups.key]] = "held: vanished while on battery"
+    bad = health.serving(decision)
     if bad:
         print("unhealthy: " + ", ".join(f"{n} {s}" for n, s in sorted(bad.items())))
         return EXIT_FAIL
+    broken = health.shutdown_path(decision, agent.settings.ups_name, logins(agent, decision), expect(agent))
+    if broken:
+        print("unhealthy: shutdown path: " + "; ".join(broken))
+        return EXIT_FAIL
     print(f"healthy: upsd serves {', '.join(sorted(served)) or 'no UPS'}")
+    return EXIT_OK
+
+
+def expect(agent: Agent) -> int:
+    return agent.inputs.user.expect_secondaries
+
+
+def logins(agent: Agent, decision: Decision) -> dict[str, int]:
+    """upsd's LIST CLIENT count for the first UPS, when secondaries are expected (else not asked)."""
+    name = agent.settings.ups_name
+    if not expect(agent) or name not in (decision.obs.facts.served or {}):
+        return {}
+    session = agent.observer.session
+    found = session.ask(functools.partial(upsd_client.clients, ups=name)) if session else None
+    return {} if found is None else {name: found}
+
+
+def cmd_drill(agent: Agent, state: str) -> int:
+    """Pin the SIMULATE demo's UPS at a state (reconcile/simulate.py): a safe drill of the
+    power-failure chain. Refused without SIMULATE=1: never a real UPS."""
+    if not agent.settings.simulate:
+        print("nut-reconcile: error: drill needs SIMULATE=1 (it drives the simulated UPS only)", file=sys.stderr)
+        return EXIT_USAGE
+    simulator_for(agent.settings).set_drill(state)
+    print(f"drill: {state} (the running agent picks it up at its next tick)")
     return EXIT_OK
 
 
@@ -272,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_status(agent, args.json)
         if args.command == "health":
             return cmd_health(agent)
+        if args.command == "drill":
+            return cmd_drill(agent, args.state)
         with store.locked(settings.agent_dir):
             store.prepare(settings)
         return Runner(agent).run()

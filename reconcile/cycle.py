@@ -4,7 +4,7 @@
              files, what runs and what upsd serves, as one frozen Observation
     decide   decide.decision.decide: pure, one entry, a Decision (names, passwords,
              the files, which processes are ours, which UPSes stay held, the plan)
-    act      only when asked to: persist.save_state, then act.apply.execute the plan
+    act      only when asked to: persist.save_state, act.apply.execute, act.powercycle
     events   decide.report turns the decision into typed events (reconcile/events.py)
              for the log and any other consumer
 
@@ -19,7 +19,7 @@ import functools
 from dataclasses import dataclass
 
 from reconcile import events, store
-from reconcile.act import apply
+from reconcile.act import apply, powercycle
 from reconcile.decide import ownership, report
 from reconcile.decide.decision import Bus, Decision, Inputs, decide, reuse
 from reconcile.decide.secrets import generate_password
@@ -40,6 +40,7 @@ def simulator_for(settings: Settings) -> Simulator:
 class PassResult:
     decision: Decision
     outcome: apply.Outcome | None  # None: nothing was carried out (in sync, or not asked to act)
+    power_cycled: tuple[str, ...] = ()  # UPSes sent the power cycle in this pass
 
     @property
     def ok(self) -> bool:
@@ -110,13 +111,18 @@ class Agent:
             # The ledger is saved before each start, best effort: one that cannot be saved
             # (a full disk) stays in memory, and the start goes on.
             save_ledger = functools.partial(self.store.save, store.PROCS)
-            outcome = apply.execute(
-                decision.plan, self.settings, self.observer.listen, decision.owned.ledger, save_ledger
-            )
+            ledger = decision.owned.ledger
+            outcome = apply.execute(decision.plan, self.settings, self.observer.listen, ledger, save_ledger)
             events.emit(events.PassDone(len(decision.plan.steps), len(outcome.errors), len(outcome.skipped)))
+        sent = self.power_cycle(decision, decision.forced.power_cycle)
         ok = None if outcome is None else outcome.ok
         self.status.save(decision, ok, [] if outcome is None else outcome.errors + outcome.skipped, by)
-        return PassResult(decision, outcome)
+        return PassResult(decision, outcome, sent)
+
+    def power_cycle(self, decision: Decision, upses: tuple[str, ...]) -> tuple[str, ...]:
+        """act/powercycle.py for `upses`, logged in as the primary upsmon's user."""
+        login, delay = decision.primary_login, self.inputs.user.ups_off_delay
+        return powercycle.send_all(self.observer.listen, login, upses, delay)
 
     def _report(self, d: Decision) -> None:
         on_bus = frozenset(d.names[u.key] for u in d.attached)
@@ -127,5 +133,7 @@ class Agent:
             *problems,
             *report.power(d.obs.memory, d.memory),
             *report.healed(d.healed),
+            *report.no_power_cycle(self.last, d),
+            *report.fsd_cleared(d),
         ]:
             events.emit(event)

@@ -22,6 +22,13 @@ The kinds, by what they are about (fields in brackets):
     ups.power         on battery, status changes, back on line [ups, status]
     ups.held          a UPS gone while on battery stays watched [ups, why]   (a problem)
     ups.released      a held UPS is let go [ups, why]
+  the forced shutdown (decide/forced.py)
+    ups.power_cycle   the UPS was asked to cut its load after a delay and return with mains
+                      [ups, off_delay, command, answer, ok]
+    ups.no_power_cycle  a UPS that cannot be power-cycled (no shutdown.return): when it is
+                      first served, and again each time it is served anew [ups, commands, why]
+    fsd.cleared       FSD called off: every UPS on line without LB for the hold time, this
+                      host did not halt; upsd's restart follows [ups, on_line_seconds]
   drivers and daemons
     driver.died       a driver of ours is gone, not stopped by us, its UPS still attached [ups, driver, pid]
     driver.stale      upsd reported its data stale too long: restarting it [ups, why]
@@ -122,6 +129,37 @@ class Released(Event):
     kind: ClassVar[str] = "ups.released"
     ups: str
     why: str
+
+
+# --- the forced shutdown --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PowerCycled(Event):
+    kind: ClassVar[str] = "ups.power_cycle"
+    level: ClassVar[str] = "warning"
+    ups: str
+    off_delay: int
+    command: str
+    answer: str  # upsd's reply to the command (or why it was not sent)
+    ok: bool
+
+
+@dataclass(frozen=True)
+class NoPowerCycle(Event):
+    kind: ClassVar[str] = "ups.no_power_cycle"
+    level: ClassVar[str] = "warning"
+    ups: str
+    commands: str  # what the UPS offers instead (upsd's LIST CMD), space-separated
+    why: str = "after a forced shutdown its load is not cut and restored: a halted host stays off until mains return"
+
+
+@dataclass(frozen=True)
+class FsdCleared(Event):
+    kind: ClassVar[str] = "fsd.cleared"
+    level: ClassVar[str] = "warning"
+    ups: str  # the UPSes that were in FSD, comma-separated
+    on_line_seconds: int
 
 
 # --- drivers and daemons -------------------------------------------------------------

@@ -34,7 +34,8 @@ def _escape(ch: str) -> str:
 
 
 def _quote(value: Any) -> str:
-    text = str(value)
+    # logfmt's booleans are lowercase (as Loki, Grafana and most parsers read them).
+    text = ("true" if value else "false") if isinstance(value, bool) else str(value)
     if text and all(ch.isprintable() and ch not in ' "=\\' for ch in text):
         return text
     return '"' + "".join(_escape(ch) for ch in text) + '"'

@@ -105,9 +105,11 @@ class Secrets:
     admin: str | None  # None: no admin user (it exists only when asked for)
     monuser: str
     upsmon: str
+    secondaries: tuple[tuple[str, str], ...] = ()  # (user, password) from the config: network upsmons
 
     def values(self) -> tuple[str, ...]:
-        return tuple(s for s in (self.admin, self.monuser, self.upsmon) if s)
+        given = tuple(password for _, password in self.secondaries)
+        return tuple(s for s in (self.admin, self.monuser, self.upsmon, *given) if s)
 
 
 @dataclass(frozen=True)

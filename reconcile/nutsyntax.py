@@ -63,6 +63,18 @@ def validate_name(name: str, what: str) -> str:
     return name
 
 
+def validate_user(name: str, what: str) -> str:
+    """An upsd.users section name. Why the UPS-name rules: a user name is a `[section]`
+    of upsd.users (parseconf reads it like a UPS name there) and upsmon sends it to upsd
+    unquoted (USERNAME <name>), so the same narrow set keeps both sides reading one word."""
+    if not _NAME_RE.fullmatch(name) or name == "default":
+        raise NutSyntaxError(
+            f"{what}: {name!r} is not a valid upsd user name: use 1-41 characters from a-z, 0-9, "
+            "'_', '.', '-', starting with a letter or digit"
+        )
+    return name
+
+
 def validate_key(key: str, what: str) -> str:
     if not _KEY_RE.fullmatch(key):
         raise NutSyntaxError(f"{what}: {key!r} is not a valid NUT option name (a-z, 0-9, '_', '.', '-')")

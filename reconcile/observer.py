@@ -7,20 +7,25 @@ size; the set of VID:PIDs on the bus), never on time.
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import time
 from dataclasses import dataclass, field
 
 from reconcile import logfmt, store
+from reconcile.decide import forced
 from reconcile.decide.decision import Bus, Observation
 from reconcile.decide.identity import NameBook
-from reconcile.model import FileState, Ledger
+from reconcile.model import FileState, Ledger, Served
 from reconcile.nutsyntax import NutSyntaxError, section_drivers
 from reconcile.observe import actual, driver_table, nut_scanner, processes, running, upsd_client, usb_libusb, usb_sysfs
 from reconcile.settings import Settings
 from reconcile.userconfig import UserConfig, reachable
 
 SCANNER_TIMEOUT = 10.0
+
+
+EMPTY_TRIES = 3  # passes an empty LIST CMD is asked again before it counts
 
 
 @dataclass
@@ -33,6 +38,7 @@ class Observer:
     contents: actual.Contents = field(default_factory=dict)  # NUT's files
     session: upsd_client.Session | None = None  # one connection to upsd, kept open
     scanner_memo: tuple[tuple[str, ...], dict[str, str]] | None = None
+    commands_memo: dict[tuple[str, int | None], tuple[frozenset[str], int]] = field(default_factory=dict)
 
     @property
     def listen(self) -> tuple[str, int]:
@@ -92,6 +98,30 @@ class Observer:
         at = self.listen
         return running.gather(s.statepath, marker, ledger, drivers, at, session=self.session, binaries=binaries)
 
+    def commands(self, served: dict[str, Served] | None, ledger: Ledger) -> dict[str, frozenset[str]]:
+        """The instant commands each UPS with fresh data offers (upsd's LIST CMD). Asked
+        once per driver process: what a driver supports does not change while it runs.
+        Why an empty answer is asked again (EMPTY_TRIES passes) before it counts: a driver
+        may register its commands just after its data (dummy-ups does), so the first
+        answer can be empty for a driver that has some."""
+        out: dict[str, frozenset[str]] = {}
+        for name, state in (served or {}).items():
+            if state.state != "ok" or self.session is None:
+                continue
+            owned = ledger.get(f"driver:{name}")
+            key = (name, owned.pid if owned else None)
+            found, tries = self.commands_memo.get(key, (frozenset(), 0))
+            if not found and tries < EMPTY_TRIES:
+                answer = self.session.ask(functools.partial(upsd_client.commands, ups=name))
+                if answer is None:
+                    continue
+                self.commands_memo = {k: v for k, v in self.commands_memo.items() if k[0] != name}
+                found, tries = answer, tries + 1
+                self.commands_memo[key] = (found, tries)
+            if found or tries >= EMPTY_TRIES:
+                out[name] = found
+        return out
+
     def observe(self, bus: Bus, may_write: bool) -> Observation:
         """One pass's reads. `may_write`: a corrupt state file is set aside (else only
         read as empty)."""
@@ -100,6 +130,7 @@ class Observer:
         scanner, ran = self.scanner_drivers(bus)
         ledger = st.load(store.PROCS) or {}
         files = actual.read_files(self.settings.confpath, self.contents)
+        facts = self.running(ledger, files, scanner)
         return Observation(
             bus=bus,
             scanner=scanner,
@@ -110,9 +141,12 @@ class Observer:
             memory=st.load(store.SEEN) or {},
             ledger=ledger,
             files=files,
-            facts=self.running(ledger, files, scanner),
+            facts=facts,
             boot_wall=processes.boot_wall(),
             today=int(time.time() // 86400),
+            # upsmon's POWERDOWNFLAG (upsmon.conf): written when, as primary, it ran SHUTDOWNCMD.
+            shutdown_ran=(self.settings.statepath / forced.POWERDOWNFLAG).exists(),
+            commands=self.commands(facts.served, ledger),
         )
 
     def close(self) -> None:

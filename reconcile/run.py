@@ -23,7 +23,7 @@ import schedule
 from reconcile import events, logfmt, store
 from reconcile.act import daemons
 from reconcile.cycle import Agent, simulator_for
-from reconcile.decide import supervision
+from reconcile.decide import forced, supervision
 from reconcile.decide.settle import Settle
 from reconcile.decide.supervision import Supervision
 from reconcile.model import UsbDevice
@@ -35,7 +35,9 @@ class Runner:
         self.agent = agent
         self.settings = agent.settings
         self.settle = Settle()
-        self.supervision = Supervision(stale_after=self.settings.stale_restart_after)
+        self.supervision = Supervision(
+            stale_after=self.settings.stale_restart_after, fsd_clear_after=agent.inputs.user.fsd_clear_after
+        )
         self.stopping = threading.Event()
         self.started = time.monotonic()
         self.simulator = simulator_for(self.settings) if self.settings.simulate else None
@@ -72,6 +74,9 @@ class Runner:
             started=outcome.started if outcome else (),
             failed=outcome.failed_starts if outcome else (),
         )
+        if result.power_cycled:
+            cycled = self.supervision.power_cycled | frozenset(result.power_cycled)
+            self.supervision = dataclasses.replace(self.supervision, power_cycled=cycled)
         for ups in sorted(d.restart):
             events.emit(events.DriverStale(ups))
         daemons.reap()
@@ -136,12 +141,32 @@ class Runner:
         self.shutdown()
         return 0
 
+    def _power_cycle_on_the_way_down(self) -> None:
+        """Stopped while a UPS is in FSD: the host is halting (its own upsmon, a secondary,
+        saw FSD), so the UPS is told to cycle the power now, before upsd and the drivers
+        go (decide/forced.py). Never raises: the stop must go on."""
+        last = self.agent.last
+        if last is None:
+            return
+        upses = forced.power_cycle_now(
+            last.forced.fsd,
+            last.forced.shutdown_ran,
+            True,
+            self.supervision.power_cycled,
+            self.agent.inputs.user.ups_off_delay,
+        )
+        try:
+            self.agent.power_cycle(last, upses)
+        except Exception as exc:  # noqa: BLE001 - the daemons must still be stopped
+            logfmt.error("power_cycle.failed", error=f"{type(exc).__name__}: {exc}")
+
     def shutdown(self) -> None:
         """upsmon first (it must not see the UPSes vanish and count them lost), then the
         drivers (all signalled at once: they take up to their poll interval), then upsd.
         Only the agent's own processes. The timeouts add up to less than Docker's 10 s
         before SIGKILL."""
         started = time.monotonic()
+        self._power_cycle_on_the_way_down()
         try:
             owned = self.agent.processes()
             if owned.upsmon:

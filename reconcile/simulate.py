@@ -11,6 +11,12 @@ The schedule within one cycle (SIMULATE_CYCLE seconds, default 120):
   40   - 70 %  plugged, on battery, discharging
   70   - 85 %  plugged, on line
   85   - 100 % unplugged
+
+A drill of the power-failure chain (`nut-reconcile drill low-battery`, then `drill on-line`,
+then `drill auto`) pins the simulated UPS at one state instead of the cycle: OB LB with 4 %
+left, or on line and charging. It only exists with SIMULATE=1: no command makes a real UPS
+report a state it is not in. With the fleet's host_shutdown on, a low-battery drill halts
+the Pi for real (its own upsmon sees FSD): that is what it is for.
 """
 
 from __future__ import annotations
@@ -34,12 +40,19 @@ class SimState:
     values: tuple[tuple[str, str], ...]
 
 
-def state_at(elapsed: float, cycle: float) -> SimState:
-    """Pure: what the simulated UPS looks like `elapsed` seconds into the demo."""
+DRILLS = {"low-battery": ("OB LB", 4.0), "on-line": ("OL CHRG", 40.0)}
+DRILL_FILE = "drill"  # in the simulator's root: the drill in force, if any
+
+
+def state_at(elapsed: float, cycle: float, drill: str | None = None) -> SimState:
+    """Pure: what the simulated UPS looks like `elapsed` seconds into the demo (or, with
+    `drill`, the drill's state)."""
     phase = (elapsed % cycle) / cycle
-    if phase >= 0.85:
+    if drill in DRILLS:
+        status, charge = DRILLS[drill]
+    elif phase >= 0.85:
         return SimState(False, ())
-    if phase < 0.40:
+    elif phase < 0.40:
         status, charge = "OL CHRG", 60 + 40 * phase / 0.40
     elif phase < 0.70:
         status, charge = "OB DISCHRG", 100 - 50 * (phase - 0.40) / 0.30
@@ -59,6 +72,8 @@ def state_at(elapsed: float, cycle: float) -> SimState:
         ("battery.runtime", f"{charge * 18:.0f}"),
         ("input.voltage", "0.0" if on_battery else "230.0"),
         ("ups.load", "23"),
+        # A real UPS's off-delay: the agent sets it before its power cycle (decide/forced.py).
+        ("ups.delay.shutdown", "20"),
     )
     return SimState(True, values)
 
@@ -82,8 +97,22 @@ class Simulator:
             desc=MODEL,
         )
 
+    def drill(self) -> str | None:
+        try:
+            text = (self.root / DRILL_FILE).read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError):
+            return None
+        return text if text in DRILLS else None
+
+    def set_drill(self, drill: str) -> None:
+        """`drill`: a key of DRILLS, or "auto" (back to the cycle)."""
+        if drill == "auto":
+            (self.root / DRILL_FILE).unlink(missing_ok=True)
+        else:
+            write_atomic(self.root / DRILL_FILE, drill + "\n", mode=0o644)
+
     def step(self, elapsed: float) -> SimState:
-        state = state_at(elapsed, self.cycle)
+        state = state_at(elapsed, self.cycle, self.drill())
         if state == self._last:
             return state
         self.sysfs.mkdir(parents=True, exist_ok=True)

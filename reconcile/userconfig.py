@@ -18,6 +18,14 @@ Example:
     [users.admin]                  # instant commands and settings; never given to dashboards
     password = "..."
 
+    [users.pi-host]                # any other name: a network upsmon secondary (the Pi's own
+    password_file = "/run/secrets/nut-pi-host"   # upsmon, a NAS): can watch, cannot force FSD
+
+    [shutdown]
+    ups_off_delay = 120            # seconds the UPS waits before it cuts the load (0: never cut)
+    fsd_clear_after = 300          # seconds on line without LB before a forced shutdown is called off
+    expect_secondaries = 1         # network upsmons that must be logged in for `health` (the Pi's own)
+
     [[device]]
     match = {vendorid = "051d", productid = "0002"}
     name = "rack-ups"              # optional: pin the NUT name
@@ -45,6 +53,7 @@ from reconcile.nutsyntax import (
     validate_key,
     validate_name,
     validate_password,
+    validate_user,
 )
 
 _HEX4 = re.compile(r"[0-9a-fA-F]{4}")
@@ -52,6 +61,9 @@ _DRIVER = re.compile(r"[a-z0-9][a-z0-9_-]{0,40}")
 # usbhid-ups and friends already get these from the scan; pinning bus/device breaks replug.
 _RESERVED_OPTIONS = {"driver", "bus", "device", "busport"}
 ROLES = ("admin", "monuser")
+# Why these names are taken: the upsmon inside the container logs in as the first, and the
+# two roles above have their own meaning (upsd.users would get two sections of one name).
+RESERVED_USERS = frozenset({"upsmon", *ROLES})
 
 
 def reachable(host: str) -> str:
@@ -73,6 +85,10 @@ class UserConfig:
     deadtime: int = 15
     passwords: tuple[tuple[str, str], ...] = ()  # (role, password) given by the user
     rules: tuple[DeviceRule, ...] = ()
+    secondaries: tuple[tuple[str, str], ...] = ()  # (user, password): network upsmon secondaries
+    ups_off_delay: int = 120  # seconds between the power-cycle command and the UPS cutting its load; 0: never
+    fsd_clear_after: int = 300  # seconds every UPS must be on line without LB before FSD is cleared
+    expect_secondaries: int = 0  # network upsmons `health` wants logged in to every watched UPS
 
     def password_for(self, role: str) -> str | None:
         return dict(self.passwords).get(role)
@@ -229,14 +245,23 @@ def _whole(table: dict[str, Any], key: str, default: int, low: int, high: int, w
 
 
 def parse(data: dict[str, Any]) -> UserConfig:
-    _unknown(data, {"upsd", "upsmon", "users", "device"}, "top level")
+    _unknown(data, {"upsd", "upsmon", "users", "device", "shutdown"}, "top level")
     upsd = _table(data, "upsd", "")
     _unknown(upsd, {"listen", "maxage"}, "upsd")
     upsmon = _table(data, "upsmon", "")
     _unknown(upsmon, {"enabled", "shutdown_cmd", "pollfreq", "deadtime"}, "upsmon")
     users = _table(data, "users", "")
-    _unknown(users, set(ROLES), "users")
+    shutdown = _table(data, "shutdown", "")
+    _unknown(shutdown, {"ups_off_delay", "fsd_clear_after", "expect_secondaries"}, "shutdown")
     defaults = UserConfig()
+    secondaries = []
+    for name, entry in users.items():
+        if name in ROLES:
+            continue
+        validate_user(name, "users")
+        if name in RESERVED_USERS:
+            raise ConfigError(f"users.{name}: the name is taken by the container's own upsmon; choose another")
+        secondaries.append((name, _password(name, entry)))
 
     maxage = _whole(upsd, "maxage", defaults.maxage, 5, 3600, "upsd")
     pollfreq = _whole(upsmon, "pollfreq", defaults.pollfreq, 1, 60, "upsmon")
@@ -268,6 +293,12 @@ def parse(data: dict[str, Any]) -> UserConfig:
         shutdown_cmd=shutdown_cmd,
         pollfreq=pollfreq,
         deadtime=deadtime,
-        passwords=tuple((role, _password(role, entry)) for role, entry in users.items()),
+        passwords=tuple((role, _password(role, entry)) for role, entry in users.items() if role in ROLES),
         rules=rules,
+        secondaries=tuple(secondaries),
+        # Why at most an hour: a UPS counts the delay down on battery; longer than its
+        # runtime and the load is lost before the cut, which defeats the point of it.
+        ups_off_delay=_whole(shutdown, "ups_off_delay", defaults.ups_off_delay, 0, 3600, "shutdown"),
+        fsd_clear_after=_whole(shutdown, "fsd_clear_after", defaults.fsd_clear_after, 10, 86400, "shutdown"),
+        expect_secondaries=_whole(shutdown, "expect_secondaries", defaults.expect_secondaries, 0, 64, "shutdown"),
     )

@@ -105,7 +105,7 @@ def _await_upsd_serves(settings: Settings, listen: tuple[str, int]) -> None:
     def serves() -> bool:
         try:
             with upsd_client.Connection(*listen, timeout=1.0) as conn:
-                return set(conn.list_ups()) == expected
+                return set(upsd_client.ups_names(conn)) == expected
         except upsd_client.UpsdError:
             return False
 

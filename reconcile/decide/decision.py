@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from reconcile.decide import classify, desired, identity, ownership, plan, power, supervision
+from reconcile.decide import classify, desired, forced, identity, ownership, plan, power, supervision
 from reconcile.decide.identity import NameBook
 from reconcile.decide.render import render_all, render_upsmon_with
 from reconcile.decide.secrets import choose_secrets
@@ -44,6 +44,8 @@ class Observation:
     facts: Facts
     boot_wall: float
     today: int  # days since 1970 (UTC): for names not seen in a long time
+    shutdown_ran: bool = False  # upsmon's POWERDOWNFLAG exists
+    commands: Mapping[str, frozenset[str]] = dataclasses.field(default_factory=dict)  # upsd's LIST CMD per UPS
 
 
 @dataclass(frozen=True)
@@ -80,13 +82,26 @@ class Decision:
     healed: tuple[tuple[str, float], ...]  # (UPS, seconds stale) fresh again now
     held_back: tuple[str, ...]
     supervision: Supervision
+    forced: forced.Forced = dataclasses.field(default_factory=forced.Forced)
+
+    @property
+    def primary_login(self) -> tuple[str, str]:
+        """The user and password our upsmon logs in with (also the power cycle's login)."""
+        return desired.LOCAL_UPSMON_USER, self.secrets.upsmon
+
+    @property
+    def cannot_power_cycle(self) -> dict[str, frozenset[str]]:
+        """The UPSes of ours whose driver offers no power cycle (by name: what it offers)."""
+        ours = {self.names[u.key] for u in self.attached}
+        return {n: c for n, c in self.obs.commands.items() if n in ours and not forced.can_power_cycle(c)}
 
 
 def reuse(last: Decision | None, obs: Observation, sup: Supervision) -> Decision | None:
     """The last decision again, when it was made from this very observation and had
     nothing to do, and no driver is due a stale restart now (only the stale clock moved).
     Why: a tick with nothing new must cost little (a Pi Zero runs this every 2 s)."""
-    if last is None or last.obs != obs or not last.plan.in_sync or last.held_back:
+    if last is None or last.obs != obs or not last.plan.in_sync or last.held_back or last.forced.active:
+        # (In a forced shutdown the clock matters: the time on line calls FSD off.)
         return None
     restart, since = _stale(obs, last.names, last.attached, last.owned, sup)
     if restart:
@@ -132,7 +147,16 @@ def decide(obs: Observation, sup: Supervision, inputs: Inputs) -> Decision:
     healed: tuple[tuple[str, float], ...] = ()
     if sup.stale_after is not None:
         began, healed = supervision.track_stale(obs.facts.served or {}, sup.stale_began, sup.now)
-    the_plan = plan.make_plan(wanted, actual, restart)
+    fsd = forced.decide_forced(
+        obs.facts.served,
+        obs.shutdown_ran,
+        sup.power_cycled,
+        sup.online_since,
+        sup.now,
+        sup.fsd_clear_after,
+        user.ups_off_delay,
+    )
+    the_plan = plan.make_plan(wanted, actual, restart, clear_fsd=fsd.clear)
     held_back: list[str] = []
     if sup.stale_after is not None:
         the_plan, held_back = supervision.hold_back(the_plan, sup.backoff, sup.now)
@@ -163,7 +187,15 @@ def decide(obs: Observation, sup: Supervision, inputs: Inputs) -> Decision:
         restart=restart,
         healed=healed,
         held_back=tuple(held_back),
-        supervision=dataclasses.replace(sup, stale_since=since, stale_began=began),
+        supervision=dataclasses.replace(
+            sup,
+            stale_since=since,
+            stale_began=began,
+            online_since=fsd.online_since,
+            # A new FSD is a new forced shutdown: its UPSes get the power cycle again.
+            power_cycled=sup.power_cycled & fsd.fsd,
+        ),
+        forced=fsd,
     )
 
 

@@ -122,6 +122,7 @@ def build(
     users = [
         User("monuser", secrets.monuser, "upsmon-secondary"),
         User(LOCAL_UPSMON_USER, secrets.upsmon, "upsmon-primary"),
+        *(User(name, password, "upsmon-secondary") for name, password in secrets.secondaries),
     ]
     if secrets.admin is not None:
         # Only when asked for: admin can switch the UPS's load off (instant commands).

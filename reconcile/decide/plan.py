@@ -239,10 +239,21 @@ def _drivers_up(
 
 
 def _upsd(
-    actual: ActualState, files: _Files, sections: set[str], written: dict[str, int], fsd: bool, b: _Builder
+    actual: ActualState,
+    files: _Files,
+    sections: set[str],
+    written: dict[str, int],
+    fsd: bool,
+    clear_fsd: bool,
+    b: _Builder,
 ) -> int | None:
     """Phase E. Returns the step after which upsd serves the new sections, if any."""
     want = of_files(files.final, UPSD_FILES)
+    if clear_fsd and actual.upsd is not None:
+        # Why a restart: FSD lives only in upsd's memory, and NUT has no command to unset it.
+        why = "FSD called off: every UPS on line without LB for the hold time"
+        stop = b.add(StopUpsd(proc=actual.upsd.proc, reason=why), [written.get("upsd.conf")])
+        return b.add(StartUpsd(loaded=want, reason=why), [stop, *written.values()])
     stranger = next((s for s in actual.strangers if s.key == "upsd"), None)
     if actual.upsd is None:
         if stranger is not None:
@@ -272,7 +283,9 @@ def _upsd(
     return None
 
 
-def _upsmon(desired: Desired, actual: ActualState, files: _Files, upsd_step: int | None, b: _Builder) -> None:
+def _upsmon(
+    desired: Desired, actual: ActualState, files: _Files, upsd_step: int | None, fsd: bool, b: _Builder
+) -> None:
     """Phase F: upsmon last: only now do the new UPSes exist in upsd."""
     write = files.writes.pop("upsmon.conf", None)
     write_step = b.add(write, [upsd_step]) if write is not None else None
@@ -286,6 +299,12 @@ def _upsmon(desired: Desired, actual: ActualState, files: _Files, upsd_step: int
         if now != want:
             b.add(ReloadUpsmon(proc=actual.upsmon.proc, loaded=want, reason="upsmon.conf changed"), [write_step])
         return
+    if fsd:
+        # A new upsmon would see FSD at once and run the shutdown again, and again.
+        b.warnings.append(
+            "upsmon not started: a UPS is in FSD (a forced shutdown ran); it starts again once FSD is called off"
+        )
+        return
     stranger = next((s for s in actual.strangers if s.key == "upsmon"), None)
     if stranger is not None:
         b.blocked.append(
@@ -296,8 +315,11 @@ def _upsmon(desired: Desired, actual: ActualState, files: _Files, upsd_step: int
     b.add(StartUpsmon(loaded=want, reason="not running"), [write_step, upsd_step])
 
 
-def make_plan(desired: Desired, actual: ActualState, restart: frozenset[str] = frozenset()) -> Plan:
-    """`restart`: UPS names whose driver must restart (its data has been stale too long)."""
+def make_plan(
+    desired: Desired, actual: ActualState, restart: frozenset[str] = frozenset(), clear_fsd: bool = False
+) -> Plan:
+    """`restart`: UPS names whose driver must restart (its data has been stale too long).
+    `clear_fsd`: call a forced shutdown off (decide/forced.py): upsd is restarted."""
     b = _Builder()
     files = _files(desired, actual)
     old_ups = actual.files["ups.conf"].content
@@ -319,8 +341,8 @@ def make_plan(desired: Desired, actual: ActualState, restart: frozenset[str] = f
     changed = [step for ups, step in stops.items() if old_blocks.get(ups) != final_blocks.get(ups)]
     written = _write_configs(files, changed, gate[0], b)
     _drivers_up(actual, wanted, final_blocks, old_sections, stops, written, b)
-    upsd_step = _upsd(actual, files, final_sections, written, fsd, b)
-    _upsmon(desired, actual, files, upsd_step, b)
+    upsd_step = _upsd(actual, files, final_sections, written, fsd, clear_fsd, b)
+    _upsmon(desired, actual, files, upsd_step, fsd and not clear_fsd, b)
     return Plan(steps=tuple(b.steps), skipped=files.skipped, warnings=tuple(b.warnings), blocked=tuple(b.blocked))
 
 

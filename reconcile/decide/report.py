@@ -102,3 +102,23 @@ def died(before: Decision | None, after: Decision) -> list[ev.Event]:
         for ups, proc in sorted(before.owned.drivers.items())
         if ups not in after.owned.drivers and ups not in stopped and ups in attached
     ]
+
+
+def no_power_cycle(before: Decision | None, d: Decision) -> list[ev.Event]:
+    """The UPSes that cannot be power-cycled, once for each driver start (what upsd
+    offers for a UPS is read again when its driver restarts). The first pass says it too:
+    the owner must hear it at start."""
+    old = before.cannot_power_cycle if before is not None else {}
+    return [
+        ev.NoPowerCycle(ups, " ".join(sorted(offered)) or "none")
+        for ups, offered in sorted(d.cannot_power_cycle.items())
+        if old.get(ups) != offered
+    ]
+
+
+def fsd_cleared(d: Decision) -> list[ev.Event]:
+    """FSD called off in this pass (its upsd restart follows as steps)."""
+    if not d.forced.clear:
+        return []
+    on_line = d.supervision.now - (d.forced.online_since or d.supervision.now)
+    return [ev.FsdCleared(",".join(sorted(d.forced.fsd)), int(on_line))]

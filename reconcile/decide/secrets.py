@@ -31,7 +31,7 @@ def choose_secrets(
             values[role] = keep[role] = generate()
     monuser, upsmon = values["monuser"], values["upsmon"]
     assert monuser is not None and upsmon is not None
-    return Secrets(admin=values["admin"], monuser=monuser, upsmon=upsmon), keep
+    return Secrets(values["admin"], monuser, upsmon, user.secondaries), keep
 
 
 def generate_password() -> str:

@@ -27,6 +27,11 @@ class Supervision:
     stale_began: Mapping[str, float] = field(default_factory=dict)  # first seen stale, until fresh again
     stale_after: float | None = None  # None: never restart a driver for stale data
     now: float = 0.0
+    # The forced shutdown (decide/forced.py). fsd_clear_after None: FSD is never called off
+    # (apply runs once and has no clock).
+    fsd_clear_after: float | None = None
+    online_since: float | None = None  # while FSD is set: every UPS on line without LB since
+    power_cycled: frozenset[str] = frozenset()  # UPSes sent the power cycle in this FSD
 
 
 def hold_back(plan: Plan, backoff: Backoff, now: float) -> tuple[Plan, list[str]]:

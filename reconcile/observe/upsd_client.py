@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable
+from typing import TypeVar
 
 from reconcile.model import Served
 from reconcile.userconfig import reachable
 
 QUICKACK = getattr(socket, "TCP_QUICKACK", None)
+T = TypeVar("T")
 
 
 class UpsdError(OSError):
@@ -81,9 +83,17 @@ class Connection:
         self._send(line + "\n")
         return self._reply(line)
 
-    def list_ups(self) -> list[str]:
-        self._send("LIST UPS\n")
-        return _ups_list(self._reply)
+    def listing(self, query: str) -> list[str]:
+        """The lines of upsd's answer to `LIST <query>` (e.g. "CMD my-ups"), between its
+        BEGIN and END lines. Raises UpsdError for an ERR reply."""
+        self._send(f"LIST {query}\n")
+        first = self._reply(f"LIST {query}")
+        if not first.startswith(f"BEGIN LIST {query}"):
+            raise UpsdError(f"upsd: LIST {query}: {first}")
+        lines: list[str] = []
+        while not (line := self._reply(f"in the middle of LIST {query}")).startswith("END LIST"):
+            lines.append(line)
+        return lines
 
     def all_served(self, guess: tuple[str, ...] = ()) -> dict[str, Served]:
         """Every UPS upsd lists, with its status. `guess`: the names it listed last time,
@@ -96,6 +106,20 @@ class Connection:
     def served(self, ups: str) -> Served:
         """Whether upsd has fresh data for the UPS ("ok"), and its ups.status."""
         return _served(self.command(f"GET VAR {ups} ups.status"))
+
+
+def ups_names(conn: Connection) -> list[str]:
+    return [line.split(" ", 2)[1] for line in conn.listing("UPS") if line.startswith("UPS ")]
+
+
+def commands(conn: Connection, ups: str) -> frozenset[str]:
+    """The instant commands upsd offers for the UPS (LIST CMD): what its driver supports."""
+    return frozenset(line.split(" ")[2] for line in conn.listing(f"CMD {ups}") if line.count(" ") >= 2)
+
+
+def clients(conn: Connection, ups: str) -> int:
+    """How many upsmons are logged in to the UPS (LIST CLIENT: one line per login)."""
+    return sum(line.startswith(f"CLIENT {ups} ") for line in conn.listing(f"CLIENT {ups}"))
 
 
 def _served(reply: str) -> Served:
@@ -125,6 +149,18 @@ class Session:
                 found = self._conn.all_served(self._names)
                 self._names = tuple(found)
                 return found
+            except UpsdError:
+                self.close()
+        return None
+
+    def ask(self, question: Callable[[Connection], T]) -> T | None:
+        """One question on the kept connection (e.g. `lambda c: commands(c, "my-ups")`);
+        None when upsd does not answer it (or answers ERR)."""
+        for _ in range(2):
+            try:
+                if self._conn is None:
+                    self._conn = Connection(*self.at, timeout=self.timeout)
+                return question(self._conn)
             except UpsdError:
                 self.close()
         return None

@@ -186,3 +186,59 @@ def test_a_ups_whose_loss_cannot_shut_this_host_down_is_not_held_and_health_reco
     health = sandbox.cli("health")
     assert health.returncode == 0, health.stdout + health.stderr
     assert not (sandbox.root / "shutdown-ran").exists()
+
+
+def test_a_forced_shutdown_power_cycles_the_ups_and_is_called_off_once_mains_are_back(sandbox: Sandbox) -> None:
+    """The chain inside the container, with the long-running agent: OB LB, upsmon as
+    primary sets FSD and runs its (recording) shutdown command once; the agent then asks
+    the UPS to cut its load after ups_off_delay and return with mains; upsmon is not
+    started into a second shutdown while FSD is set; mains back, and after the hold time
+    FSD is called off (upsd restarted), upsmon runs again, and nothing shuts down again.
+
+    dummy-ups offers no shutdown.return (only load.off): upsd answers the agent's
+    INSTCMD with CMD-NOT-SUPPORTED, which the agent reports at start and in the event.
+    What the agent sent is asserted through NUT's own tools where they can see it (upsc
+    shows the off-delay it set in the driver) and through its event otherwise."""
+    record = sandbox.root / "shutdowns"
+    data = sandbox.data_file(**{"ups.delay.shutdown": "20"})
+    sandbox.dummy_rule(data)
+    sandbox.write_config(
+        f"\n[upsmon]\npollfreq = 1\ndeadtime = 3\nshutdown_cmd = \"/bin/sh -c 'echo ran >> {record}'\"\n"
+        "\n[shutdown]\nups_off_delay = 120\nfsd_clear_after = 10\n"
+    )
+    sandbox.bus.plug("1-1")
+    sandbox.start_run()
+    assert sandbox.await_log("event=start.upsmon", timeout=AWAIT), sandbox.run_output()
+    assert sandbox.await_log("event=ups.no_power_cycle ups=my-ups commands=load.off", timeout=AWAIT), (
+        sandbox.run_output()
+    )
+    status = json.loads(sandbox.cli("status", "--json", check=True).stdout)
+    assert status["shutdown"]["power_cycle"] == {"my-ups": False} and status["shutdown"]["fsd"] == []
+    upsd = sandbox.pid_of("upsd.pid")
+
+    sandbox.data_file(**{"ups.status": "OB LB", "battery.charge": "4", "ups.delay.shutdown": "20"})
+    assert await_true(record.exists, AWAIT), (sandbox.agent / "upsmon.log").read_text()
+    assert sandbox.upsc("my-ups", "ups.status")[1].split()[0] == "FSD"
+    sent = 'event=ups.power_cycle ups=my-ups off_delay=120 command="INSTCMD my-ups shutdown.return"'
+    assert sandbox.await_log(sent, timeout=AWAIT), sandbox.run_output()
+    assert 'answer="ERR CMD-NOT-SUPPORTED" ok=false' in sandbox.run_output()
+    assert await_true(lambda: sandbox.upsc("my-ups", "ups.delay.shutdown")[1] == "120", AWAIT)
+    assert sandbox.await_log("upsmon not started: a UPS is in FSD", timeout=AWAIT), sandbox.run_output()
+    assert sandbox.run_output().count("event=ups.power_cycle") == 1
+    status = json.loads(sandbox.cli("status", "--json", check=True).stdout)
+    assert status["shutdown"]["fsd"] == ["my-ups"] and status["shutdown"]["shutdown_ran"] is True
+    assert sandbox.cli("health").returncode != 0  # no upsmon: the shutdown path is not whole
+
+    sandbox.data_file(**{"ups.status": "OL CHRG", "battery.charge": "40", "ups.delay.shutdown": "120"})
+    assert sandbox.await_log("event=fsd.cleared ups=my-ups", timeout=AWAIT), sandbox.run_output()
+    assert sandbox.await_upsc("OL CHRG", timeout=AWAIT), sandbox.upsc()
+    assert sandbox.pid_of("upsd.pid") != upsd
+    assert sandbox.await_log("event=start.upsmon", count=2, timeout=AWAIT), sandbox.run_output()
+    assert await_true(lambda: logged_in(sandbox) == 1, AWAIT)
+    assert not (sandbox.state / "killpower").exists()  # upsmon removes its own flag at start
+    health = sandbox.cli("health")
+    assert health.returncode == 0, health.stdout + health.stderr
+    # No event to await for "never": a new upsmon that saw FSD would shut down within
+    # POLLFREQ 1 s + FINALDELAY 5 s; the window has margin.
+    assert not await_true(lambda: len(record.read_text().splitlines()) > 1, 1 + 5 + 4)
+    assert record.read_text().splitlines() == ["ran"]

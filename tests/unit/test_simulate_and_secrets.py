@@ -78,3 +78,20 @@ def test_the_lock_keeps_a_second_process_out(tmp_path: Path) -> None:
     assert held.returncode != 0 and "held it for 0.3s" in held.stderr
     free = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=30, check=False)
     assert free.returncode == 0, free.stderr
+
+
+def test_a_drill_pins_the_simulated_ups_and_auto_gives_the_cycle_back(tmp_path: Path) -> None:
+    from reconcile.simulate import Simulator, state_at
+
+    sim = Simulator(tmp_path, 120.0)
+    assert dict(sim.step(110.0).values).get("ups.status") is None  # unplugged at 85-100 % of the cycle
+    sim.set_drill("low-battery")
+    values = dict(sim.step(110.0).values)
+    assert values["ups.status"] == "OB LB" and values["battery.charge"] == "4"
+    assert "ups.status: OB LB" in (tmp_path / "ups.dev").read_text()
+    sim.set_drill("on-line")
+    assert dict(sim.step(110.0).values)["ups.status"] == "OL CHRG"
+    sim.set_drill("auto")
+    assert sim.step(10.0) == state_at(10.0, 120.0)
+    (tmp_path / "drill").write_text("anything else\n")  # not a drill: the cycle goes on
+    assert sim.step(10.0) == state_at(10.0, 120.0)
