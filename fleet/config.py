@@ -5,6 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+# The user the Pi's own upsmon (a secondary of the container's upsd) logs in as.
+HOST_USER = "pi-host"
+HOST_SECRET = "nut_host_password"  # its Docker secret: /run/secrets/<this> in the container
+
+
+def client_secret(user: str) -> str:
+    """The Docker secret of a NUT client host's user on the Pi: nut_<user>, _ for the rest."""
+    return "nut_" + "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in user)
+
 
 @dataclass(frozen=True)
 class HostConfig:
@@ -17,6 +26,7 @@ class HostConfig:
     tz: str
     debug: bool
     simulate: bool
+    simulate_cycle: str
     nut_port: int
     nut_listen: str
     image: str
@@ -26,6 +36,12 @@ class HostConfig:
     monuser_password: str | None = field(repr=False)
     admin_password: str | None = field(repr=False)
     devices: tuple[dict[str, Any], ...]
+    host_shutdown: bool = True
+    host_shutdown_cmd: str = "/sbin/shutdown -h +0"
+    host_password: str | None = field(default=None, repr=False)
+    ups_off_delay: int = 120
+    fsd_clear_after: int = 300
+    clients: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # (user, password): nut_clients hosts
     nut_source: str = "tarball"
 
     @property
@@ -36,6 +52,10 @@ class HostConfig:
             out["nut_monuser_password"] = self.monuser_password
         if self.admin_password is not None:
             out["nut_admin_password"] = self.admin_password
+        if self.host_shutdown and self.host_password is not None:
+            out[HOST_SECRET] = self.host_password
+        for user, password in self.clients:
+            out[client_secret(user)] = password
         return out
 
     @property
@@ -48,4 +68,5 @@ class HostConfig:
             "TZ": self.tz,
             "DEBUG": "1" if self.debug else "0",
             "SIMULATE": "1" if self.simulate else "0",
+            "SIMULATE_CYCLE": self.simulate_cycle,
         }

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from fleet import render
-from fleet.config import HostConfig
+from fleet import clients as clients_mod
+from fleet import keys, render
+from fleet.config import HOST_USER, HostConfig
 from reconcile import settings
-from reconcile.nutsyntax import NutSyntaxError, validate_password
+from reconcile.nutsyntax import NutSyntaxError, encode, validate_password
+from reconcile.userconfig import ConfigError
+from reconcile.userconfig import parse as parse_agent_config
 
 DEFAULTS: dict[str, Any] = {
     "ups_name": "my-ups",
@@ -26,6 +29,7 @@ DEFAULTS: dict[str, Any] = {
     "tz": "UTC",
     "debug": False,
     "simulate": False,
+    "simulate_cycle": 120,
     "nut_port": 3493,
     "nut_listen": "0.0.0.0",
     "image": "ups-nut-smart:latest",
@@ -35,6 +39,13 @@ DEFAULTS: dict[str, Any] = {
     "monuser_password": None,
     "admin_password": None,
     "devices": [],
+    # The power-failure chain (docs/fleet.md): the Pi's own upsmon, a secondary of the
+    # container's upsd, halts the Pi on FSD; the UPS cuts its load ups_off_delay later.
+    "host_shutdown": True,
+    "host_shutdown_cmd": "/sbin/shutdown -h +0",
+    "host_password": None,  # None: derived from the controller's fleet key (fleet/keys.py)
+    "ups_off_delay": 120,
+    "fsd_clear_after": 300,  # seconds on line without LB before the agent calls FSD off
 }
 IMAGE_SOURCES = ("load", "build", "pull")
 PASSWORD_ENV = {"monuser_password": "NUT_MONUSER_PASSWORD", "admin_password": "NUT_ADMIN_PASSWORD"}
@@ -141,6 +152,37 @@ def _password(value: Any) -> str | None:
         raise ValueError(str(exc).split(": ", 1)[-1]) from None
 
 
+def _command(value: Any) -> str:
+    """A shell command line upsmon runs (SHUTDOWNCMD): one printable line NUT can quote."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("must be a non-empty command line, e.g. /sbin/shutdown -h +0")
+    try:
+        encode(value, "command")
+    except NutSyntaxError as exc:
+        raise ValueError(str(exc).split(": ", 1)[-1]) from None
+    return value
+
+
+def _seconds(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 3600:
+        raise ValueError(f"{value!r} is not a whole number of seconds from 0 to 3600")
+    return value
+
+
+def _agent_toml_int(key: str) -> Callable[[Any], int]:
+    """A whole number of the agent's [shutdown] table, checked by the agent's own parser."""
+
+    def check(value: Any) -> int:
+        try:
+            parse_agent_config({"shutdown": {key: value}})
+        except ConfigError as exc:
+            # "shutdown.fsd_clear_after must be ..." -> "must be ...": DataError names the key.
+            raise ValueError("must " + str(exc).split(" must ", 1)[-1]) from None
+        return int(value)
+
+    return check
+
+
 def _devices(value: Any) -> tuple[dict[str, Any], ...]:
     if not isinstance(value, list | tuple) or not all(isinstance(d, dict) for d in value):
         raise ValueError("must be a list of [[device]] tables (dicts)")
@@ -154,6 +196,7 @@ KEYS: dict[str, Callable[[Any], Any]] = {
     "tz": _tz,
     "debug": _bool,
     "simulate": _bool,
+    "simulate_cycle": _agent_env("SIMULATE_CYCLE"),
     "nut_port": _port,
     "nut_listen": _ip,
     "image": _image,
@@ -163,13 +206,21 @@ KEYS: dict[str, Callable[[Any], Any]] = {
     "monuser_password": _password,
     "admin_password": _password,
     "devices": _devices,
+    "host_shutdown": _bool,
+    "host_shutdown_cmd": _command,
+    "host_password": _password,
+    "ups_off_delay": _seconds,
+    "fsd_clear_after": _agent_toml_int("fsd_clear_after"),
 }
 assert set(KEYS) == set(DEFAULTS), "every key has a default and a validator"
 
 
-def load(host: str, get: Callable[[str], Any], environ: Mapping[str, str]) -> HostConfig:
+def load(
+    host: str, get: Callable[[str], Any], environ: Mapping[str, str], clients: Iterable[tuple[str, Any]] = ()
+) -> HostConfig:
     """Validate one host's data, key by key (KEYS), then what depends on several keys.
-    `get(key)` returns the host's value (or the default). Raises DataError."""
+    `get(key)` returns the host's value (or the default); `clients`: (name, ups_server) of
+    the inventory's nut_clients hosts (fleet/clients.py). Raises DataError."""
     values: dict[str, Any] = {}
     for key, check in KEYS.items():
         raw = get(key)
@@ -188,7 +239,16 @@ def load(host: str, get: Callable[[str], Any], environ: Mapping[str, str]) -> Ho
     nut_source = environ.get("NUT_SOURCE") or "tarball"
     if nut_source not in NUT_SOURCES:
         raise DataError(host, "image_source", f"NUT_SOURCE={nut_source!r} is not one of {', '.join(NUT_SOURCES)}")
-    config = HostConfig(host=host, nut_source=nut_source, **values)
+    if values["host_shutdown"] and values["host_password"] is None:
+        try:
+            values["host_password"] = keys.password(host, HOST_USER)
+        except keys.FleetKeyError as exc:
+            raise DataError(host, "host_password", f"none given, and {exc}") from None
+    try:
+        users = clients_mod.users_for(host, clients)
+    except keys.FleetKeyError as exc:
+        raise DataError(host, "nut_clients", str(exc)) from None
+    config = HostConfig(host=host, nut_source=nut_source, clients=users, **values)
     try:
         render.check_agent_config(config)
     except ValueError as exc:

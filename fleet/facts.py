@@ -3,6 +3,8 @@ pyinfra.facts.docker: DockerImage, DockerContainer; the architecture from server
 
 from __future__ import annotations
 
+import json
+
 from pyinfra.api.facts import FactBase
 
 
@@ -27,6 +29,38 @@ class DockerReady(FactBase[bool]):
 
     def command(self) -> str:
         return "timeout 20 docker info >/dev/null 2>&1 && echo yes || echo no"
+
+    def process(self, output: list[str]) -> bool:
+        return bool(output) and output[0].strip() == "yes"
+
+
+class OnBattery(FactBase[list[str]]):
+    """The UPSes the running ups-nut-smart container's upsd reports on battery or in FSD
+    (its `nut-reconcile status --json`); empty when none, or when no container runs."""
+
+    def command(self) -> str:
+        return "timeout 30 docker exec ups-nut-smart nut-reconcile status --json 2>/dev/null || true"
+
+    def process(self, output: list[str]) -> list[str]:
+        try:
+            served = json.loads("\n".join(output) or "{}").get("served") or {}
+        except (ValueError, AttributeError):
+            return []
+        return sorted(
+            name
+            for name, view in served.items()
+            if isinstance(view, dict) and {"OB", "FSD"} & set(str(view.get("status") or "").split())
+        )
+
+
+class DockerCE(FactBase[bool]):
+    """Whether Docker's own packages (docker-ce) are installed, running or not: then the
+    engine is there, and Debian's docker.io must not be installed over it."""
+
+    def command(self) -> str:
+        return (
+            "dpkg-query -W -f='${Status}' docker-ce 2>/dev/null | grep -q 'install ok installed' && echo yes || echo no"
+        )
 
     def process(self, output: list[str]) -> bool:
         return bool(output) and output[0].strip() == "yes"

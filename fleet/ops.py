@@ -65,26 +65,28 @@ def _run(host: Any, command: str, sudo: bool, what: str) -> list[str]:
     return list(output.stdout_lines)
 
 
-def _put_secret(state: Any, host: Any, path: str, content: str, sudo: bool) -> None:
+def _put_secret(state: Any, host: Any, path: str, content: str, mode: str, group: str, sudo: bool) -> None:
     # A private dir of the SSH user's own (mktemp -d: 0700), so the secret is never
-    # readable by anyone else on its way, then moved into place as root with mode 0600.
+    # readable by anyone else on its way, then moved into place as root with its mode.
     private = _run(host, "mktemp -d", False, "mktemp")[-1].strip()
     try:
         if not host.put_file(BytesIO(content.encode()), f"{private}/secret", _sudo=False):
             raise OperationError(f"uploading the secret for {path} failed")
-        target = shlex.quote(path)
-        _run(host, f"install -m 600 -o root -g root {shlex.quote(private)}/secret {target}", sudo, f"install {path}")
+        target, owner = shlex.quote(path), f"-m {shlex.quote(mode)} -o root -g {shlex.quote(group)}"
+        _run(host, f"install {owner} {shlex.quote(private)}/secret {target}", sudo, f"install {path}")
     finally:
         host.run_shell_command(StringCommand(f"rm -rf {shlex.quote(private)}"), _sudo=False)
 
 
 @operation()
-def secret_file(path: str, content: str) -> Any:
+def secret_file(path: str, content: str, mode: str = "600", group: str = "root") -> Any:
     """
-    A file holding a secret (a password for a Docker secret), mode 0600, owned by root.
+    A file holding a secret (a password for a Docker secret, an upsmon.conf), owned by root.
 
     + path: where (its directory must exist)
     + content: the secret
+    + mode: its mode (octal digits, default 600)
+    + group: its group (default root; the host's upsmon.conf is root:nut 640)
 
     Unlike files.put, the content is never printed, not even with --diff: the log says only
     whether the file is created or changed. It travels through a private temp dir (0700) of
@@ -93,12 +95,12 @@ def secret_file(path: str, content: str) -> Any:
     want = hashlib.sha256(content.encode()).hexdigest()
     have = host.get_fact(Sha256File, path=path)
     info = host.get_fact(File, path=path)
-    mode_ok = isinstance(info, dict) and info.get("mode") == 600
+    mode_ok = isinstance(info, dict) and info.get("mode") == int(mode) and info.get("group") == group
     if have == want and mode_ok:
         host.noop(f"secret {path} is up to date")
         return
     host.log(f"Will {'create' if have is None else 'update'} {path} (a secret: its content is not shown)")
-    yield FunctionCommand(reporting(_put_secret), (path, content, uses_sudo()), {})
+    yield FunctionCommand(reporting(_put_secret), (path, content, mode, group, uses_sudo()), {})
 
 
 def _upload_and_load(state: Any, host: Any, ref: str, local: images.LocalImage, remote: str, sudo: bool) -> None:

@@ -18,7 +18,9 @@ from typing import Any
 
 import jinja2
 
-from fleet.config import HostConfig
+from fleet.clients import ClientConfig
+from fleet.config import HOST_SECRET, HOST_USER, HostConfig, client_secret
+from reconcile.nutsyntax import bare, encode, name_token, number
 from reconcile.userconfig import ConfigError
 from reconcile.userconfig import parse as parse_agent_config
 
@@ -85,11 +87,20 @@ def _env() -> jinja2.Environment:
     env.filters["toml"] = _quoted(toml_value)
     env.filters["tomlkey"] = _quoted(toml_key)
     env.filters["env"] = _quoted(env_value)
+    # The host's own NUT files (upsmon.conf, nut.conf) pass through the agent's NUT syntax.
+    env.filters["nut"] = _quoted(lambda value: encode(str(value), "value"))
+    env.filters["nutname"] = _quoted(name_token)
+    env.filters["bare"] = _quoted(bare)
+    env.filters["number"] = _quoted(number)
     return env
 
 
-def _render(name: str, config: HostConfig) -> str:
-    return _env().get_template(name).render(c=config)
+def _render(name: str, config: HostConfig, **more: Any) -> str:
+    return (
+        _env()
+        .get_template(name)
+        .render(c=config, host_user=HOST_USER, host_secret=HOST_SECRET, client_secret=client_secret, **more)
+    )
 
 
 def compose(config: HostConfig) -> str:
@@ -108,9 +119,33 @@ def check_agent_config(config: HostConfig) -> None:
     """Raises ValueError (naming the key) if the agent would refuse its TOML."""
     text = agent_config(config)
     try:
-        parse_agent_config(tomllib.loads(text))
+        data = tomllib.loads(text)
+        # A password_file is read by the agent on the Pi (a Docker secret), not here.
+        for entry in data.get("users", {}).values():
+            if "password_file" in entry:
+                entry.pop("password_file")
+                entry["password"] = "checked-on-the-pi"
+        parse_agent_config(data)
     except (tomllib.TOMLDecodeError, ConfigError, ValueError) as exc:
         raise ValueError(str(exc)) from None
+
+
+def host_upsmon(config: HostConfig) -> str:
+    """/etc/nut/upsmon.conf of the host itself (holds its password: a secret file)."""
+    return _render("host-upsmon.conf.j2", config)
+
+
+def host_nut_conf(config: HostConfig | None = None) -> str:
+    return _env().get_template("host-nut.conf.j2").render()
+
+
+def client_files(client: ClientConfig) -> dict[str, str]:
+    """A NUT client host's /etc/nut files (upsmon.conf holds its password: a secret)."""
+    out = {"upsmon.conf": _env().get_template("client-upsmon.conf.j2").render(k=client)}
+    if client.shutdown_after:
+        out["upssched.conf"] = _env().get_template("client-upssched.conf.j2").render(k=client)
+        out["upssched-cmd"] = _env().get_template("client-upssched-cmd.j2").render(k=client)
+    return out
 
 
 def files(config: HostConfig) -> dict[str, str]:

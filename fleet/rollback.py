@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shlex
 import time
+from collections.abc import Callable
 from typing import Any
 
 from pyinfra.api.command import FunctionCommand, StringCommand
@@ -54,7 +55,9 @@ def _healthy(host: Any, config: HostConfig, sudo: bool, timeout: float) -> str |
             if restarts.isdigit() and int(restarts) >= CRASH_LOOP:
                 return f"{why}: it exits as soon as it starts"
         if time.monotonic() >= deadline:
-            return f"{why} after {timeout:g}s"
+            # What the container's own check says (the shutdown path, say), for the report.
+            _, says = _sh(host, f"timeout 20 docker exec {CONTAINER} nut-reconcile health 2>&1", sudo)
+            return f"{why} after {timeout:g}s" + (f" ({says.strip().splitlines()[-1]})" if says.strip() else "")
         time.sleep(2)  # polling the engine, with the deadline above
 
 
@@ -66,30 +69,42 @@ def _rollback(host: Any, config: HostConfig, compose: str, sudo: bool) -> str:
         " && cp -a .rollback/compose.yaml .rollback/.env .rollback/config.toml ."
         " && rm -rf secrets"
         " && if [ -d .rollback/secrets ]; then cp -a .rollback/secrets secrets; else mkdir -m 0700 secrets; fi"
-        f' && if [ -s .rollback/image ]; then docker tag {ROLLBACK_TAG} "$(cat .rollback/image)"; fi'
+        # Why no tag for a digest reference (name@sha256:...): Docker refuses to tag one, and
+        # needs none: the image it names is still here, by that digest.
+        f' && ref="$(cat .rollback/image 2>/dev/null)"'
+        f' && case "$ref" in ""|*@*) ;; *) docker tag {ROLLBACK_TAG} "$ref" ;; esac'
         f" && timeout 300 {up} up -d --force-recreate --remove-orphans"
     )
     ok, _ = _sh(host, restore, sudo)
     if not ok:
-        _sh(host, f"timeout 120 {up} down", sudo)
-        return "no earlier deployment to go back to: the new one was stopped"
+        # Never `down`: an unhealthy NUT server still serves what it can; none serves nothing.
+        return "no earlier deployment to go back to: the new container is left running"
     why = _healthy(host, config, sudo, GATE_TIMEOUT)
     if why is None:
         return "rolled back to the previous image and files: healthy again"
     return f"rolled back to the previous image and files, but that is not healthy either ({why})"
 
 
-def _gate(state: Any, host: Any, config: HostConfig, compose: str, sudo: bool) -> None:
+def _gate(state: Any, host: Any, config: HostConfig, compose: str, changed: Callable[[], bool], sudo: bool) -> None:
     why = _healthy(host, config, sudo, GATE_TIMEOUT)
+    here = shlex.quote(config.project_dir)
     if why is None:
+        # The snapshot's passwords are old now (a rotated secret must not linger).
+        _sh(host, f"rm -rf {here}/.rollback/secrets", sudo)
         return
     _, logs = _sh(host, f"timeout 20 docker logs --tail 15 {CONTAINER} 2>&1", sudo)
+    if not changed():
+        # Nothing of this run is to blame (the container was only started): .rollback/ may
+        # be weeks old, and going back to it would undo later runs.
+        raise OperationError(
+            f"health gate failed ({why}); nothing changed in this run, so nothing is rolled back:\n{logs}"
+        )
     report = _rollback(host, config, compose, sudo)
     raise OperationError(f"health gate failed ({why}); {report}. Last log lines of the failed container:\n{logs}")
 
 
 @operation(is_idempotent=False)
-def healthy_or_rolled_back(config: HostConfig, compose: str) -> Any:
+def healthy_or_rolled_back(config: HostConfig, compose: str, changed: Callable[[], bool]) -> Any:
     """
     The container is healthy and `upsc <ups_name>@127.0.0.1:<nut_port>` answers from inside
     it within GATE_TIMEOUT; otherwise the host is put back on its previous image and files
@@ -98,8 +113,11 @@ def healthy_or_rolled_back(config: HostConfig, compose: str) -> Any:
 
     + config: the host's validated data
     + compose: how compose is invoked on the host
+    + changed: whether this run changed the host (else a failure is reported, not rolled back)
+
+    Once healthy, the snapshot's secrets are removed: a rotated password is not kept.
     """
-    yield FunctionCommand(reporting(_gate), (config, compose, uses_sudo()), {})
+    yield FunctionCommand(reporting(_gate), (config, compose, changed, uses_sudo()), {})
 
 
 def snapshot(config: HostConfig, changes: list[OperationMeta]) -> None:

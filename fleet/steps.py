@@ -7,9 +7,11 @@
    explicit, and the Docker secrets files (0600), whose content is never printed
 5. the image, by image_source: load (shipped from the controller when the host's ID
    differs), build (on the host), or pull
-6. the container, recreated only when its image or files changed (or started if it is
-   not running), then the health gate: healthy, or rolled back to the snapshot and
-   reported failed
+6. the host's own NUT client (host_shutdown: fleet/host_nut.py), a secondary of the
+   container's upsd that halts the host on FSD
+7. the container, recreated only when its image or files changed (or started if it is
+   not running), then the health gate: healthy (which includes the shutdown path: the
+   host's upsmon logged in), or rolled back to the snapshot and reported failed
 
 A second run with nothing to do changes nothing: no upload, no recreate, no gate.
 """
@@ -22,16 +24,17 @@ from typing import Any
 
 from pyinfra.api.deploy import deploy
 from pyinfra.api.operation import OperationMeta
-from pyinfra.context import host
+from pyinfra.context import host, inventory
 from pyinfra.facts.docker import DockerContainer
 from pyinfra.facts.server import Arch
-from pyinfra.operations import apt, docker, files, systemd
+from pyinfra.operations import apt, docker, files, server, systemd
 
-from fleet import data, ops, render, rollback
+from fleet import clients, data, host_nut, ops, render, rollback
 from fleet import image as images
-from fleet.config import HostConfig
-from fleet.facts import ComposeCommand, DockerReady
+from fleet.config import HOST_SECRET, HostConfig
+from fleet.facts import ComposeCommand, DockerCE, DockerReady, OnBattery
 
+SECRET_NAMES = ("nut_monuser_password", "nut_admin_password", HOST_SECRET)
 BUILD_CONTEXT = ("Dockerfile", ".dockerignore", "pyproject.toml", "README.md", "reconcile", "templates", "docker")
 
 
@@ -46,6 +49,11 @@ def docker_engine(config: HostConfig) -> str | None:
     compose = host.get_fact(ComposeCommand)
     if host.get_fact(DockerReady) and compose:
         return compose
+    if host.get_fact(DockerCE):
+        # Docker's own packages, stopped: start their engine. Installing Debian's docker.io
+        # over them would replace the owner's engine (the packages conflict).
+        server.service(name="Run Docker CE's engine", service="docker", running=True, enabled=True)
+        return compose or "docker compose"
     if not config.install_docker:
         fail(
             f"host {config.host}: no working Docker engine with compose here, and install_docker is false: "
@@ -79,7 +87,7 @@ def project_files(config: HostConfig) -> list[OperationMeta]:
             )
         )
     secrets = config.secrets
-    for name in ("nut_monuser_password", "nut_admin_password"):
+    for name in sorted(set(SECRET_NAMES) | set(secrets)):
         path = f"{here}/secrets/{name}"
         if name in secrets:
             changes.append(ops.secret_file(name=f"Secret {name}", path=path, content=secrets[name]))
@@ -150,22 +158,56 @@ def converge(config: HostConfig, compose: str, changes: list[OperationMeta]) -> 
         name="Health gate (healthy, or rolled back)",
         config=config,
         compose=compose,
+        changed=changed,
         _if=lambda: changed() or not running,
     )
 
 
+def nut_client() -> None:
+    """A host of group nut_clients: only its NUT client (fleet/clients.py), no container."""
+    name = host.data.get("ups_server")
+    server = inventory.get_host(name, None) if isinstance(name, str) else None
+
+    def get(key: str) -> Any:
+        return host.data.get(key, clients.CLIENT_DEFAULTS[key])
+
+    try:
+        client = clients.load_client(host.name, get, None if server is None else server.data.get)
+    except clients.ClientError as exc:
+        fail(str(exc))
+        return
+    host_nut.client_upsmon(client)
+
+
 @deploy("ups-nut-smart", data_defaults=data.DEFAULTS)
 def rollout() -> None:
+    if clients.CLIENT_GROUP in host.groups:
+        nut_client()
+        return
+    members = inventory.get_group(clients.CLIENT_GROUP, [])
     try:
-        config = data.load(host.name, host.data.get, os.environ)
+        config = data.load(host.name, host.data.get, os.environ, [(h.name, h.data.get("ups_server")) for h in members])
     except data.DataError as exc:
         fail(str(exc))
         return
     compose = docker_engine(config)
     if compose is None:
         return
+    on_battery = host.get_fact(OnBattery)
+    if on_battery:
+        # Why nothing at all: a recreate drops upsd's FSD and upsmon's view of the outage
+        # (the Pi might then not halt), and files changed now would be live at the next
+        # restart, untested. The host is reported, and a run after mains return does it.
+        fail(
+            f"host {config.host}: deferred: {', '.join(on_battery)} on battery (or in FSD): "
+            "nothing is changed on a Pi while its UPS is on battery; run again once mains are back"
+        )
+        return
     changes: list[OperationMeta] = []
     rollback.snapshot(config, changes)
     changes += project_files(config)
     changes += image(config)
+    # Before the container's recreate and its gate: the gate wants this host's upsmon
+    # logged in (it retries its login until the new container has its user).
+    host_nut.host_upsmon(config)
     converge(config, compose, changes)

@@ -7,7 +7,7 @@
   nut-reconcile status [--json]         devices, names, drivers, data freshness, last reconcile
   nut-reconcile health                  exit 0 when upsd answers, attached UPSes have fresh data and
                                         the shutdown path is whole
-  nut-reconcile drill low-battery|on-line|auto
+  nut-reconcile drill on-battery|low-battery|on-line|auto
                                         SIMULATE=1 only: pin the simulated UPS (a drill of the chain)
 
 Exit codes: 0 ok; 1 failure; 2 bad settings or config (nothing written), or `plan` with changes pending.
@@ -57,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true")
     sub.add_parser("health", help="exit 0 when upsd answers, UPSes have fresh data, the shutdown path is whole")
     drill = sub.add_parser("drill", help="SIMULATE=1 only: pin the simulated UPS at a state, or back to its cycle")
-    drill.add_argument("state", choices=("low-battery", "on-line", "auto"))
+    drill.add_argument("state", choices=("on-battery", "low-battery", "on-line", "auto"))
     return parser
 
 

@@ -12,9 +12,10 @@ The schedule within one cycle (SIMULATE_CYCLE seconds, default 120):
   70   - 85 %  plugged, on line
   85   - 100 % unplugged
 
-A drill of the power-failure chain (`nut-reconcile drill low-battery`, then `drill on-line`,
-then `drill auto`) pins the simulated UPS at one state instead of the cycle: OB LB with 4 %
-left, or on line and charging. It only exists with SIMULATE=1: no command makes a real UPS
+A drill of the power-failure chain (`nut-reconcile drill on-battery`, `drill low-battery`,
+then `drill on-line`, then `drill auto`) pins the simulated UPS at one state instead of the
+cycle: on battery with 80 % left (staged clients go down), OB LB with 4 % left (every host
+goes down), or on line and charging. It only exists with SIMULATE=1: no command makes a real UPS
 report a state it is not in. With the fleet's host_shutdown on, a low-battery drill halts
 the Pi for real (its own upsmon sees FSD): that is what it is for.
 """
@@ -40,7 +41,7 @@ class SimState:
     values: tuple[tuple[str, str], ...]
 
 
-DRILLS = {"low-battery": ("OB LB", 4.0), "on-line": ("OL CHRG", 40.0)}
+DRILLS = {"on-battery": ("OB DISCHRG", 80.0), "low-battery": ("OB LB", 4.0), "on-line": ("OL CHRG", 40.0)}
 DRILL_FILE = "drill"  # in the simulator's root: the drill in force, if any
 
 

@@ -53,6 +53,10 @@ class Pi:
         )
         assert save.wait(600) == 0 and load.returncode == 0, load.stderr
 
+    def address(self) -> str:
+        """Its IP address on the outer engine's bridge (where other containers reach it)."""
+        return docker("inspect", "-f", "{{.NetworkSettings.IPAddress}}", self.container).stdout.strip()
+
     def upsc(self, var: str = "ups.mfr", port: int = 3493) -> str:
         """upsc's answer from inside the NUT container, or its error (not its SSL notice)."""
         out = self.sh(f"docker exec ups-nut-smart upsc my-ups@127.0.0.1:{port} {var} 2>&1", check=False)
@@ -65,6 +69,7 @@ class Fleet:
     key: Path
     pis: dict[str, Pi]
     data: dict[str, dict[str, Any]] = field(default_factory=dict)  # host data beyond SSH
+    clients: set[str] = field(default_factory=set)  # hosts of group nut_clients, not pis
 
     def inventory(self, hosts: tuple[str, ...] = ("pi1", "pi2", "pi3")) -> Path:
         """An inventory file outside inventory/: group pis (and canary: pi1)."""
@@ -81,10 +86,16 @@ class Fleet:
             }
             if pi.user != "root":
                 ssh["_sudo"] = True
-            entries.append((name, {**ssh, "simulate": True, **self.data.get(name, {})}))
+            # A demo UPS on line for hours (its cycle's first 40 %), not one that goes on
+            # battery every 2 minutes: a Pi on battery defers every change, and unplugged it
+            # skips the host-upsmon check; the tests pin other states with `drill`.
+            demo = {"simulate": True, "simulate_cycle": 86400}
+            entries.append((name, {**ssh, **demo, **self.data.get(name, {})}))
         path = self.root / "hosts.py"
         canary = [e for e in entries if e[0] == "pi1"]
-        path.write_text(f"pis = {entries!r}\ncanary = {canary!r}\n")
+        pis = [e for e in entries if e[0] not in self.clients]
+        clients = [e for e in entries if e[0] in self.clients]
+        path.write_text(f"pis = {pis!r}\ncanary = {canary!r}\nnut_clients = {clients!r}\n")
         return path
 
     def pyinfra(

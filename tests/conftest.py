@@ -32,6 +32,19 @@ def _reap_orphans() -> Iterator[None]:
     yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _fleet_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The fleet's controller key (fleet/keys.py) in a temp dir, never the user's own: the
+    tests' derived passwords must not depend on, or create, ~/.config/ups-nut-smart."""
+    before = os.environ.get("FLEET_KEY_FILE")
+    os.environ["FLEET_KEY_FILE"] = str(tmp_path_factory.mktemp("fleet-key") / "fleet-key")
+    yield
+    if before is None:
+        os.environ.pop("FLEET_KEY_FILE", None)
+    else:
+        os.environ["FLEET_KEY_FILE"] = before
+
+
 def need_nut() -> None:
     reason = _have_nut()
     if reason:

@@ -7,6 +7,7 @@ connector on 127.0.0.1 ports only (nothing is sent to any other address).
   pi4  a fresh Pi: systemd, no Docker at all (the rollout installs it)
   pi5  compose v2, root: image_source = build
   pi6  compose v2, root: image_source = pull, from registry.py on its own loopback
+  nas1 another machine on pi1's UPS (group nut_clients): only its NUT client
 
 Without a Docker engine the tests skip, saying why; under CI (which starts one through
 docker/engine-setup.sh) a missing engine fails.
@@ -72,6 +73,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         "pi4": start_pi("pi4", images["fresh"], key, "pi"),
         "pi5": start_pi("pi5", images["v2"], key, "root"),
         "pi6": start_pi("pi6", images["v2"], key, "root"),
+        "nas1": start_pi("nas1", images["v2"], key, "root"),  # a NUT client host (group nut_clients)
     }
     try:
         yield Fleet(root, key, pis)

@@ -12,7 +12,7 @@ import pytest
 
 from testbed import await_true
 from testbed.docker import docker
-from testbed.pis import Fleet
+from testbed.pis import Fleet, Pi
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 
@@ -239,3 +239,173 @@ def test_a_pi_with_no_ups_passes_the_gate_with_driver_not_connected(fleet: Fleet
     assert result.returncode == 0, out
     assert "[pi6] Success" in out  # the gate ran, and passed
     assert pi6.upsc("ups.status") == "Error: Driver not connected"
+
+
+RECORD = "/var/log/host-shutdowns"
+LOGINS = "from reconcile.observe import upsd_client as c; print(c.clients(c.Connection('127.0.0.1', 3493), 'my-ups'))"
+
+
+def logins(pi: Pi) -> int:
+    """upsd's LIST CLIENT count for my-ups, asked inside the Pi's container."""
+    return int(pi.sh(f'docker exec ups-nut-smart python3 -c "{LOGINS}"').strip())
+
+
+def test_the_rollout_makes_each_pi_halt_itself_through_its_own_upsmon(fleet: Fleet) -> None:
+    """host_shutdown (on by default): the Pi runs Debian's nut-client as a secondary of its
+    container's upsd, logged in with a derived password no output shows, and the gate saw it
+    logged in (the container is healthy only then)."""
+    pi1 = fleet.pis["pi1"]
+    assert pi1.sh("grep -c ^MODE=netclient /etc/nut/nut.conf").strip() == "1"
+    assert pi1.sh("stat -c '%a %U %G' /etc/nut/upsmon.conf").strip() == "640 root nut"
+    conf = pi1.sh("cat /etc/nut/upsmon.conf")
+    assert re.search(r'^MONITOR my-ups@127\.0\.0\.1:3493 1 pi-host "[0-9a-f]{32}" secondary$', conf, re.M), conf
+    password = re.findall(r'pi-host "([0-9a-f]{32})"', conf)[0]
+    assert pi1.sh("pgrep -x upsmon >/dev/null && echo up", check=False).strip() == "up"
+    # Logged in to my-ups (upsd's LIST CLIENT): the container's own upsmon and the host's.
+    assert logins(pi1) == 2
+    env = {"NUT_MONUSER_PASSWORD": SECRET}  # as the earlier runs gave it
+    first = fleet.pyinfra("-y", hosts=("pi1",), env=env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    again = fleet.pyinfra("-y", hosts=("pi1",), env=env)
+    out = again.stdout + again.stderr
+    assert again.returncode == 0 and changed_hosts(out) == set(), out  # idempotent, host side too
+    assert password not in first.stdout + first.stderr + out
+
+
+def test_a_low_battery_drill_halts_the_pi_power_cycles_the_ups_and_mains_back_call_fsd_off(fleet: Fleet) -> None:
+    """The chain on a Pi, driven by the SIMULATE demo's drill: OB LB, the container's upsmon
+    (primary) sets FSD, the Pi's own upsmon runs its (recording) SHUTDOWNCMD, the agent asks
+    the UPS to cycle the power (dummy-ups has no shutdown.return: upsd's answer is in the
+    event, and the off-delay it set shows through upsc). Mains back: FSD is called off after
+    fsd_clear_after, and nothing shuts down again."""
+    pi1 = fleet.pis["pi1"]
+    fleet.data["pi1"] = {
+        **fleet.data.get("pi1", {}),
+        "host_shutdown_cmd": f"/bin/sh -c 'date >> {RECORD}'",
+        "fsd_clear_after": 10,
+    }
+    result = fleet.pyinfra("-y", hosts=("pi1",))
+    assert result.returncode == 0, result.stdout + result.stderr
+    pi1.sh(f"rm -f {RECORD}")
+    logs = "docker logs ups-nut-smart 2>&1"
+    assert "event=ups.no_power_cycle ups=my-ups" in pi1.sh(logs)  # reported at start
+    pi1.sh("docker exec ups-nut-smart nut-reconcile drill low-battery")
+    try:
+        assert await_true(lambda: pi1.sh(f"test -s {RECORD} && echo ran", check=False).strip() == "ran", 120), pi1.sh(
+            "tail -20 /var/log/syslog 2>/dev/null; " + logs, check=False
+        )
+        assert pi1.upsc("ups.status").split()[0] == "FSD"
+        sent = 'event=ups.power_cycle ups=my-ups off_delay=120 command="INSTCMD my-ups shutdown.return"'
+        assert await_true(lambda: sent in pi1.sh(logs), 90), pi1.sh(logs)
+        assert 'answer="ERR CMD-NOT-SUPPORTED"' in pi1.sh(logs)
+        assert await_true(lambda: pi1.upsc("ups.delay.shutdown") == "120", 60)
+    finally:
+        pi1.sh("docker exec ups-nut-smart nut-reconcile drill on-line")
+    assert await_true(lambda: "event=fsd.cleared ups=my-ups" in pi1.sh(logs), 120), pi1.sh(logs)
+    assert await_true(lambda: pi1.upsc("ups.status") == "OL CHRG", 60)
+    pi1.sh("docker exec ups-nut-smart nut-reconcile drill auto")
+    assert len(pi1.sh(f"cat {RECORD}").splitlines()) == 1  # one shutdown, none after FSD was called off
+    # The Pi's upsmon exited after its shutdown command, as on a real halt: until it runs
+    # again (the Pi booted), the shutdown path is broken, and health says so.
+    says = pi1.sh("docker exec ups-nut-smart nut-reconcile health", check=False)
+    assert "shutdown path: my-ups: 1 upsmon login(s), 2 expected" in says, says
+    pi1.sh("/etc/init.d/nut-client start")
+    assert await_true(lambda: pi1.nut()["health"] == "healthy", 90)  # type: ignore[index]
+    assert len(pi1.sh(f"cat {RECORD}").splitlines()) == 1
+
+
+def test_a_pi_whose_own_upsmon_never_logs_in_fails_the_gate(fleet: Fleet) -> None:
+    """The shutdown path is part of the gate: with the host's upsmon replaced by a program
+    that exits at once (its service "starts", but nothing watches the UPS), the container
+    stays unhealthy (its secondary never logs in), and a change to that Pi fails it."""
+    pi2 = fleet.pis["pi2"]
+    pi2.sh("cp -p /sbin/upsmon /sbin/upsmon.real && printf '#!/bin/sh\\nexit 0\\n' > /sbin/upsmon")
+    pi2.sh("pkill -x upsmon || true")
+    try:
+        fleet.data["pi2"] = {**fleet.data.get("pi2", {}), "tz": "Europe/Berlin"}
+        result = fleet.pyinfra("-y", hosts=("pi2",))
+        out = result.stdout + result.stderr
+        assert result.returncode != 0, out
+        assert "health gate failed" in out and "shutdown path: my-ups: 1 upsmon login(s), 2 expected" in out, out
+        assert pi2.nut() is not None  # rolled back, still running: never left without NUT
+    finally:
+        pi2.sh("mv /sbin/upsmon.real /sbin/upsmon")
+    fixed = fleet.pyinfra("-y", hosts=("pi2",))
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+
+
+def test_a_nut_client_host_goes_down_first_after_its_time_on_battery_then_the_pi_on_low_battery(
+    fleet: Fleet,
+) -> None:
+    """Group nut_clients: nas1 watches pi1's UPS over the network as a secondary with its own
+    user (created on pi1's agent by the same run), and halts after shutdown_after seconds
+    on battery (upssched), while the Pi waits for low battery."""
+    pi1, nas1 = fleet.pis["pi1"], fleet.pis["nas1"]
+    fleet.clients = {"nas1"}
+    stamp = f"/bin/sh -c 'date +%s.%N >> {RECORD}'"
+    fleet.data["pi1"] = {**fleet.data.get("pi1", {}), "host_shutdown_cmd": stamp}
+    fleet.data["nas1"] = {
+        "ups_server": "pi1",
+        "ups_server_address": pi1.address(),
+        "shutdown_after": 5,
+        "host_shutdown_cmd": stamp,
+    }
+    result = fleet.pyinfra("-y", hosts=("pi1", "nas1"))
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    assert "client-nas1" in pi1.sh("docker exec ups-nut-smart cat /opt/nut/etc/upsd.users")
+    assert nas1.sh("cat /etc/nut/upssched.conf").count("START-TIMER on-battery-too-long 5") == 1
+    assert await_true(lambda: logins(pi1) == 3, 60)  # the container's upsmon, the Pi's, nas1's
+    assert re.findall(r'client-nas1 "([0-9a-f]{32})"', nas1.sh("cat /etc/nut/upsmon.conf"))[0] not in out
+    pi1.sh(f"rm -f {RECORD}")
+    nas1.sh(f"rm -f {RECORD}")
+    drill = "docker exec ups-nut-smart nut-reconcile drill"
+    try:
+        pi1.sh(f"{drill} on-battery")
+        ran = f"test -s {RECORD} && echo ran"
+        assert await_true(lambda: nas1.sh(ran, check=False).strip() == "ran", 60), nas1.sh(
+            "tail -30 /var/log/syslog /var/log/messages 2>/dev/null", check=False
+        )
+        assert pi1.sh(ran, check=False).strip() == ""  # the Pi waits for low battery
+        pi1.sh(f"{drill} low-battery")
+        assert await_true(lambda: pi1.sh(ran, check=False).strip() == "ran", 120)
+        assert float(nas1.sh(f"head -1 {RECORD}")) < float(pi1.sh(f"head -1 {RECORD}"))
+    finally:
+        pi1.sh(f"{drill} on-line")
+    assert await_true(lambda: pi1.upsc("ups.status") == "OL CHRG", 120)
+    pi1.sh(f"{drill} auto")
+
+
+def test_nothing_changes_on_a_pi_while_its_ups_is_on_battery(fleet: Fleet) -> None:
+    """A recreate would drop upsd's FSD and upsmon's view of the outage: the host is
+    deferred and reported, and a run after mains return does the change."""
+    pi3 = fleet.pis["pi3"]
+    before, env_file = pi3.nut(), pi3.sh("cat /opt/ups-nut-smart/.env")
+    drill = "docker exec ups-nut-smart nut-reconcile drill"
+    pi3.sh(f"{drill} on-battery")
+    try:
+        assert await_true(lambda: pi3.upsc("ups.status").startswith("OB"), 60)
+        fleet.data["pi3"] = {**fleet.data.get("pi3", {}), "tz": "Asia/Tokyo"}
+        result = fleet.pyinfra("-y", hosts=("pi3",), env={"NUT_MONUSER_PASSWORD": SECRET})
+        out = result.stdout + result.stderr
+        assert result.returncode != 0 and "deferred: my-ups on battery" in out, out
+        assert pi3.nut() == before and pi3.sh("cat /opt/ups-nut-smart/.env") == env_file
+    finally:
+        pi3.sh(f"{drill} on-line")
+    assert await_true(lambda: pi3.upsc("ups.status") == "OL CHRG", 60)
+    pi3.sh(f"{drill} auto")
+    again = fleet.pyinfra("-y", hosts=("pi3",), env={"NUT_MONUSER_PASSWORD": SECRET})
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "TZ=Asia/Tokyo" in pi3.sh("cat /opt/ups-nut-smart/.env")
+
+
+def test_a_rotated_password_does_not_linger_in_the_rollback_snapshot(fleet: Fleet) -> None:
+    pi3 = fleet.pis["pi3"]
+    rotated = SECRET + "-rotated"
+    result = fleet.pyinfra("-y", hosts=("pi3",), env={"NUT_MONUSER_PASSWORD": rotated})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert pi3.sh("ls -A /opt/ups-nut-smart/.rollback/secrets 2>/dev/null || true").strip() == ""
+    assert SECRET not in pi3.sh("cat /opt/ups-nut-smart/.rollback/* 2>/dev/null || true")
+    assert rotated in pi3.sh("cat /opt/ups-nut-smart/secrets/nut_monuser_password")
+    # The Quick start's volume names: a Pi moved to the fleet keeps its names and passwords.
+    assert {"ups-nut-agent", "ups-nut-logs"} <= set(pi3.sh("docker volume ls -q").split())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import tomllib
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,10 +27,14 @@ def test_every_key_has_a_default_so_an_inventory_of_names_alone_works() -> None:
         "load",
         "/opt/ups-nut-smart",
     )
-    assert config.secrets == {}  # none given: the agent generates them on the Pi
+    # None given: the agent generates them on the Pi; only the host upsmon's is derived here.
+    assert set(config.secrets) == {"nut_host_password"}
+    assert config.host_shutdown and config.host_shutdown_cmd == "/sbin/shutdown -h +0"
     assert set(data.DEFAULTS) == {
-        "ups_name", "scan_interval", "settle_time", "tz", "debug", "simulate", "nut_port", "nut_listen",
-        "image", "image_source", "install_docker", "project_dir", "monuser_password", "admin_password", "devices",
+        "ups_name", "scan_interval", "settle_time", "tz", "debug", "simulate", "simulate_cycle", "nut_port",
+        "nut_listen", "image", "image_source", "install_docker", "project_dir", "monuser_password", "admin_password",
+        "devices",
+        "host_shutdown", "host_shutdown_cmd", "host_password", "ups_off_delay", "fsd_clear_after",
     }  # fmt: skip
 
 
@@ -74,9 +79,11 @@ def test_a_numeric_usb_id_says_how_to_write_it() -> None:
 
 
 def test_passwords_from_data_or_the_controllers_environment_never_in_a_message() -> None:
-    assert load(monuser_password="from-data-pass").secrets == {"nut_monuser_password": "from-data-pass"}
+    given = load(monuser_password="from-data-pass", host_shutdown=False).secrets
+    assert given == {"nut_monuser_password": "from-data-pass"}
     env = {"NUT_MONUSER_PASSWORD": "from-env-pass1", "NUT_ADMIN_PASSWORD": "admin-env-pass"}
-    assert load(env).secrets == {"nut_monuser_password": "from-env-pass1", "nut_admin_password": "admin-env-pass"}
+    from_env = load(env, host_shutdown=False).secrets
+    assert from_env == {"nut_monuser_password": "from-env-pass1", "nut_admin_password": "admin-env-pass"}
     with pytest.raises(data.DataError) as err:
         load(monuser_password="has=equals-sign")
     assert "equals" not in str(err.value) and err.value.key == "monuser_password"
@@ -105,6 +112,7 @@ def test_what_lands_on_a_host() -> None:
         "TZ": "Europe/Berlin",
         "DEBUG": "0",
         "SIMULATE": "1",
+        "SIMULATE_CYCLE": "120",
     }
     toml = tomllib.loads(files["config.toml"])
     assert toml["upsd"]["listen"] == ["0.0.0.0:3494"]
@@ -179,3 +187,79 @@ def test_a_fleet_template_that_writes_a_raw_value_fails_instead_of_writing_it() 
     assert env.from_string("image: {{ c.image | yaml }}").render(c=config) == 'image: "ups-nut-smart:latest"'
     with pytest.raises(ValueError, match="without a filter"):
         env.from_string("image: {{ c.image }}").render(c=config)
+
+
+def test_the_host_upsmon_password_is_derived_stable_per_host_and_never_shown() -> None:
+    one, again = load().host_password, load().host_password
+    assert one == again and one is not None and len(one) == 32 and one.isalnum()
+    other = data.load("pi9", lambda key: data.DEFAULTS[key], {}).host_password
+    assert other != one  # each host its own
+    assert one not in repr(load())
+    assert load(host_password="given-password1").host_password == "given-password1"
+
+
+def test_the_host_upsmon_files_quote_what_they_write_and_the_agent_accepts_its_toml() -> None:
+    config = load(host_shutdown_cmd="/usr/local/bin/halt-me --now")
+    upsmon = render.host_upsmon(config)
+    assert f'MONITOR my-ups@127.0.0.1:3493 1 pi-host "{config.host_password}" secondary' in upsmon
+    assert 'SHUTDOWNCMD "/usr/local/bin/halt-me --now"' in upsmon
+    toml = render.agent_config(config)
+    assert "[users.pi-host]" in toml and 'password_file = "/run/secrets/nut_host_password"' in toml
+    assert "expect_secondaries = 1" in toml and "ups_off_delay = 120" in toml
+    assert "expect_secondaries" not in render.agent_config(load(host_shutdown=False))
+    with pytest.raises(data.DataError, match="host_shutdown_cmd"):
+        load(host_shutdown_cmd="halt\nrm -rf /")
+    with pytest.raises(data.DataError, match="ups_off_delay"):
+        load(ups_off_delay=-5)
+    with pytest.raises(data.DataError, match="fsd_clear_after: must be a whole number from 10 to 86400"):
+        load(fsd_clear_after=5)
+
+
+def test_a_fleet_key_others_can_read_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    key = tmp_path / "key"
+    monkeypatch.setenv("FLEET_KEY_FILE", str(key))
+    load()  # made on first use, 0600
+    assert key.stat().st_mode & 0o777 == 0o600
+    key.chmod(0o644)
+    with pytest.raises(data.DataError, match="lets others read it: chmod 600"):
+        load()
+
+
+def test_a_nut_client_host_gets_its_own_user_on_its_pi_with_one_derived_password() -> None:
+    from fleet import clients
+
+    pi_data = {"ssh_hostname": "10.0.0.5", "ups_name": "rack-ups", "nut_port": 3494}
+    client = clients.load_client(
+        "NAS.lan", lambda k: {"ups_server": "pi1", "shutdown_after": 300}.get(k), lambda k, d: pi_data.get(k, d)
+    )
+    assert (client.user, client.target, client.shutdown_after) == ("client-nas.lan", "rack-ups@10.0.0.5:3494", 300)
+    pi = data.load("pi1", lambda key: data.DEFAULTS[key], {}, [("NAS.lan", "pi1"), ("desk", "pi2")])
+    assert pi.clients == ((client.user, client.password),)  # the same password on both sides
+    assert pi.secrets["nut_client_nas_lan"] == client.password
+    toml = render.agent_config(pi)
+    assert '[users."client-nas.lan"]\npassword_file = "/run/secrets/nut_client_nas_lan"' in toml
+    render.check_agent_config(pi)
+    files = render.client_files(client)
+    assert f'MONITOR rack-ups@10.0.0.5:3494 1 client-nas.lan "{client.password}" secondary' in files["upsmon.conf"]
+    assert "NOTIFYCMD /sbin/upssched" in files["upsmon.conf"]
+    assert "AT ONBATT * START-TIMER on-battery-too-long 300" in files["upssched.conf"]
+    assert "exec /sbin/upsmon -c fsd" in files["upssched-cmd"]
+    plain = clients.load_client("desk", lambda k: {"ups_server": "pi1"}.get(k), lambda k, d: pi_data.get(k, d))
+    assert set(render.client_files(plain)) == {"upsmon.conf"}
+    assert client.password not in repr(client)
+
+
+@pytest.mark.parametrize(
+    ("given", "server", "message"),
+    [
+        ({}, True, "data ups_server: required"),
+        ({"ups_server": "pi9"}, False, "'pi9' is not a host of this inventory"),
+        ({"ups_server": "pi1", "shutdown_after": 0}, True, "data shutdown_after: 0 is not a whole number"),
+        ({"ups_server": "pi1", "ups_server_address": "a b"}, True, "data ups_server_address"),
+    ],
+)
+def test_bad_client_data_names_the_key(given: dict[str, Any], server: bool, message: str) -> None:
+    from fleet import clients
+
+    with pytest.raises(clients.ClientError, match=message):
+        clients.load_client("nas", lambda k: given.get(k), (lambda k, d: d) if server else None)

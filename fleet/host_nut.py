@@ -1,0 +1,119 @@
+"""The host's own NUT client: what halts the Pi (host data host_shutdown, default true).
+
+A container cannot power its host off. So the host runs the distribution's upsmon
+(nut-client) as a *secondary* of the container's upsd: on FSD (set by the container's
+upsmon, the primary, on low battery) it logs out and runs SHUTDOWNCMD (host_shutdown_cmd).
+It logs in with a user of its own (fleet/config.py HOST_USER) whose password is derived
+from the controller's fleet key (fleet/keys.py): the same file on both sides, never shown.
+
+The steps, each idempotent (a second run changes nothing):
+1. nut-client installed (Debian, Raspberry Pi OS, Ubuntu: the same package name)
+2. /etc/nut/nut.conf MODE=netclient (0640 root:nut)
+3. /etc/nut/upsmon.conf (0640 root:nut, its content never printed: it holds the password)
+4. the service (nut-client: a systemd unit and a SysV script of that name in Debian's
+   package) running and enabled, restarted when a file changed
+"""
+
+from __future__ import annotations
+
+from io import StringIO
+
+from pyinfra.api.operation import OperationMeta
+from pyinfra.operations import apt, files, server
+
+from fleet import ops, render
+from fleet.clients import ClientConfig
+from fleet.config import HostConfig
+
+SERVICE = "nut-client"
+
+
+def host_upsmon(config: HostConfig) -> list[OperationMeta]:
+    if not config.host_shutdown:
+        return []
+    apt.packages(
+        name="NUT client on the host (its upsmon halts the host on FSD)",
+        packages=["nut-client"],
+        update=True,
+        cache_time=3600,
+    )
+    changes = [
+        files.put(
+            name="Host /etc/nut/nut.conf (MODE=netclient)",
+            src=StringIO(render.host_nut_conf(config)),
+            dest="/etc/nut/nut.conf",
+            mode="0640",
+            user="root",
+            group="nut",
+        ),
+        ops.secret_file(
+            name="Host /etc/nut/upsmon.conf (a secondary of the container's upsd)",
+            path="/etc/nut/upsmon.conf",
+            content=render.host_upsmon(config),
+            mode="640",
+            group="nut",
+        ),
+    ]
+    server.service(
+        name=f"Host upsmon ({SERVICE}) running",
+        service=SERVICE,
+        running=True,
+        enabled=True,
+        restarted=any(c.will_change for c in changes),
+    )
+    return changes
+
+
+def client_upsmon(client: ClientConfig) -> None:
+    """A nut_clients host (fleet/clients.py): nut-client as a secondary of its Pi's upsd,
+    with upssched's timer when shutdown_after is set; the same steps as the Pi's own."""
+    apt.packages(
+        name="NUT client (its upsmon halts this host on its UPS's FSD or low battery)",
+        packages=["nut-client"],
+        update=True,
+        cache_time=3600,
+    )
+    changes = [
+        files.put(
+            name="/etc/nut/nut.conf (MODE=netclient)",
+            src=StringIO(render.host_nut_conf()),
+            dest="/etc/nut/nut.conf",
+            mode="0640",
+            user="root",
+            group="nut",
+        )
+    ]
+    wanted = render.client_files(client)
+    for name, content in wanted.items():
+        if name == "upsmon.conf":
+            changes.append(
+                ops.secret_file(
+                    name=f"/etc/nut/upsmon.conf (a secondary of {client.target})",
+                    path="/etc/nut/upsmon.conf",
+                    content=content,
+                    mode="640",
+                    group="nut",
+                )
+            )
+        else:
+            changes.append(
+                files.put(
+                    name=f"/etc/nut/{name} (halt after {client.shutdown_after} s on battery)",
+                    src=StringIO(content),
+                    dest=f"/etc/nut/{name}",
+                    mode="0750" if name == "upssched-cmd" else "0640",
+                    user="root",
+                    group="nut",
+                )
+            )
+    if "upssched.conf" not in wanted:
+        changes.append(
+            files.file(name="No upssched.conf (no shutdown_after)", path="/etc/nut/upssched.conf", present=False)
+        )
+    server.service(
+        name=f"upsmon ({SERVICE}) running",
+        service=SERVICE,
+        running=True,
+        enabled=True,
+        restarted=any(c.will_change for c in changes),
+    )
