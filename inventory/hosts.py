@@ -5,7 +5,15 @@ the one that gets a change first (docs/fleet.md). Every host data key has a defa
 Host data keys: ups_name, scan_interval, settle_time, tz, debug, simulate, nut_port,
 nut_listen, image, image_source (load | build | pull), install_docker, project_dir,
 monuser_password, admin_password (better: NUT_MONUSER_PASSWORD / NUT_ADMIN_PASSWORD in the
-controller's environment), devices (the agent's [[device]] rules, as dicts).
+controller's environment), devices (the agent's [[device]] rules, as dicts), host_shutdown
+(default true: the Pi's own upsmon halts it), host_shutdown_cmd, host_password, ups_off_delay,
+fsd_clear_after, simulate_cycle.
+
+Other machines on a Pi's UPS go in group nut_clients (docs/fleet.md), e.g.:
+
+    nut_clients = [
+        ("nas.lan", {"ups_server": "pi-rack.lan", "shutdown_after": 300, "ssh_user": "admin", "_sudo": True}),
+    ]
 """
 
 canary = [
