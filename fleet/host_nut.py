@@ -19,7 +19,9 @@ from __future__ import annotations
 from io import StringIO
 
 from pyinfra.api.operation import OperationMeta
-from pyinfra.operations import apt, files, server
+from pyinfra.context import host
+from pyinfra.facts.files import Directory
+from pyinfra.operations import apt, files, systemd, sysvinit
 
 from fleet import ops, render
 from fleet.clients import ClientConfig
@@ -54,14 +56,17 @@ def host_upsmon(config: HostConfig) -> list[OperationMeta]:
             group="nut",
         ),
     ]
-    server.service(
-        name=f"Host upsmon ({SERVICE}) running",
-        service=SERVICE,
-        running=True,
-        enabled=True,
-        restarted=any(c.will_change for c in changes),
-    )
+    running(f"Host upsmon ({SERVICE}) running", changes)
     return changes
+
+
+def running(name: str, changes: list[OperationMeta]) -> None:
+    """The service running and enabled, restarted when one of `changes` changes a file.
+    Why not server.service: it picks systemd wherever systemctl is installed, and fails
+    where systemd is not the init (a container, WSL); /run/systemd/system is systemd's own
+    test that it booted the host (sd_booted), else Debian's init script of that name runs."""
+    service = systemd.service if host.get_fact(Directory, path="/run/systemd/system") else sysvinit.service
+    service(name=name, service=SERVICE, running=True, enabled=True, restarted=any(c.will_change for c in changes))
 
 
 def client_upsmon(client: ClientConfig) -> None:
@@ -110,10 +115,4 @@ def client_upsmon(client: ClientConfig) -> None:
         changes.append(
             files.file(name="No upssched.conf (no shutdown_after)", path="/etc/nut/upssched.conf", present=False)
         )
-    server.service(
-        name=f"upsmon ({SERVICE}) running",
-        service=SERVICE,
-        running=True,
-        enabled=True,
-        restarted=any(c.will_change for c in changes),
-    )
+    running(f"upsmon ({SERVICE}) running", changes)

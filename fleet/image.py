@@ -103,6 +103,16 @@ def buildx_args(arch: str) -> list[str]:
         raise ImageError(f"FLEET_BUILDX_ARGS: {exc}") from None
 
 
+def built_for(ref: str, arch: str) -> LocalImage | None:
+    """The controller's image for this platform as it is now, without building: `ref`
+    itself, or its platform tag from an earlier build; None when there is neither."""
+    for candidate in (ref, platform_tag(ref, arch)):
+        local = inspect(candidate)
+        if local is not None and local.arch == arch:
+            return local
+    return None
+
+
 def for_arch(ref: str, arch: str) -> LocalImage:
     """The controller's image for this platform (amd64, arm64, arm/v7): `ref` itself when
     it is built for it, else a buildx build of this tree for linux/<arch> (NUT cross-compiled,

@@ -19,6 +19,7 @@ A second run with nothing to do changes nothing: no upload, no recreate, no gate
 from __future__ import annotations
 
 import os
+import sys
 from io import StringIO
 from typing import Any
 
@@ -36,6 +37,13 @@ from fleet.facts import ComposeCommand, DockerCE, DockerReady, OnBattery
 
 SECRET_NAMES = ("nut_monuser_password", "nut_admin_password", HOST_SECRET)
 BUILD_CONTEXT = ("Dockerfile", ".dockerignore", "pyproject.toml", "README.md", "reconcile", "templates", "docker")
+
+
+def planning_only() -> bool:
+    """pyinfra --dry: the deploy's code runs to make the plan, and nothing may be built.
+    Why sys.argv: pyinfra decides that a run is dry after the plan is made, and tells the
+    deploy nothing; without this, --dry built the image on the controller."""
+    return "--dry" in sys.argv[1:]
 
 
 def fail(message: str) -> None:
@@ -122,11 +130,23 @@ def image(config: HostConfig) -> list[OperationMeta]:
         why = images.UNSUPPORTED.get(machine, "no image is built for it")
         fail(f"host {config.host}: architecture {machine!r}: {why}")
         return []
-    try:
-        local = images.for_arch(config.image, arch)
-    except images.ImageError as exc:
-        fail(f"host {config.host}: {exc}")
-        return []
+    if planning_only():
+        # A dry run builds nothing: it compares with what the controller has built already.
+        local_or_none = images.built_for(config.image, arch)
+        if local_or_none is None:
+            return [
+                server.shell(
+                    name=f"Image {config.image}: build for linux/{arch} and ship (dry run: not built)",
+                    commands=["true"],
+                )
+            ]
+        local = local_or_none
+    else:
+        try:
+            local = images.for_arch(config.image, arch)
+        except images.ImageError as exc:
+            fail(f"host {config.host}: {exc}")
+            return []
     return [
         ops.image_loaded(
             name=f"Image {config.image} ({local.short})", ref=config.image, local=local, upload_dir=config.project_dir

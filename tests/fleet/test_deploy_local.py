@@ -70,3 +70,16 @@ def test_a_dry_run_against_a_fresh_host_shows_every_file_and_writes_nothing(tmp_
     assert not project.exists() and list(tmp_path.iterdir()) == []
     # The image is the first thing the deploy changes in Docker (the container comes after).
     assert not _pulled("ups-nut-smart:1.0.0")
+
+
+def test_a_dry_run_builds_no_image_on_the_controller(tmp_path: Path) -> None:
+    """--dry with image_source = load and an image the controller does not have: the plan
+    says it would be built and shipped, and nothing is built."""
+    project, image = tmp_path / "ups-nut-smart", "ups-nut-smart:never-built"
+    assert not _pulled(image)
+    result = pyinfra("--dry", "--data", f"project_dir={project}", "--data", f"image={image}")
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    assert "(dry run: not built)" in out, out
+    assert not _pulled(image) and not _pulled(image.replace(":never-built", ":never-built-amd64"))
+    assert not project.exists()

@@ -263,3 +263,15 @@ def test_bad_client_data_names_the_key(given: dict[str, Any], server: bool, mess
 
     with pytest.raises(clients.ClientError, match=message):
         clients.load_client("nas", lambda k: given.get(k), (lambda k, d: d) if server else None)
+
+
+def test_the_on_battery_and_docker_ce_facts_read_what_the_host_says() -> None:
+    from fleet.facts import DockerCE, OnBattery
+
+    status = {"served": {"my-ups": {"state": "ok", "status": "OB DISCHRG"}, "b": {"state": "ok", "status": "OL"}}}
+    assert OnBattery().process(json.dumps(status).splitlines()) == ["my-ups"]
+    fsd = {"served": {"my-ups": {"state": "ok", "status": "FSD OL"}}}
+    assert OnBattery().process([json.dumps(fsd)]) == ["my-ups"]
+    assert OnBattery().process([]) == []  # no container: nothing on battery known
+    assert OnBattery().process(["not json"]) == []
+    assert DockerCE().process(["yes"]) and not DockerCE().process(["no"])
