@@ -30,24 +30,29 @@ from fleet.config import HostConfig
 SERVICE = "nut-client"
 
 
-def host_upsmon(config: HostConfig) -> list[OperationMeta]:
-    if not config.host_shutdown:
-        return []
+def installed_as_netclient(what: str) -> OperationMeta:
+    """Steps 1 and 2: the package, and nut.conf's MODE=netclient (only upsmon runs here)."""
     apt.packages(
-        name="NUT client on the host (its upsmon halts the host on FSD)",
+        name=f"NUT client {what} (its upsmon halts this host on FSD or low battery)",
         packages=["nut-client"],
         update=True,
         cache_time=3600,
     )
+    return files.put(
+        name="/etc/nut/nut.conf (MODE=netclient)",
+        src=StringIO(render.host_nut_conf()),
+        dest="/etc/nut/nut.conf",
+        mode="0640",
+        user="root",
+        group="nut",
+    )
+
+
+def host_upsmon(config: HostConfig) -> list[OperationMeta]:
+    if not config.host_shutdown:
+        return []
     changes = [
-        files.put(
-            name="Host /etc/nut/nut.conf (MODE=netclient)",
-            src=StringIO(render.host_nut_conf(config)),
-            dest="/etc/nut/nut.conf",
-            mode="0640",
-            user="root",
-            group="nut",
-        ),
+        installed_as_netclient("on the host"),
         ops.secret_file(
             name="Host /etc/nut/upsmon.conf (a secondary of the container's upsd)",
             path="/etc/nut/upsmon.conf",
@@ -72,22 +77,7 @@ def running(name: str, changes: list[OperationMeta]) -> None:
 def client_upsmon(client: ClientConfig) -> None:
     """A nut_clients host (fleet/clients.py): nut-client as a secondary of its Pi's upsd,
     with upssched's timer when shutdown_after is set; the same steps as the Pi's own."""
-    apt.packages(
-        name="NUT client (its upsmon halts this host on its UPS's FSD or low battery)",
-        packages=["nut-client"],
-        update=True,
-        cache_time=3600,
-    )
-    changes = [
-        files.put(
-            name="/etc/nut/nut.conf (MODE=netclient)",
-            src=StringIO(render.host_nut_conf()),
-            dest="/etc/nut/nut.conf",
-            mode="0640",
-            user="root",
-            group="nut",
-        )
-    ]
+    changes = [installed_as_netclient(f"on {client.ups_server}'s UPS")]
     wanted = render.client_files(client)
     for name, content in wanted.items():
         if name == "upsmon.conf":

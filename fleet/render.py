@@ -135,7 +135,7 @@ def host_upsmon(config: HostConfig) -> str:
     return _render("host-upsmon.conf.j2", config)
 
 
-def host_nut_conf(config: HostConfig | None = None) -> str:
+def host_nut_conf() -> str:
     return _env().get_template("host-nut.conf.j2").render()
 
 
