@@ -22,7 +22,7 @@ from pyinfra.facts.docker import DockerContainer
 from pyinfra.operations import server
 
 from fleet.config import HostConfig
-from fleet.ops import CONTAINER, compose_up, reporting, uses_sudo
+from fleet.ops import CONTAINER, PROJECT, reporting, uses_sudo
 
 ROLLBACK_TAG = "ups-nut-smart-rollback:previous"
 GATE_TIMEOUT = 120.0
@@ -63,6 +63,7 @@ def _healthy(host: Any, config: HostConfig, sudo: bool, timeout: float) -> str |
 
 def _rollback(host: Any, config: HostConfig, compose: str, sudo: bool) -> str:
     here = shlex.quote(config.project_dir)
+    up = f"{compose} --project-directory {here} --project-name {PROJECT} -f {here}/compose.yaml"
     restore = (
         f"cd {here} && test -d .rollback"
         " && cp -a .rollback/compose.yaml .rollback/.env .rollback/config.toml ."
@@ -70,9 +71,9 @@ def _rollback(host: Any, config: HostConfig, compose: str, sudo: bool) -> str:
         " && if [ -d .rollback/secrets ]; then cp -a .rollback/secrets secrets; else mkdir -m 0700 secrets; fi"
         # Why no tag for a digest reference (name@sha256:...): Docker refuses to tag one, and
         # needs none: the image it names is still here, by that digest.
-        ' && ref="$(cat .rollback/image 2>/dev/null || true)"'
+        f' && ref="$(cat .rollback/image 2>/dev/null)"'
         f' && case "$ref" in ""|*@*) ;; *) docker tag {ROLLBACK_TAG} "$ref" ;; esac'
-        f" && {compose_up(config.project_dir, compose)}"
+        f" && timeout 300 {up} up -d --force-recreate --remove-orphans"
     )
     ok, _ = _sh(host, restore, sudo)
     if not ok:
@@ -119,7 +120,7 @@ def healthy_or_rolled_back(config: HostConfig, compose: str, changed: Callable[[
     yield FunctionCommand(reporting(_gate), (config, compose, changed, uses_sudo()), {})
 
 
-def snapshot(config: HostConfig, changes: list[OperationMeta], files_differ: bool) -> None:
+def snapshot(config: HostConfig, changes: list[OperationMeta]) -> None:
     """What runs now (its files and image), kept in .rollback/ for the health gate, taken
     only when this run will change something."""
     here = config.project_dir
@@ -135,5 +136,5 @@ def snapshot(config: HostConfig, changes: list[OperationMeta], files_differ: boo
             " && cp -a compose.yaml .env config.toml .rollback/ && { [ ! -d secrets ] || cp -a secrets .rollback/; }"
             f"{tag}; fi"
         ],
-        _if=lambda: files_differ or any(op.will_change for op in changes),
+        _if=lambda: any(op.will_change for op in changes),
     )

@@ -18,7 +18,6 @@ A second run with nothing to do changes nothing: no upload, no recreate, no gate
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 from io import StringIO
@@ -28,7 +27,6 @@ from pyinfra.api.deploy import deploy
 from pyinfra.api.operation import OperationMeta
 from pyinfra.context import host, inventory
 from pyinfra.facts.docker import DockerContainer
-from pyinfra.facts.files import Sha256File
 from pyinfra.facts.server import Arch
 from pyinfra.operations import apt, docker, files, server, systemd
 
@@ -78,25 +76,18 @@ def docker_engine(config: HostConfig) -> str | None:
     return compose or "docker-compose"
 
 
-def project_files(config: HostConfig) -> tuple[list[OperationMeta], bool]:
-    """The files, staged in <project_dir>/.next (ops.swapped_in_and_recreated moves them
-    into place with the recreate), and whether the live ones differ from them. Why staged:
-    written in place, a later failure (an image that does not ship) left new, unrun files
-    live, used by the next restart. Why the live digests decide: level-triggered, so a
-    run after such a failure still sees the live files are not the wanted ones."""
-    here, stage = config.project_dir, f"{config.project_dir}/{ops.STAGE}"
+def project_files(config: HostConfig) -> list[OperationMeta]:
+    here = config.project_dir
     changes = [
         files.directory(name="Project dir", path=here, mode="0755", user="root", group="root"),
-        files.directory(name="Staging dir", path=stage, mode="0700", user="root", group="root"),
-        files.directory(name="Staged secrets dir", path=f"{stage}/secrets", mode="0700", user="root", group="root"),
+        files.directory(name="Secrets dir", path=f"{here}/secrets", mode="0700", user="root", group="root"),
     ]
-    wanted = render.files(config)
-    for name, content in wanted.items():
+    for name, content in render.files(config).items():
         changes.append(
             files.put(
                 name=f"Write {name}",
                 src=StringIO(content),
-                dest=f"{stage}/{name}",
+                dest=f"{here}/{name}",
                 mode="0644",
                 user="root",
                 group="root",
@@ -105,20 +96,12 @@ def project_files(config: HostConfig) -> tuple[list[OperationMeta], bool]:
         )
     secrets = config.secrets
     for name in sorted(set(SECRET_NAMES) | set(secrets)):
-        path = f"{stage}/secrets/{name}"
+        path = f"{here}/secrets/{name}"
         if name in secrets:
             changes.append(ops.secret_file(name=f"Secret {name}", path=path, content=secrets[name]))
         else:
             changes.append(files.file(name=f"No secret {name}", path=path, present=False))
-    live = {f"{here}/{name}": content for name, content in wanted.items()}
-    live |= {f"{here}/secrets/{name}": content for name, content in secrets.items()}
-    differs = any(host.get_fact(Sha256File, path=path) != _sha(content) for path, content in live.items())
-    stale = [n for n in SECRET_NAMES if n not in secrets and host.get_fact(Sha256File, path=f"{here}/secrets/{n}")]
-    return changes, differs or bool(stale)
-
-
-def _sha(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
+    return changes
 
 
 def image(config: HostConfig) -> list[OperationMeta]:
@@ -171,12 +154,12 @@ def image(config: HostConfig) -> list[OperationMeta]:
     ]
 
 
-def converge(config: HostConfig, compose: str, changes: list[OperationMeta], files_differ: bool) -> None:
+def converge(config: HostConfig, compose: str, changes: list[OperationMeta]) -> None:
     container: Any = host.get_fact(DockerContainer, object_id=ops.CONTAINER)
     running = bool(container) and bool(container[0]["State"]["Running"])
 
     def changed() -> bool:
-        return files_differ or any(op.did_change() for op in changes)
+        return any(op.did_change() for op in changes)
 
     common: dict[str, Any] = {
         "project_directory": config.project_dir,
@@ -186,12 +169,8 @@ def converge(config: HostConfig, compose: str, changes: list[OperationMeta], fil
         "build": config.image_source == "build",
     }
     # Why --force-recreate: compose sees a new image or env, not a changed config.toml or secret.
-    ops.swapped_in_and_recreated(
-        name="Files into place, container recreated (its image or files changed)",
-        project_dir=config.project_dir,
-        compose=compose,
-        build=config.image_source == "build",
-        _if=changed,
+    docker.compose(
+        name="Recreate the container (its image or files changed)", force_recreate=True, _if=changed, **common
     )
     if not running:
         docker.compose(name="Start the container (it is not running)", _if=lambda: not changed(), **common)
@@ -245,11 +224,10 @@ def rollout() -> None:
         )
         return
     changes: list[OperationMeta] = []
-    staged, files_differ = project_files(config)
-    rollback.snapshot(config, changes, files_differ)
-    changes += staged
+    rollback.snapshot(config, changes)
+    changes += project_files(config)
     changes += image(config)
     # Before the container's recreate and its gate: the gate wants this host's upsmon
     # logged in (it retries its login until the new container has its user).
     host_nut.host_upsmon(config)
-    converge(config, compose, changes, files_differ)
+    converge(config, compose, changes)
