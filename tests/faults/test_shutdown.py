@@ -242,3 +242,32 @@ def test_a_forced_shutdown_power_cycles_the_ups_and_is_called_off_once_mains_are
     # POLLFREQ 1 s + FINALDELAY 5 s; the window has margin.
     assert not await_true(lambda: len(record.read_text().splitlines()) > 1, 1 + 5 + 4)
     assert record.read_text().splitlines() == ["ran"]
+
+
+def test_an_agent_stopped_while_fsd_is_set_power_cycles_the_ups_on_its_way_down(sandbox: Sandbox) -> None:
+    """The host is halting (its own upsmon saw FSD) and Docker stops the container before
+    our upsmon ran its shutdown: the agent sends the power cycle as it stops, before upsd
+    goes. upsmon polls slowly here (POLLFREQ 60), so that only the stop can send it."""
+    sandbox.dummy_rule(sandbox.data_file(**{"ups.delay.shutdown": "20"}))
+    sandbox.write_config("\n[upsmon]\npollfreq = 60\ndeadtime = 180\n\n[shutdown]\nups_off_delay = 90\n")
+    sandbox.bus.plug("1-1")
+    agent = sandbox.start_run()
+    assert sandbox.await_log("event=start.upsmon", timeout=AWAIT), sandbox.run_output()
+    password = json.loads((sandbox.agent / "secrets.json").read_text())["upsmon"]
+    with socket.create_connection(("127.0.0.1", sandbox.port), timeout=5) as conn:
+        # What a primary upsmon does on low battery (NUT's protocol): FSD on the UPS.
+        conn.sendall(f"USERNAME upsmon\nPASSWORD {password}\nLOGIN my-ups\nFSD my-ups\n".encode())
+        replies = b""
+        while replies.count(b"\n") < 4 and (chunk := conn.recv(4096)):
+            replies += chunk
+    assert replies.decode().splitlines()[-1].startswith("OK FSD-SET"), replies
+    assert sandbox.await_log('event=ups.power ups=my-ups status="on battery (FSD OL)"', timeout=AWAIT), (
+        sandbox.run_output()
+    )
+    assert "event=ups.power_cycle" not in sandbox.run_output()  # upsmon has not run its shutdown
+    agent.terminate()
+    assert agent.wait(30) == 0
+    out = sandbox.run_output()
+    sent = 'event=ups.power_cycle ups=my-ups off_delay=90 command="INSTCMD my-ups shutdown.return"'
+    assert sent in out and out.index(sent) < out.index("event=stopped"), out
+    assert out.count("event=ups.power_cycle") == 1
