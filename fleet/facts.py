@@ -7,6 +7,8 @@ import json
 
 from pyinfra.api.facts import FactBase
 
+from fleet import digest
+
 
 class ComposeCommand(FactBase[str]):
     """How compose is invoked here: "docker compose" (v2, the Docker CLI plugin: trixie,
@@ -64,3 +66,15 @@ class DockerCE(FactBase[bool]):
 
     def process(self, output: list[str]) -> bool:
         return bool(output) and output[0].strip() == "yes"
+
+
+class FilesDigest(FactBase[str]):
+    """The digest of the live project dir (fleet/digest.py), as the container's label holds
+    it for the files it was created from; "" when the dir holds no deployment."""
+
+    def command(self, project_dir: str) -> str:
+        return digest.shell(project_dir)
+
+    def process(self, output: list[str]) -> str:
+        text = output[0].strip() if output else ""
+        return text if len(text) == 64 else ""

@@ -116,6 +116,34 @@ def _upload_and_load(state: Any, host: Any, ref: str, local: images.LocalImage, 
 
 CONTAINER = "ups-nut-smart"
 PROJECT = "ups-nut-smart"
+STAGE = ".next"  # <project_dir>/.next: the files of this run until they go live
+
+
+def compose_up(project_dir: str, compose: str, build: bool = False) -> str:
+    """compose's `up -d --force-recreate` for the project (with --build for image_source = build)."""
+    here = shlex.quote(project_dir)
+    up = f"{compose} --project-directory {here} --project-name {PROJECT} -f {here}/compose.yaml up -d"
+    return f"timeout 900 {up} --force-recreate --remove-orphans" + (" --build" if build else "")
+
+
+@operation(is_idempotent=False)
+def swapped_in_and_recreated(project_dir: str, compose: str, build: bool = False) -> Any:
+    """
+    The staged files (<project_dir>/.next) moved into place and the container recreated, in
+    one command: the live files are never new while the container still is old.
+
+    + project_dir: the project dir on the host
+    + compose: how compose is invoked on the host
+    + build: compose builds the image (image_source = build)
+    """
+    here, stage = shlex.quote(project_dir), shlex.quote(f"{project_dir}/{STAGE}")
+    yield StringCommand(
+        f"cd {here} && cp -a {stage}/compose.yaml {stage}/.env {stage}/config.toml ."
+        # The secrets dir swapped whole: a secret no longer given is gone from it too.
+        f" && rm -rf .secrets.old && {{ [ ! -d secrets ] || mv secrets .secrets.old; }}"
+        f" && cp -a {stage}/secrets secrets && rm -rf .secrets.old"
+        f" && {compose_up(project_dir, compose, build)}"
+    )
 
 
 @operation()

@@ -18,6 +18,7 @@ from typing import Any
 
 import jinja2
 
+from fleet import digest
 from fleet.clients import ClientConfig
 from fleet.config import HOST_SECRET, HOST_USER, HostConfig, client_secret
 from reconcile.nutsyntax import bare, encode, name_token, number
@@ -103,8 +104,8 @@ def _render(name: str, config: HostConfig, **more: Any) -> str:
     )
 
 
-def compose(config: HostConfig) -> str:
-    return _render("compose.yaml.j2", config)
+def compose(config: HostConfig, files_digest: str = "") -> str:
+    return _render("compose.yaml.j2", config, files_label=digest.LABEL, files_digest=files_digest)
 
 
 def env_file(config: HostConfig) -> str:
@@ -149,5 +150,8 @@ def client_files(client: ClientConfig) -> dict[str, str]:
 
 
 def files(config: HostConfig) -> dict[str, str]:
-    """Project-dir file name -> content, for everything but the secrets."""
-    return {"compose.yaml": compose(config), ".env": env_file(config), "config.toml": agent_config(config)}
+    """Project-dir file name -> content, for everything but the secrets. compose.yaml
+    carries the digest of them all, the secrets too, as the container's label."""
+    out = {"compose.yaml": compose(config), ".env": env_file(config), "config.toml": agent_config(config)}
+    out["compose.yaml"] = compose(config, digest.of(out, config.secrets))
+    return out

@@ -2,9 +2,9 @@
 (`snapshot`), and the health gate after it puts the host back on that when the new
 container is not healthy (`healthy_or_rolled_back`).
 
-What is kept, in <project_dir>/.rollback/: compose.yaml, .env, config.toml, the secrets
-dir, and the image the container ran (tagged ROLLBACK_TAG by its ID; the name it ran
-under in .rollback/image).
+What is kept, in <project_dir>/.rollback/: the image the container ran (tagged ROLLBACK_TAG
+by its ID; the name it ran under in .rollback/image) and, when they are the ones it was
+created from, its compose.yaml, .env, config.toml and secrets dir.
 """
 
 from __future__ import annotations
@@ -16,16 +16,18 @@ from typing import Any
 
 from pyinfra.api.command import FunctionCommand, StringCommand
 from pyinfra.api.exceptions import OperationError
-from pyinfra.api.operation import OperationMeta, operation
+from pyinfra.api.operation import operation
 from pyinfra.context import host
-from pyinfra.facts.docker import DockerContainer
 from pyinfra.operations import server
 
 from fleet.config import HostConfig
-from fleet.ops import CONTAINER, PROJECT, reporting, uses_sudo
+from fleet.digest import LABEL
+from fleet.facts import FilesDigest
+from fleet.ops import CONTAINER, compose_up, reporting, uses_sudo
 
 ROLLBACK_TAG = "ups-nut-smart-rollback:previous"
 GATE_TIMEOUT = 120.0
+LIVE = "compose.yaml .env config.toml"  # the project dir's files but the secrets
 CRASH_LOOP = 2  # restarts that make a container a failure at once
 
 
@@ -63,22 +65,27 @@ def _healthy(host: Any, config: HostConfig, sudo: bool, timeout: float) -> str |
 
 def _rollback(host: Any, config: HostConfig, compose: str, sudo: bool) -> str:
     here = shlex.quote(config.project_dir)
-    up = f"{compose} --project-directory {here} --project-name {PROJECT} -f {here}/compose.yaml"
     restore = (
-        f"cd {here} && test -d .rollback"
+        f"cd {here} && test -f .rollback/compose.yaml"
         " && cp -a .rollback/compose.yaml .rollback/.env .rollback/config.toml ."
         " && rm -rf secrets"
         " && if [ -d .rollback/secrets ]; then cp -a .rollback/secrets secrets; else mkdir -m 0700 secrets; fi"
         # Why no tag for a digest reference (name@sha256:...): Docker refuses to tag one, and
         # needs none: the image it names is still here, by that digest.
-        f' && ref="$(cat .rollback/image 2>/dev/null)"'
+        ' && ref="$(cat .rollback/image 2>/dev/null || true)"'
         f' && case "$ref" in ""|*@*) ;; *) docker tag {ROLLBACK_TAG} "$ref" ;; esac'
-        f" && timeout 300 {up} up -d --force-recreate --remove-orphans"
+        f" && {compose_up(config.project_dir, compose)}"
     )
     ok, _ = _sh(host, restore, sudo)
     if not ok:
         # Never `down`: an unhealthy NUT server still serves what it can; none serves nothing.
-        return "no earlier deployment to go back to: the new container is left running"
+        _, kept = _sh(host, f"cat {here}/.rollback/why 2>/dev/null || true", sudo)
+        return (
+            f"no earlier deployment to go back to ({kept.strip() or 'its restore failed'}):"
+            " the new container is left running"
+        )
+    # The staged files as the live ones again, so that the next run's diff is against them.
+    _sh(host, f"cd {here} && rm -rf .next && mkdir -m 0700 .next && cp -a {LIVE} secrets .next/", sudo)
     why = _healthy(host, config, sudo, GATE_TIMEOUT)
     if why is None:
         return "rolled back to the previous image and files: healthy again"
@@ -120,21 +127,28 @@ def healthy_or_rolled_back(config: HostConfig, compose: str, changed: Callable[[
     yield FunctionCommand(reporting(_gate), (config, compose, changed, uses_sudo()), {})
 
 
-def snapshot(config: HostConfig, changes: list[OperationMeta]) -> None:
-    """What runs now (its files and image), kept in .rollback/ for the health gate, taken
-    only when this run will change something."""
-    here = config.project_dir
-    tag = ""
-    container = host.get_fact(DockerContainer, object_id=CONTAINER)
-    if container:
+def snapshot(config: HostConfig, container: Any, will_change: Callable[[], bool]) -> None:
+    """What runs now, kept in .rollback/ for the health gate, taken only when this run will
+    change something: the running container's image, by ID, and its files, but only when
+    those on disk are the ones it was created from (its label, fleet/digest.py). Files edited
+    by hand since, or a failed run's, never ran: no files are kept then, and a failed gate
+    leaves the new container running (.rollback/why says why)."""
+    here = shlex.quote(config.project_dir)
+    keep = f"cd {here} && rm -rf .rollback && mkdir -m 0700 .rollback"
+    if not container:
+        why = "no container ran before this run"
+        commands = [f"mkdir -p {here} && {keep} && echo {shlex.quote(why)} > .rollback/why"]
+    else:
         image_id, image_ref = container[0]["Image"], container[0]["Config"]["Image"]
-        tag = f" && docker tag {image_id} {ROLLBACK_TAG} && echo {image_ref} > .rollback/image"
-    server.shell(
-        name="Keep what runs now, for a rollback",
-        commands=[
-            f"if [ -f {here}/compose.yaml ]; then cd {here} && rm -rf .rollback && mkdir -m 0700 .rollback"
-            " && cp -a compose.yaml .env config.toml .rollback/ && { [ ! -d secrets ] || cp -a secrets .rollback/; }"
-            f"{tag}; fi"
-        ],
-        _if=lambda: any(op.will_change for op in changes),
-    )
+        ran = (container[0]["Config"].get("Labels") or {}).get(LABEL)
+        live = host.get_fact(FilesDigest, project_dir=config.project_dir)
+        image = f"docker tag {shlex.quote(image_id)} {ROLLBACK_TAG} && echo {shlex.quote(image_ref)} > .rollback/image"
+        if ran and live == ran:
+            files = f"cp -a {LIVE} .rollback/ && {{ [ ! -d secrets ] || cp -a secrets .rollback/; }}"
+        else:
+            why = "the files on disk are not the ones the container was created from" + (
+                " (changed by hand since?)" if ran else " (it predates the rollout's files label)"
+            )
+            files = f"echo {shlex.quote(why)} > .rollback/why"
+        commands = [f"{keep} && {files} && {image}"]
+    server.shell(name="Keep what runs now, for a rollback", commands=commands, _if=will_change)

@@ -30,10 +30,10 @@ from pyinfra.facts.docker import DockerContainer
 from pyinfra.facts.server import Arch
 from pyinfra.operations import apt, docker, files, server, systemd
 
-from fleet import clients, data, host_nut, ops, render, rollback
+from fleet import clients, data, digest, host_nut, ops, render, rollback
 from fleet import image as images
 from fleet.config import HOST_SECRET, HostConfig
-from fleet.facts import ComposeCommand, DockerCE, DockerReady, OnBattery
+from fleet.facts import ComposeCommand, DockerCE, DockerReady, FilesDigest, OnBattery
 
 SECRET_NAMES = ("nut_monuser_password", "nut_admin_password", HOST_SECRET)
 BUILD_CONTEXT = ("Dockerfile", ".dockerignore", "pyproject.toml", "README.md", "reconcile", "templates", "docker")
@@ -77,17 +77,23 @@ def docker_engine(config: HostConfig) -> str | None:
 
 
 def project_files(config: HostConfig) -> list[OperationMeta]:
-    here = config.project_dir
+    """The files, staged in <project_dir>/.next: ops.swapped_in_and_recreated moves them
+    into place in the command that recreates the container. Why staged: written in place,
+    a later failure (an image that does not ship) left new, unrun files live, for the next
+    restart to run untested. Whether they are to go live is not told by these writes (a
+    failed run leaves .next ahead of what runs) but by `files_differ`."""
+    here, stage = config.project_dir, f"{config.project_dir}/{ops.STAGE}"
     changes = [
         files.directory(name="Project dir", path=here, mode="0755", user="root", group="root"),
-        files.directory(name="Secrets dir", path=f"{here}/secrets", mode="0700", user="root", group="root"),
+        files.directory(name="Staging dir", path=stage, mode="0700", user="root", group="root"),
+        files.directory(name="Staged secrets dir", path=f"{stage}/secrets", mode="0700", user="root", group="root"),
     ]
     for name, content in render.files(config).items():
         changes.append(
             files.put(
                 name=f"Write {name}",
                 src=StringIO(content),
-                dest=f"{here}/{name}",
+                dest=f"{stage}/{name}",
                 mode="0644",
                 user="root",
                 group="root",
@@ -96,12 +102,22 @@ def project_files(config: HostConfig) -> list[OperationMeta]:
         )
     secrets = config.secrets
     for name in sorted(set(SECRET_NAMES) | set(secrets)):
-        path = f"{here}/secrets/{name}"
+        path = f"{stage}/secrets/{name}"
         if name in secrets:
             changes.append(ops.secret_file(name=f"Secret {name}", path=path, content=secrets[name]))
         else:
             changes.append(files.file(name=f"No secret {name}", path=path, present=False))
     return changes
+
+
+def files_differ(config: HostConfig, container: Any) -> bool:
+    """Whether the wanted files are not what runs: the live files' digest, or the one the
+    container was created from (its label), is not the wanted one. Level-triggered: a run
+    after a failed one still sees it, whatever .next holds."""
+    wanted = digest.of(render.files(config), config.secrets)
+    live = host.get_fact(FilesDigest, project_dir=config.project_dir)
+    ran = ((container[0].get("Config") or {}).get("Labels") or {}).get(digest.LABEL) if container else None
+    return live != wanted or (bool(container) and ran != wanted)
 
 
 def image(config: HostConfig) -> list[OperationMeta]:
@@ -154,26 +170,31 @@ def image(config: HostConfig) -> list[OperationMeta]:
     ]
 
 
-def converge(config: HostConfig, compose: str, changes: list[OperationMeta]) -> None:
+def converge(config: HostConfig, compose: str, image_ops: list[OperationMeta], differ: bool) -> None:
     container: Any = host.get_fact(DockerContainer, object_id=ops.CONTAINER)
     running = bool(container) and bool(container[0]["State"]["Running"])
 
     def changed() -> bool:
-        return any(op.did_change() for op in changes)
+        # The staged writes are not counted: .next may be ahead of what runs (see project_files).
+        return differ or any(op.did_change() for op in image_ops)
 
-    common: dict[str, Any] = {
-        "project_directory": config.project_dir,
-        "project_name": ops.PROJECT,
-        "files": [f"{config.project_dir}/compose.yaml"],
-        "compose_command": compose,
-        "build": config.image_source == "build",
-    }
     # Why --force-recreate: compose sees a new image or env, not a changed config.toml or secret.
-    docker.compose(
-        name="Recreate the container (its image or files changed)", force_recreate=True, _if=changed, **common
+    ops.swapped_in_and_recreated(
+        name="Files into place, container recreated (its image or files changed)",
+        project_dir=config.project_dir,
+        compose=compose,
+        build=config.image_source == "build",
+        _if=changed,
     )
     if not running:
-        docker.compose(name="Start the container (it is not running)", _if=lambda: not changed(), **common)
+        docker.compose(
+            name="Start the container (it is not running)",
+            project_directory=config.project_dir,
+            project_name=ops.PROJECT,
+            files=[f"{config.project_dir}/compose.yaml"],
+            compose_command=compose,
+            _if=lambda: not changed(),
+        )
     rollback.healthy_or_rolled_back(
         name="Health gate (healthy, or rolled back)",
         config=config,
@@ -223,11 +244,13 @@ def rollout() -> None:
             "nothing is changed on a Pi while its UPS is on battery; run again once mains are back"
         )
         return
-    changes: list[OperationMeta] = []
-    rollback.snapshot(config, changes)
-    changes += project_files(config)
-    changes += image(config)
+    container: Any = host.get_fact(DockerContainer, object_id=ops.CONTAINER)
+    differ = files_differ(config, container)
+    image_ops: list[OperationMeta] = []
+    rollback.snapshot(config, container, lambda: differ or any(op.will_change for op in image_ops))
+    project_files(config)
+    image_ops += image(config)
     # Before the container's recreate and its gate: the gate wants this host's upsmon
     # logged in (it retries its login until the new container has its user).
     host_nut.host_upsmon(config)
-    converge(config, compose, changes)
+    converge(config, compose, image_ops, differ)

@@ -64,7 +64,7 @@ def test_a_dry_run_against_a_fresh_host_shows_every_file_and_writes_nothing(tmp_
     out = result.stdout + result.stderr
     assert result.returncode == 0, out
     for name in ("compose.yaml", ".env", "config.toml"):
-        assert f"Will create {project}/{name}" in out, out
+        assert f"Will create {project}/.next/{name}" in out, out  # staged: live with the recreate
     assert 'listen = ["0.0.0.0:3493"]' in out  # the diff shows the content
     assert "Pull ups-nut-smart:1.0.0" in out and "Refuse this host" not in out
     assert not project.exists() and list(tmp_path.iterdir()) == []

@@ -74,7 +74,7 @@ def test_a_one_host_change_is_previewed_then_applied_to_that_host_alone(fleet: F
     dry = fleet.pyinfra("--dry", "--diff", env={"NUT_MONUSER_PASSWORD": SECRET})
     out = dry.stdout + dry.stderr
     assert dry.returncode == 0, out
-    assert "[pi2] Will modify /opt/ups-nut-smart/.env" in out
+    assert "[pi2] Will modify /opt/ups-nut-smart/.next/.env" in out  # staged: live with the recreate
     assert re.search(r"- SCAN_INTERVAL=2\n.*\+ SCAN_INTERVAL=3", out), out
     assert "[pi1] Will modify" not in out and "[pi3] Will modify" not in out
     assert "SCAN_INTERVAL=2" in fleet.pis["pi2"].sh("cat /opt/ups-nut-smart/.env")  # the dry run changed nothing
@@ -231,6 +231,27 @@ def test_image_source_pull_pulls_a_version_from_a_registry(fleet: Fleet) -> None
     assert pi6.nut() == nut
 
 
+def test_an_image_that_does_not_ship_leaves_the_live_files_and_the_container_as_they_were(fleet: Fleet) -> None:
+    """The files are staged and go live only with the recreate: a pull that fails (a version
+    the registry does not have) fails the host with its live files and container untouched,
+    and the next good run puts them in place (the live files, not the staged ones, decide)."""
+    pi6 = fleet.pis["pi6"]
+    live = "cat /opt/ups-nut-smart/compose.yaml /opt/ups-nut-smart/.env"
+    before, nut = pi6.sh(live), pi6.nut()
+    good = fleet.data["pi6"]
+    fleet.data["pi6"] = {**good, "image": "127.0.0.1:5000/ups-nut-smart:9.9", "tz": "America/Chicago"}
+    result = fleet.pyinfra("-y", hosts=("pi6",))
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out
+    assert pi6.sh(live) == before and pi6.nut() == nut
+    assert "America/Chicago" in pi6.sh("cat /opt/ups-nut-smart/.next/.env")  # staged, not live
+    fleet.data["pi6"] = {**good, "tz": "America/Chicago"}
+    fixed = fleet.pyinfra("-y", hosts=("pi6",))
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert "TZ=America/Chicago" in pi6.sh("cat /opt/ups-nut-smart/.env")
+    assert pi6.nut() != nut
+
+
 def test_a_pi_with_no_ups_passes_the_gate_with_driver_not_connected(fleet: Fleet) -> None:
     pi6 = fleet.pis["pi6"]
     fleet.data["pi6"] = {**fleet.data.get("pi6", {}), "simulate": False}
@@ -317,21 +338,43 @@ def test_a_low_battery_drill_halts_the_pi_power_cycles_the_ups_and_mains_back_ca
 def test_a_pi_whose_own_upsmon_never_logs_in_fails_the_gate(fleet: Fleet) -> None:
     """The shutdown path is part of the gate: with the host's upsmon replaced by a program
     that exits at once (its service "starts", but nothing watches the UPS), the container
-    stays unhealthy (its secondary never logs in), and a change to that Pi fails it."""
+    stays unhealthy (its secondary never logs in), and a change to that Pi fails it.
+
+    The snapshot is what runs: config.toml was edited by hand since the container was
+    created, so those files never ran and are not kept; the failed gate leaves the new
+    container running (never `down`). A second run that changes nothing (it only starts
+    the stopped container) fails the gate and rolls nothing back."""
     pi2 = fleet.pis["pi2"]
+    here = "/opt/ups-nut-smart"
     pi2.sh("cp -p /sbin/upsmon /sbin/upsmon.real && printf '#!/bin/sh\\nexit 0\\n' > /sbin/upsmon")
     pi2.sh("pkill -x upsmon || true")
+    pi2.sh(f"echo '# edited by hand' >> {here}/config.toml")
     try:
         fleet.data["pi2"] = {**fleet.data.get("pi2", {}), "tz": "Europe/Berlin"}
         result = fleet.pyinfra("-y", hosts=("pi2",))
         out = result.stdout + result.stderr
         assert result.returncode != 0, out
         assert "health gate failed" in out and "shutdown path: my-ups: 1 upsmon login(s), 2 expected" in out, out
-        assert pi2.nut() is not None  # rolled back, still running: never left without NUT
+        assert "the files on disk are not the ones the container was created from" in out, out
+        assert "the new container is left running" in out, out
+        new = pi2.nut()
+        assert new is not None and "TZ=Europe/Berlin" in pi2.sh("docker exec ups-nut-smart env")
+        assert "# edited by hand" not in pi2.sh(f"cat {here}/config.toml")  # the wanted files went live
+        kept = pi2.sh(f"ls -A {here}/.rollback")
+
+        pi2.sh("docker stop ups-nut-smart")
+        again = fleet.pyinfra("-y", hosts=("pi2",))
+        out = again.stdout + again.stderr
+        assert again.returncode != 0, out
+        assert "nothing changed in this run, so nothing is rolled back" in out, out
+        assert (pi2.nut() or {}).get("id") == new["id"]  # started again, not recreated
+        assert pi2.sh(f"ls -A {here}/.rollback") == kept  # no new snapshot either
+        assert "TZ=Europe/Berlin" in pi2.sh("docker exec ups-nut-smart env")
     finally:
         pi2.sh("mv /sbin/upsmon.real /sbin/upsmon")
     fixed = fleet.pyinfra("-y", hosts=("pi2",))
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert await_true(lambda: (pi2.nut() or {}).get("health") == "healthy", 120)
 
 
 def test_a_nut_client_host_goes_down_first_after_its_time_on_battery_then_the_pi_on_low_battery(

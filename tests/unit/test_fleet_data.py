@@ -275,3 +275,37 @@ def test_the_on_battery_and_docker_ce_facts_read_what_the_host_says() -> None:
     assert OnBattery().process([]) == []  # no container: nothing on battery known
     assert OnBattery().process(["not json"]) == []
     assert DockerCE().process(["yes"]) and not DockerCE().process(["no"])
+
+
+def test_the_files_digest_is_the_same_from_the_wanted_files_and_from_the_live_dir(tmp_path: Path) -> None:
+    """The container's label (Python, at render time) and the FilesDigest fact (the shell,
+    on the host) agree on the same files, and differ as soon as one byte of any differs."""
+    import subprocess
+
+    from fleet import digest
+
+    config = load({"NUT_MONUSER_PASSWORD": "secret-pass-1", "NUT_ADMIN_PASSWORD": "admin-pw-2"}, tz="Europe/Berlin")
+    files, secrets = render.files(config), config.secrets
+    label = json.loads(files["compose.yaml"].split("labels: ", 1)[1].splitlines()[0])[digest.LABEL]
+    assert label == digest.of(files, secrets) and "secret-pass-1" not in files["compose.yaml"]
+
+    def live() -> str:
+        done = subprocess.run(["sh", "-c", digest.shell(str(tmp_path))], capture_output=True, text=True, timeout=20)
+        return done.stdout.strip()
+
+    assert live() == ""  # no deployment here
+    for name, content in files.items():
+        (tmp_path / name).write_text(content)
+    (tmp_path / "secrets").mkdir()
+    for name, content in secrets.items():
+        (tmp_path / "secrets" / name).write_text(content)
+    assert live() == label
+    (tmp_path / "secrets" / "nut_admin_password").write_text("admin-pw-3")
+    assert live() not in ("", label)
+    (tmp_path / "secrets" / "nut_admin_password").write_text("admin-pw-2")
+    (tmp_path / "config.toml").write_text(files["config.toml"] + "# by hand\n")
+    assert live() not in ("", label)
+    assert (
+        render.files(load({"NUT_MONUSER_PASSWORD": "other-pass-2"}, tz="Europe/Berlin"))["compose.yaml"]
+        != files["compose.yaml"]
+    )
