@@ -43,6 +43,7 @@ class HostConfig:
     fsd_clear_after: int = 300
     clients: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # (user, password): nut_clients hosts
     nut_source: str = "tarball"
+    synology_compat: bool = False
 
     @property
     def secrets(self) -> dict[str, str]:

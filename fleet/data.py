@@ -19,7 +19,7 @@ from fleet import keys, render
 from fleet.config import HOST_USER, HostConfig
 from reconcile import settings
 from reconcile.nutsyntax import NutSyntaxError, encode, validate_password
-from reconcile.userconfig import ConfigError
+from reconcile.userconfig import SYNOLOGY_UPS, ConfigError
 from reconcile.userconfig import parse as parse_agent_config
 
 DEFAULTS: dict[str, Any] = {
@@ -46,6 +46,8 @@ DEFAULTS: dict[str, Any] = {
     "host_password": None,  # None: derived from the controller's fleet key (fleet/keys.py)
     "ups_off_delay": 120,
     "fsd_clear_after": 300,  # seconds on line without LB before the agent calls FSD off
+    # Synology DSM's fixed client (UPS `ups`, monuser/secret): opt-in, see docs/fleet.md.
+    "synology_compat": False,
 }
 IMAGE_SOURCES = ("load", "build", "pull")
 PASSWORD_ENV = {"monuser_password": "NUT_MONUSER_PASSWORD", "admin_password": "NUT_ADMIN_PASSWORD"}
@@ -211,6 +213,7 @@ KEYS: dict[str, Callable[[Any], Any]] = {
     "host_password": _password,
     "ups_off_delay": _seconds,
     "fsd_clear_after": _agent_toml_int("fsd_clear_after"),
+    "synology_compat": _bool,
 }
 assert set(KEYS) == set(DEFAULTS), "every key has a default and a validator"
 
@@ -239,6 +242,20 @@ def load(
     nut_source = environ.get("NUT_SOURCE") or "tarball"
     if nut_source not in NUT_SOURCES:
         raise DataError(host, "image_source", f"NUT_SOURCE={nut_source!r} is not one of {', '.join(NUT_SOURCES)}")
+    if values["synology_compat"]:
+        # Why not rename the UPS silently: dashboards and clients by hand know it by name.
+        if values["ups_name"] != SYNOLOGY_UPS:
+            message = (
+                f"true, but ups_name is {values['ups_name']!r}: Synology DSM watches {SYNOLOGY_UPS!r}, "
+                f"so set ups_name = {SYNOLOGY_UPS!r} too"
+            )
+            raise DataError(host, "synology_compat", message)
+        if values["monuser_password"] is not None:
+            message = (
+                "true, so monuser's password is Synology's fixed one: "
+                "give no monuser_password (nor NUT_MONUSER_PASSWORD)"
+            )
+            raise DataError(host, "synology_compat", message)
     if values["host_shutdown"] and values["host_password"] is None:
         try:
             values["host_password"] = keys.password(host, HOST_USER)

@@ -60,7 +60,7 @@ class Agent:
     @classmethod
     def load(cls, settings: Settings) -> Agent:
         """Raises userconfig.ConfigError, store.StoreError or OSError (driver table) with a clear message."""
-        user = load_user_config(settings.config_file)
+        user = load_user_config(settings.config_file, settings.ups_name)
         if settings.simulate:
             user = dataclasses.replace(user, rules=(simulator_for(settings).rule(), *user.rules))
         table = driver_table.load(settings.binaries.usb_rules)

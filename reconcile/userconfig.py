@@ -5,6 +5,8 @@ Example:
     [upsd]
     listen = ["0.0.0.0:3493"]      # "address:port"; "[::1]:3493" for IPv6
     maxage = 15
+    synology_compat = false        # true: monuser's password is Synology DSM's fixed "secret"
+                                   # (and UPS_NAME must be "ups"): see docs/fleet.md for the risk
 
     [upsmon]
     enabled = true
@@ -64,6 +66,9 @@ ROLES = ("admin", "monuser")
 # Why these names are taken: the upsmon inside the container logs in as the first, and the
 # two roles above have their own meaning (upsd.users would get two sections of one name).
 RESERVED_USERS = frozenset({"upsmon", *ROLES})
+# What Synology DSM's "Network UPS server" client insists on, fixed in DSM: the UPS name
+# `ups`, the user `monuser`, the password `secret`. Known to everyone: see upsd.synology_compat.
+SYNOLOGY_UPS, SYNOLOGY_PASSWORD = "ups", "secret"
 
 
 def reachable(host: str) -> str:
@@ -89,12 +94,15 @@ class UserConfig:
     ups_off_delay: int = 120  # seconds between the power-cycle command and the UPS cutting its load; 0: never
     fsd_clear_after: int = 300  # seconds every UPS must be on line without LB before FSD is cleared
     expect_secondaries: int = 0  # network upsmons `health` wants logged in to every watched UPS
+    synology_compat: bool = False  # monuser's password is SYNOLOGY_PASSWORD (Synology DSM asks for it)
 
     def password_for(self, role: str) -> str | None:
         return dict(self.passwords).get(role)
 
 
-def load(path: Path | None) -> UserConfig:
+def load(path: Path | None, ups_name: str = "my-ups") -> UserConfig:
+    """The config file at `path` (none: the defaults), for a first UPS named `ups_name`
+    (UPS_NAME). Raises ConfigError naming the file and the key."""
     if path is None:
         return UserConfig()
     try:
@@ -106,9 +114,15 @@ def load(path: Path | None) -> UserConfig:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     try:
-        return parse(data)
+        user = parse(data)
     except (ConfigError, NutSyntaxError) as exc:
         raise ConfigError(f"{path}: {exc}") from None
+    if user.synology_compat and ups_name != SYNOLOGY_UPS:
+        raise ConfigError(
+            f"{path}: upsd.synology_compat: Synology DSM watches the UPS named {SYNOLOGY_UPS!r}, "
+            f"but UPS_NAME is {ups_name!r}: set UPS_NAME={SYNOLOGY_UPS}"
+        )
+    return user
 
 
 def _table(data: dict[str, Any], key: str, where: str) -> dict[str, Any]:
@@ -247,7 +261,7 @@ def _whole(table: dict[str, Any], key: str, default: int, low: int, high: int, w
 def parse(data: dict[str, Any]) -> UserConfig:
     _unknown(data, {"upsd", "upsmon", "users", "device", "shutdown"}, "top level")
     upsd = _table(data, "upsd", "")
-    _unknown(upsd, {"listen", "maxage"}, "upsd")
+    _unknown(upsd, {"listen", "maxage", "synology_compat"}, "upsd")
     upsmon = _table(data, "upsmon", "")
     _unknown(upsmon, {"enabled", "shutdown_cmd", "pollfreq", "deadtime"}, "upsmon")
     users = _table(data, "users", "")
@@ -277,6 +291,16 @@ def parse(data: dict[str, Any]) -> UserConfig:
         raise ConfigError("upsmon.shutdown_cmd must be a non-empty string")
     encode(shutdown_cmd, "upsmon.shutdown_cmd")
 
+    synology = upsd.get("synology_compat", False)
+    if not isinstance(synology, bool):
+        raise ConfigError("upsd.synology_compat must be true or false")
+    if synology and "monuser" in users:
+        # Why refused, not ignored: the owner would think the password given is the one in use.
+        raise ConfigError(
+            "users.monuser: with upsd.synology_compat = true, monuser's password is Synology's fixed one; "
+            "remove users.monuser (or set synology_compat = false)"
+        )
+
     devices = data.get("device", [])
     if not isinstance(devices, list):
         raise ConfigError("device must be an array of tables: [[device]]")
@@ -301,4 +325,5 @@ def parse(data: dict[str, Any]) -> UserConfig:
         ups_off_delay=_whole(shutdown, "ups_off_delay", defaults.ups_off_delay, 0, 3600, "shutdown"),
         fsd_clear_after=_whole(shutdown, "fsd_clear_after", defaults.fsd_clear_after, 10, 86400, "shutdown"),
         expect_secondaries=_whole(shutdown, "expect_secondaries", defaults.expect_secondaries, 0, 64, "shutdown"),
+        synology_compat=synology,
     )

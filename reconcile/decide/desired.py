@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from reconcile.decide.render import check_section
 from reconcile.model import Monitor, NutConfig, Secrets, Ups, UpsSection, User
 from reconcile.nutsyntax import NutSyntaxError, ere_escape, printable_ascii
-from reconcile.userconfig import UserConfig, reachable
+from reconcile.userconfig import SYNOLOGY_PASSWORD, UserConfig, reachable
 
 DESC_MAX = 120
 LOCAL_UPSMON_USER = "upsmon"
@@ -119,8 +119,10 @@ def build(
     host, port = user.listen[0]
     host = reachable(host)
     monitor_host = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    # synology_compat: DSM logs in as monuser with its fixed password (userconfig.py).
+    monuser = SYNOLOGY_PASSWORD if user.synology_compat else secrets.monuser
     users = [
-        User("monuser", secrets.monuser, "upsmon-secondary"),
+        User("monuser", monuser, "upsmon-secondary"),
         User(LOCAL_UPSMON_USER, secrets.upsmon, "upsmon-primary"),
         *(User(name, password, "upsmon-secondary") for name, password in secrets.secondaries),
     ]

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -173,3 +175,38 @@ def test_simulate_demo_plugs_serves_changing_data_and_unplugs(sandbox: Sandbox) 
     assert sandbox.await_upsc("OB DISCHRG", timeout=AWAIT), sandbox.run_output()
     assert sandbox.await_upsc(NOT_CONNECTED, timeout=AWAIT), sandbox.run_output()
     assert sandbox.await_upsc("OL CHRG", timeout=AWAIT), sandbox.run_output()
+
+
+def _upsd_says(port: int, *lines: str) -> list[str]:
+    """What upsd answers to each line, as a network client (Synology DSM, say) sends them."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn, conn.makefile("rw") as io:
+        answers = []
+        for line in lines:
+            io.write(line + "\n")
+            io.flush()
+            answers.append(io.readline().strip())
+        return answers
+
+
+def test_synology_compat_lets_dsms_fixed_client_log_in_to_ups(sandbox: Sandbox) -> None:
+    """DSM's "Network UPS server" client insists on UPS `ups`, user monuser, password
+    secret: with upsd.synology_compat (and UPS_NAME=ups) real upsd takes exactly that
+    login, as a secondary; without UPS_NAME=ups the agent refuses to start, naming both."""
+    sandbox.dummy_rule(sandbox.data_file())
+    config = Path(sandbox.env["RECONCILE_CONFIG"])
+    config.write_text(
+        f'[upsd]\nlisten = ["127.0.0.1:{sandbox.port}"]\nsynology_compat = true\n\n' + "\n".join(sandbox.rules)
+    )
+    refused = sandbox.cli("apply")
+    assert refused.returncode == 2 and "upsd.synology_compat" in refused.stderr and "UPS_NAME=ups" in refused.stderr
+    assert nut_processes(sandbox.conf) == []  # nothing started
+
+    sandbox.bus.plug("1-1")
+    sandbox.start_run(env={"UPS_NAME": "ups"})
+    assert sandbox.await_upsc("OL", target="ups", timeout=AWAIT), sandbox.run_output()
+    dsm = _upsd_says(sandbox.port, "USERNAME monuser", "PASSWORD secret", "LOGIN ups", "FSD ups")
+    assert dsm[:3] == ["OK", "OK", "OK"], dsm
+    assert dsm[3].startswith("ERR ACCESS-DENIED"), dsm  # a secondary: it cannot force a shutdown
+    wrong = _upsd_says(sandbox.port, "USERNAME monuser", "PASSWORD secret2", "LOGIN ups")
+    assert wrong[2].startswith("ERR"), wrong
+    assert "secret" not in sandbox.run_output().replace("nut_monuser", "")  # never logged

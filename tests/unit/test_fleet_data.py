@@ -35,6 +35,7 @@ def test_every_key_has_a_default_so_an_inventory_of_names_alone_works() -> None:
         "nut_listen", "image", "image_source", "install_docker", "project_dir", "monuser_password", "admin_password",
         "devices",
         "host_shutdown", "host_shutdown_cmd", "host_password", "ups_off_delay", "fsd_clear_after",
+        "synology_compat",
     }  # fmt: skip
 
 
@@ -65,6 +66,9 @@ def test_every_key_has_a_default_so_an_inventory_of_names_alone_works() -> None:
         ({"image_source": "pull", "image": "registry.lan/ups-nut-smart"}, "image"),
         ({"devices": [{"match": {"vendorid": 1309}}]}, "devices"),
         ({"devices": [{"match": {"vendorid": "051d"}, "options": {"desc": "x"}, "desc": "y"}]}, "devices"),
+        ({"synology_compat": "yes"}, "synology_compat"),
+        ({"synology_compat": True}, "synology_compat"),  # ups_name is still my-ups
+        ({"synology_compat": True, "ups_name": "ups", "monuser_password": "given-pass-1"}, "synology_compat"),
     ],
 )
 def test_bad_data_names_the_host_and_the_key(given: dict[str, Any], key: str) -> None:
@@ -309,3 +313,11 @@ def test_the_files_digest_is_the_same_from_the_wanted_files_and_from_the_live_di
         render.files(load({"NUT_MONUSER_PASSWORD": "other-pass-2"}, tz="Europe/Berlin"))["compose.yaml"]
         != files["compose.yaml"]
     )
+
+
+def test_synology_compat_is_opt_in_and_tells_the_agent() -> None:
+    assert "synology_compat" not in render.files(load())["config.toml"]
+    config = load(synology_compat=True, ups_name="ups")
+    toml = tomllib.loads(render.files(config)["config.toml"])
+    assert toml["upsd"]["synology_compat"] is True
+    assert config.env["UPS_NAME"] == "ups" and "nut_monuser_password" not in config.secrets

@@ -162,3 +162,13 @@ def test_leftover_temp_files_of_a_crash_are_removed_and_nothing_else(tmp_path: P
     removed = remove_leftovers(tmp_path, ("secrets.json", "upsd.users"))
     assert sorted(p.name for p in removed) == [".secrets.json.a1b2c3d4.tmp", ".upsd.users.zz9_xy12.tmp"]
     assert sorted(os.listdir(tmp_path)) == [".other.json.a1b2c3d4.tmp", "secrets.json"]
+
+
+def test_synology_compat_gives_monuser_dsms_fixed_password_and_only_then() -> None:
+    secrets = Secrets(None, "monpass123", "upsmonpass")
+    normal = render_all(build([], [], {}, "ups", UserConfig(), secrets, "/r", "root")[0])["upsd.users"]
+    compat = UserConfig(synology_compat=True)
+    synology = render_all(build([], [], {}, "ups", compat, secrets, "/r", "root")[0])["upsd.users"]
+    assert '[monuser]\n  password = "monpass123"' in normal and '"secret"' not in normal
+    assert '[monuser]\n  password = "secret"\n  # For network clients' in synology  # a secondary: no FSD
+    assert '[upsmon]\n  password = "upsmonpass"' in synology  # our own upsmon keeps its own

@@ -144,3 +144,19 @@ def test_upsmon_timing_and_powers_host() -> None:
     )
     assert (cfg.pollfreq, cfg.deadtime) == (1, 3)
     assert cfg.rules[0].vendorid == "051d" and cfg.rules[0].powers_host is False
+
+
+def test_synology_compat_wants_the_ups_named_ups_and_no_monuser_password(tmp_path: Path) -> None:
+    assert parse({"upsd": {"synology_compat": True}}).synology_compat
+    assert not parse({}).synology_compat
+    with pytest.raises(ConfigError, match=r"upsd\.synology_compat must be true or false"):
+        parse({"upsd": {"synology_compat": "yes"}})
+    with pytest.raises(ConfigError, match=r"users\.monuser: with upsd\.synology_compat"):
+        parse({"upsd": {"synology_compat": True}, "users": {"monuser": {"password": "monitor-pass-1"}}})
+    path = tmp_path / "config.toml"
+    path.write_text("[upsd]\nsynology_compat = true\n")
+    assert load_config(path, "ups").synology_compat
+    with pytest.raises(ConfigError) as err:
+        load_config(path, "my-ups")
+    assert str(err.value).startswith(f"{path}: upsd.synology_compat: ")
+    assert str(err.value).endswith("UPS_NAME is 'my-ups': set UPS_NAME=ups")
