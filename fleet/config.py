@@ -44,6 +44,7 @@ class HostConfig:
     clients: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # (user, password): nut_clients hosts
     nut_source: str = "tarball"
     synology_compat: bool = False
+    gate_timeout: int = 120
 
     @property
     def secrets(self) -> dict[str, str]:

@@ -48,6 +48,8 @@ DEFAULTS: dict[str, Any] = {
     "fsd_clear_after": 300,  # seconds on line without LB before the agent calls FSD off
     # Synology DSM's fixed client (UPS `ups`, monuser/secret): opt-in, see docs/fleet.md.
     "synology_compat": False,
+    # Seconds the health gate waits for a healthy container (the image's start period is 30).
+    "gate_timeout": 120,
 }
 IMAGE_SOURCES = ("load", "build", "pull")
 PASSWORD_ENV = {"monuser_password": "NUT_MONUSER_PASSWORD", "admin_password": "NUT_ADMIN_PASSWORD"}
@@ -185,6 +187,12 @@ def _agent_toml_int(key: str) -> Callable[[Any], int]:
     return check
 
 
+def _gate_timeout(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 30 <= value <= 1800:
+        raise ValueError(f"{value!r} is not a whole number of seconds from 30 to 1800")
+    return value
+
+
 def _devices(value: Any) -> tuple[dict[str, Any], ...]:
     if not isinstance(value, list | tuple) or not all(isinstance(d, dict) for d in value):
         raise ValueError("must be a list of [[device]] tables (dicts)")
@@ -214,6 +222,7 @@ KEYS: dict[str, Callable[[Any], Any]] = {
     "ups_off_delay": _seconds,
     "fsd_clear_after": _agent_toml_int("fsd_clear_after"),
     "synology_compat": _bool,
+    "gate_timeout": _gate_timeout,
 }
 assert set(KEYS) == set(DEFAULTS), "every key has a default and a validator"
 

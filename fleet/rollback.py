@@ -26,7 +26,6 @@ from fleet.facts import FilesDigest
 from fleet.ops import CONTAINER, compose_up, reporting, uses_sudo
 
 ROLLBACK_TAG = "ups-nut-smart-rollback:previous"
-GATE_TIMEOUT = 120.0
 LIVE = "compose.yaml .env config.toml"  # the project dir's files but the secrets
 CRASH_LOOP = 2  # restarts that make a container a failure at once
 
@@ -86,14 +85,14 @@ def _rollback(host: Any, config: HostConfig, compose: str, sudo: bool) -> str:
         )
     # The staged files as the live ones again, so that the next run's diff is against them.
     _sh(host, f"cd {here} && rm -rf .next && mkdir -m 0700 .next && cp -a {LIVE} secrets .next/", sudo)
-    why = _healthy(host, config, sudo, GATE_TIMEOUT)
+    why = _healthy(host, config, sudo, config.gate_timeout)
     if why is None:
         return "rolled back to the previous image and files: healthy again"
     return f"rolled back to the previous image and files, but that is not healthy either ({why})"
 
 
 def _gate(state: Any, host: Any, config: HostConfig, compose: str, changed: Callable[[], bool], sudo: bool) -> None:
-    why = _healthy(host, config, sudo, GATE_TIMEOUT)
+    why = _healthy(host, config, sudo, config.gate_timeout)
     here = shlex.quote(config.project_dir)
     if why is None:
         # The snapshot's passwords are old now (a rotated secret must not linger).
@@ -114,7 +113,7 @@ def _gate(state: Any, host: Any, config: HostConfig, compose: str, changed: Call
 def healthy_or_rolled_back(config: HostConfig, compose: str, changed: Callable[[], bool]) -> Any:
     """
     The container is healthy and `upsc <ups_name>@127.0.0.1:<nut_port>` answers from inside
-    it within GATE_TIMEOUT; otherwise the host is put back on its previous image and files
+    it within the host's gate_timeout (default 120 s); otherwise the host is put back on its previous image and files
     (the snapshot taken before this run changed anything), brought up healthy again, and
     reported failed with the failed container's last log lines.
 

@@ -156,6 +156,28 @@ def test_a_fresh_pi_without_docker_is_refused_when_install_is_off_and_set_up_whe
     assert nut is not None and nut["health"] == "healthy"
     assert pi4.upsc("ups.mfr") == "ups-nut-smart"
 
+    # Docker's own packages (docker-ce), installed and stopped: that engine is started, and
+    # Debian's docker.io is never installed over it. The package is a record in dpkg's status
+    # (no docker-ce .deb is at hand here); the engine behind the service name is docker.io's.
+    record = (
+        "\\nPackage: docker-ce\\nStatus: install ok installed\\nPriority: optional\\nSection: admin\\n"
+        "Maintainer: the fleet tests\\nArchitecture: amd64\\nVersion: 5:27.0.0-1~debian.12~bookworm\\n"
+        "Description: a record only\\n"
+    )
+    pi4.sh("cp -p /var/lib/dpkg/status /root/dpkg-status.real")
+    try:
+        pi4.sh(f"printf '{record}' >> /var/lib/dpkg/status && systemctl stop docker.socket docker")
+        assert pi4.sh("dpkg-query -W -f='${Status}' docker-ce").strip() == "install ok installed"
+        assert pi4.sh("systemctl is-active docker", check=False).strip() != "active"
+        again = fleet.pyinfra("-y", hosts=("pi4",))
+        out = again.stdout + again.stderr
+        assert again.returncode == 0, out
+        assert "Run Docker CE's engine" in out and "Install Docker (docker.io" not in out, out
+        assert pi4.sh("systemctl is-active docker").strip() == "active"
+        assert await_true(lambda: (pi4.nut() or {}).get("health") == "healthy", 120)
+    finally:
+        pi4.sh("cp -p /root/dpkg-status.real /var/lib/dpkg/status")
+
 
 def test_canary_first_then_the_rest_stops_at_the_first_failure(fleet: Fleet, broken_image: str) -> None:
     before = containers(fleet)
@@ -232,14 +254,14 @@ def test_image_source_pull_pulls_a_version_from_a_registry(fleet: Fleet) -> None
 
 
 def test_an_image_that_does_not_ship_leaves_the_live_files_and_the_container_as_they_were(fleet: Fleet) -> None:
-    """The files are staged and go live only with the recreate: a pull that fails (a version
-    the registry does not have) fails the host with its live files and container untouched,
+    """The files are staged and go live only with the recreate: a pull that fails (from a registry
+    that does not answer) fails the host with its live files and container untouched,
     and the next good run puts them in place (the live files, not the staged ones, decide)."""
     pi6 = fleet.pis["pi6"]
     live = "cat /opt/ups-nut-smart/compose.yaml /opt/ups-nut-smart/.env"
     before, nut = pi6.sh(live), pi6.nut()
     good = fleet.data["pi6"]
-    fleet.data["pi6"] = {**good, "image": "127.0.0.1:5000/ups-nut-smart:9.9", "tz": "America/Chicago"}
+    fleet.data["pi6"] = {**good, "image": "127.0.0.1:5999/ups-nut-smart:1.0", "tz": "America/Chicago"}
     result = fleet.pyinfra("-y", hosts=("pi6",))
     out = result.stdout + result.stderr
     assert result.returncode != 0, out
@@ -250,6 +272,28 @@ def test_an_image_that_does_not_ship_leaves_the_live_files_and_the_container_as_
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
     assert "TZ=America/Chicago" in pi6.sh("cat /opt/ups-nut-smart/.env")
     assert pi6.nut() != nut
+
+
+def test_a_pi_on_a_digest_reference_is_rolled_back_by_image_id(fleet: Fleet, broken_image: str) -> None:
+    """Docker refuses to tag a digest reference (name@sha256:...), and needs no tag for it:
+    the rollback puts the Pi back on the image it ran by ID and brings it up healthy."""
+    pi6 = fleet.pis["pi6"]
+    pinned = pi6.sh("docker inspect -f '{{index .RepoDigests 0}}' 127.0.0.1:5000/ups-nut-smart:1.0").strip()
+    assert "@sha256:" in pinned, pinned
+    good = fleet.data["pi6"]
+    fleet.data["pi6"] = {**good, "image": pinned}
+    on_digest = fleet.pyinfra("-y", hosts=("pi6",))
+    assert on_digest.returncode == 0, on_digest.stdout + on_digest.stderr
+    assert (pi6.nut() or {}).get("image") == pinned
+    pi6.load(broken_image)
+    fleet.data["pi6"] = {**good, "image": broken_image}
+    result = fleet.pyinfra("-y", hosts=("pi6",))
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out
+    assert "rolled back to the previous image and files: healthy again" in out, out
+    nut = pi6.nut()
+    assert nut is not None and nut["image"] == pinned and nut["health"] == "healthy"
+    fleet.data["pi6"] = {**good, "image": pinned}
 
 
 def test_a_pi_with_no_ups_passes_the_gate_with_driver_not_connected(fleet: Fleet) -> None:
@@ -346,6 +390,7 @@ def test_a_pi_whose_own_upsmon_never_logs_in_fails_the_gate(fleet: Fleet) -> Non
     the stopped container) fails the gate and rolls nothing back."""
     pi2 = fleet.pis["pi2"]
     here = "/opt/ups-nut-smart"
+    fleet.data["pi2"] = {**fleet.data.get("pi2", {}), "gate_timeout": 40}  # it is to fail: no need to wait 120 s
     pi2.sh("cp -p /sbin/upsmon /sbin/upsmon.real && printf '#!/bin/sh\\nexit 0\\n' > /sbin/upsmon")
     pi2.sh("pkill -x upsmon || true")
     pi2.sh(f"echo '# edited by hand' >> {here}/config.toml")

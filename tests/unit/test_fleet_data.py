@@ -35,7 +35,7 @@ def test_every_key_has_a_default_so_an_inventory_of_names_alone_works() -> None:
         "nut_listen", "image", "image_source", "install_docker", "project_dir", "monuser_password", "admin_password",
         "devices",
         "host_shutdown", "host_shutdown_cmd", "host_password", "ups_off_delay", "fsd_clear_after",
-        "synology_compat",
+        "synology_compat", "gate_timeout",
     }  # fmt: skip
 
 
@@ -67,6 +67,7 @@ def test_every_key_has_a_default_so_an_inventory_of_names_alone_works() -> None:
         ({"devices": [{"match": {"vendorid": 1309}}]}, "devices"),
         ({"devices": [{"match": {"vendorid": "051d"}, "options": {"desc": "x"}, "desc": "y"}]}, "devices"),
         ({"synology_compat": "yes"}, "synology_compat"),
+        ({"gate_timeout": 5}, "gate_timeout"),
         ({"synology_compat": True}, "synology_compat"),  # ups_name is still my-ups
         ({"synology_compat": True, "ups_name": "ups", "monuser_password": "given-pass-1"}, "synology_compat"),
     ],
