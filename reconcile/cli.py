@@ -27,7 +27,7 @@ from typing import Any
 from reconcile import __version__, logfmt, store
 from reconcile.act.files import DirError
 from reconcile.cycle import Agent, simulator_for
-from reconcile.decide import forced, health
+from reconcile.decide import health
 from reconcile.decide.decision import Decision, device_views
 from reconcile.decide.render import mask_secrets
 from reconcile.model import Plan, WriteFile, describe
@@ -244,16 +244,10 @@ def cmd_status(agent: Agent, as_json: bool) -> int:
 
 def shutdown_view(agent: Agent, decision: Decision) -> dict[str, Any]:
     """The forced-shutdown state and the shutdown path, for `status`."""
-    offered = decision.obs.commands
     return {
         "fsd": sorted(decision.forced.fsd),
         "shutdown_ran": decision.forced.shutdown_ran,
-        "power_cycle": {
-            decision.names[u.key]: (
-                forced.can_power_cycle(offered[decision.names[u.key]]) if decision.names[u.key] in offered else None
-            )
-            for u in decision.attached
-        },
+        "power_cycle": decision.power_cycle,
         "broken": health.shutdown_path(decision, agent.settings.ups_name, logins(agent, decision), expect(agent)),
     }
 
@@ -261,6 +255,8 @@ def shutdown_view(agent: Agent, decision: Decision) -> dict[str, Any]:
 def cmd_health(agent: Agent) -> int:
     """Healthy: upsd answers, every UPS on the bus has fresh data, and the shutdown path
     is whole (decide/health.py)."""
+    # Why no LIST CMD: health (Docker runs it every few seconds) does not need the commands.
+    agent.observer.ask_commands = False
     decision = agent.reconcile_once(agent.observer.scan_bus(), act=False).decision
     served = decision.obs.facts.served
     if served is None:

@@ -39,6 +39,7 @@ class Observer:
     session: upsd_client.Session | None = None  # one connection to upsd, kept open
     scanner_memo: tuple[tuple[str, ...], dict[str, str]] | None = None
     commands_memo: dict[tuple[str, int | None], tuple[frozenset[str], int]] = field(default_factory=dict)
+    ask_commands: bool = True  # False: no LIST CMD (a `health` check needs none)
 
     @property
     def listen(self) -> tuple[str, int]:
@@ -106,7 +107,7 @@ class Observer:
         answer can be empty for a driver that has some."""
         out: dict[str, frozenset[str]] = {}
         for name, state in (served or {}).items():
-            if state.state != "ok" or self.session is None:
+            if state.state != "ok" or self.session is None or not self.ask_commands:
                 continue
             owned = ledger.get(f"driver:{name}")
             key = (name, owned.pid if owned else None)

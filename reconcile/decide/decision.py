@@ -90,10 +90,17 @@ class Decision:
         return desired.LOCAL_UPSMON_USER, self.secrets.upsmon
 
     @property
+    def power_cycle(self) -> dict[str, bool | None]:
+        """Per UPS of ours (by name): whether its driver offers a power cycle; None while
+        that is not known (no fresh data yet, or its commands not asked yet)."""
+        offered = self.obs.commands
+        names = [self.names[u.key] for u in self.attached]
+        return {n: forced.can_power_cycle(offered[n]) if n in offered else None for n in names}
+
+    @property
     def cannot_power_cycle(self) -> dict[str, frozenset[str]]:
         """The UPSes of ours whose driver offers no power cycle (by name: what it offers)."""
-        ours = {self.names[u.key] for u in self.attached}
-        return {n: c for n, c in self.obs.commands.items() if n in ours and not forced.can_power_cycle(c)}
+        return {n: self.obs.commands[n] for n, ok in self.power_cycle.items() if ok is False}
 
 
 def reuse(last: Decision | None, obs: Observation, sup: Supervision) -> Decision | None:
