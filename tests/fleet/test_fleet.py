@@ -382,24 +382,31 @@ def test_a_low_battery_drill_halts_the_pi_power_cycles_the_ups_and_mains_back_ca
 def test_a_pi_whose_own_upsmon_never_logs_in_fails_the_gate(fleet: Fleet) -> None:
     """The shutdown path is part of the gate: with the host's upsmon replaced by a program
     that exits at once (its service "starts", but nothing watches the UPS), the container
-    stays unhealthy (its secondary never logs in), and a change to that Pi fails it.
+    stays unhealthy (its secondary never logs in), and a change to that Pi fails it and is
+    rolled back to what ran before.
 
-    The snapshot is what runs: config.toml was edited by hand since the container was
-    created, so those files never ran and are not kept; the failed gate leaves the new
-    container running (never `down`). A second run that changes nothing (it only starts
-    the stopped container) fails the gate and rolls nothing back."""
+    The snapshot is what runs: with config.toml edited by hand since the container was
+    created, those files never ran and are not kept, and the failed gate leaves the new
+    container running (never `down`). A run that changes nothing (it only starts the
+    stopped container) fails the gate and rolls nothing back."""
     pi2 = fleet.pis["pi2"]
     here = "/opt/ups-nut-smart"
     fleet.data["pi2"] = {**fleet.data.get("pi2", {}), "gate_timeout": 40}  # it is to fail: no need to wait 120 s
     pi2.sh("cp -p /sbin/upsmon /sbin/upsmon.real && printf '#!/bin/sh\\nexit 0\\n' > /sbin/upsmon")
     pi2.sh("pkill -x upsmon || true")
-    pi2.sh(f"echo '# edited by hand' >> {here}/config.toml")
     try:
-        fleet.data["pi2"] = {**fleet.data.get("pi2", {}), "tz": "Europe/Berlin"}
+        fleet.data["pi2"] = {**fleet.data["pi2"], "tz": "Europe/Berlin"}
         result = fleet.pyinfra("-y", hosts=("pi2",))
         out = result.stdout + result.stderr
         assert result.returncode != 0, out
         assert "health gate failed" in out and "shutdown path: my-ups: 1 upsmon login(s), 2 expected" in out, out
+        assert "rolled back to the previous image and files" in out, out
+        assert pi2.nut() is not None and "Europe/Berlin" not in pi2.sh(f"cat {here}/.env")
+
+        pi2.sh(f"echo '# edited by hand' >> {here}/config.toml")
+        hand = fleet.pyinfra("-y", hosts=("pi2",))
+        out = hand.stdout + hand.stderr
+        assert hand.returncode != 0, out
         assert "the files on disk are not the ones the container was created from" in out, out
         assert "the new container is left running" in out, out
         new = pi2.nut()
