@@ -19,6 +19,7 @@ APT_PACKAGES=(
   python3-gi gir1.2-umockdev-1.0 python3-usb   # umockdev's run-time add/remove API (Debian python)
   ca-certificates shellcheck
   openssh-client                         # ssh-keygen for the fleet tests' Pis (pyinfra itself speaks SSH)
+  prometheus                             # the tests' real Prometheus scrapes /metrics; promtool lints it
 )
 
 log() { printf '%s dev.sh: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }

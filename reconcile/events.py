@@ -41,6 +41,8 @@ The kinds, by what they are about (fields in brackets):
     step.failed       a step failed [step, error]
     step.skipped      a step not run: one it needs failed [step, why]
     reconcile.done    a pass that carried out a plan [steps, errors, skipped]
+  the loop (run.py)
+    tick              one pass of `run` is over [seconds, ok, attached, held]   (debug: for metrics)
   state files (store.py)
     state.corrupt     a state file failed validation [file, why, moved_to | error, then]
     state.write       a state file could not be written, or is written again [file, error, then]
@@ -343,6 +345,19 @@ class Adopted(Event):
     kind: ClassVar[str] = "process.adopted"
     process: str
     why: str = "started for our NUT dirs"
+
+
+@dataclass(frozen=True)
+class Tick(Event):
+    """One pass of `run` is over: how long it took, whether it ran to its end, and the
+    UPSes it found attached and held (names, comma-separated)."""
+
+    kind: ClassVar[str] = "tick"
+    level: ClassVar[str] = "debug"
+    seconds: float
+    ok: bool
+    attached: str
+    held: str
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from reconcile import events, logfmt, store
 from reconcile.act import daemons
 from reconcile.cycle import Agent, simulator_for
 from reconcile.decide import forced, supervision
+from reconcile.decide.decision import Decision
 from reconcile.decide.settle import Settle
 from reconcile.decide.supervision import Supervision
 from reconcile.model import UsbDevice
@@ -46,7 +47,7 @@ class Runner:
 
     # --- one tick ------------------------------------------------------------
 
-    def tick(self) -> None:
+    def tick(self) -> Decision:
         now = time.monotonic()
         if self.simulator is not None:
             state = self.simulator.step(now - self.started)
@@ -80,6 +81,7 @@ class Runner:
         for ups in sorted(d.restart):
             events.emit(events.DriverStale(ups))
         daemons.reap()
+        return d
 
     def _changed_at(self, bus: tuple[UsbDevice, ...], now: float) -> float | None:
         """When the newest device appeared (monotonic), no earlier than the previous scan."""
@@ -97,11 +99,16 @@ class Runner:
         return max(floor, now - max(0.0, time.time() - max(stamps.values())))
 
     def safe_tick(self) -> None:
+        began = time.monotonic()
         try:
-            self.tick()
+            d = self.tick()
         except Exception as exc:  # noqa: BLE001 - the loop must survive one bad tick
             logfmt.error("tick.failed", error=f"{type(exc).__name__}: {exc}")
             logfmt.debug("tick.traceback", trace=traceback.format_exc())
+            events.emit(events.Tick(round(time.monotonic() - began, 6), False, "", ""))
+            return
+        attached, held = (",".join(d.names[u.key] for u in group) for group in (d.attached, d.held))
+        events.emit(events.Tick(round(time.monotonic() - began, 6), True, attached, held))
 
     # --- the loop --------------------------------------------------------------
 
@@ -124,6 +131,11 @@ class Runner:
             usb=self.settings.usb_sysfs_root,
             drivers_known=len(self.agent.table.by_vidpid),
         )
+        if self.settings.metrics_listen is not None:
+            # Why imported here: prometheus_client costs memory, paid only with metrics on.
+            from reconcile.outputs import metrics
+
+            metrics.serve(self.settings.metrics_listen, self.agent.observer.listen)
         scheduler = schedule.Scheduler()
         # schedule types the interval as int, but computes with timedelta, so fractions work.
         scheduler.every(self.settings.scan_interval).seconds.do(self.safe_tick)  # type: ignore[arg-type]

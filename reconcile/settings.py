@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reconcile.nutsyntax import NutSyntaxError, validate_name
+from reconcile.userconfig import ConfigError, address
 
 DEFAULT_CONFIG = "/etc/nut-reconcile/config.toml"
 DEFAULT_STATE = "/var/lib/nut-reconcile"
@@ -75,6 +76,7 @@ class Settings:
     simulate: bool
     simulate_cycle: float
     password_files: tuple[tuple[str, Path], ...]  # (role, file) from *_FILE or Docker secrets
+    metrics_listen: tuple[str, int] | None  # METRICS_LISTEN: where /metrics is served (None: off)
     binaries: Binaries
     # For the fault tests: SIGKILL the agent itself just before this step of a plan (1-based).
 
@@ -117,6 +119,17 @@ def _whole(env: Mapping[str, str], var: str, default: int, low: int, high: int, 
     if "." in raw:
         raise SettingsError(var, f"{raw!r} must be a whole number of {unit}")
     return int(_number(env, var, default, low, high, unit))
+
+
+def _address(env: Mapping[str, str], var: str) -> tuple[str, int] | None:
+    """An "address:port" ("[v6]:port"), or None when the variable is empty (off)."""
+    raw = env.get(var, "").strip()
+    if not raw:
+        return None
+    try:
+        return address(raw, var)
+    except ConfigError as exc:
+        raise SettingsError(var, str(exc).split(": ", 1)[-1]) from None
 
 
 def _bool(env: Mapping[str, str], var: str) -> bool:
@@ -265,6 +278,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         simulate=simulate,
         simulate_cycle=_number(env, "SIMULATE_CYCLE", 120.0, 10, 86400),
         password_files=_password_files(env),
+        metrics_listen=_address(env, "METRICS_LISTEN"),
         binaries=Binaries(
             upsd=_binary(env, "NUT_UPSD", "upsd"),
             upsmon=_binary(env, "NUT_UPSMON", "upsmon"),

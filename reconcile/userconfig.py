@@ -138,24 +138,27 @@ def _unknown(table: dict[str, Any], allowed: set[str], where: str) -> None:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(extra)} (allowed: {', '.join(sorted(allowed))})")
 
 
+def address(item: Any, where: str) -> tuple[str, int]:
+    """An "address:port" ("[v6]:port" for IPv6) with a real IP address; ConfigError naming `where`."""
+    m = re.fullmatch(r"(\[[^\]]*\]|[^:\[\]]*):([0-9]{1,5})", item, re.ASCII) if isinstance(item, str) else None
+    host = m.group(1).strip("[]") if m else ""
+    try:
+        # ipaddress, not a regex: it knows 999.999.999.999 is no address.
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        ip = None
+    if not m or ip is None or (ip.version == 6) != m.group(1).startswith("[") or not 1 <= int(m.group(2)) <= 65535:
+        raise ConfigError(
+            f"{where}: {item!r} is not 'address:port' with an IP address and a port from 1 to 65535 "
+            "(e.g. 0.0.0.0:3493, 192.168.1.10:3493 or [::]:3493)"
+        )
+    return str(ip), int(m.group(2))
+
+
 def _listen(value: Any) -> tuple[tuple[str, int], ...]:
     if not isinstance(value, list) or not value:
         raise ConfigError('upsd.listen must be a non-empty list such as ["0.0.0.0:3493"]')
-    out = []
-    for item in value:
-        m = re.fullmatch(r"(\[[^\]]*\]|[^:\[\]]*):([0-9]{1,5})", item, re.ASCII) if isinstance(item, str) else None
-        address = m.group(1).strip("[]") if m else ""
-        try:
-            # ipaddress, not a regex: it knows 999.999.999.999 is no address.
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            ip = None
-        if not m or ip is None or (ip.version == 6) != m.group(1).startswith("[") or not 1 <= int(m.group(2)) <= 65535:
-            raise ConfigError(
-                f"upsd.listen: {item!r} is not 'address:port' with an IP address and a port from 1 to 65535 "
-                "(e.g. 0.0.0.0:3493, 192.168.1.10:3493 or [::]:3493)"
-            )
-        out.append((str(ip), int(m.group(2))))
+    out = [address(item, "upsd.listen") for item in value]
     if len(set(out)) != len(out):
         raise ConfigError("upsd.listen: the same address:port is listed twice")
     return tuple(out)

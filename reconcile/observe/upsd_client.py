@@ -6,6 +6,7 @@ Used to await that upsd serves a UPS after a change and to read data freshness f
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import Callable
 from typing import TypeVar
@@ -115,6 +116,24 @@ def ups_names(conn: Connection) -> list[str]:
 def commands(conn: Connection, ups: str) -> frozenset[str]:
     """The instant commands upsd offers for the UPS (LIST CMD): what its driver supports."""
     return frozenset(line.split(" ")[2] for line in conn.listing(f"CMD {ups}") if line.count(" ") >= 2)
+
+
+def variables(conn: Connection, ups: str) -> dict[str, str]:
+    """Every variable upsd serves for the UPS (LIST VAR), values unquoted. Raises
+    UpsdError ("... ERR DATA-STALE", "... ERR DRIVER-NOT-CONNECTED") without fresh data."""
+    out = {}
+    for line in conn.listing(f"VAR {ups}"):
+        # VAR <ups> <name> "<value>", the value with \\ and \" escaped (docs/net-protocol.txt)
+        parts = line.split(" ", 3)
+        if len(parts) == 4 and parts[0] == "VAR" and parts[3].startswith('"') and parts[3].endswith('"'):
+            out[parts[2]] = re.sub(r"\\(.)", r"\1", parts[3][1:-1])
+    return out
+
+
+def version(conn: Connection) -> str:
+    """upsd's version ("2.8.4"), from its VER answer ("Network UPS Tools upsd 2.8.4 - ..."), or ""."""
+    m = re.search(r"upsd ([0-9][0-9A-Za-z.+~-]*)", conn.command("VER"))
+    return m.group(1) if m else ""
 
 
 def clients(conn: Connection, ups: str) -> int:

@@ -40,6 +40,8 @@ def upsc(port: int, var: str = "ups.status") -> str:
 
 
 # Why: the healthcheck's default 30 s interval would make "turns healthy" a 30 s wait.
+METRICS_ENV = "METRICS_LISTEN=127.0.0.1:9199"
+SCRAPE = "import urllib.request as u; print(u.urlopen('http://127.0.0.1:9199/metrics', timeout=5).read().decode())"
 FAST_HEALTH = ("--health-interval", "1s", "--health-start-period", "1s")
 
 
@@ -257,14 +259,17 @@ def test_the_usb_drivers_are_there_and_run(source_image: SourceImage) -> None:
 @BUILDS
 def test_the_simulate_demo_serves_my_ups(source_image: SourceImage, container_name: str) -> None:
     """The README's try-it-without-a-UPS demo, on each platform: a client on the host reads
-    my-ups through the published port."""
+    my-ups through the published port, and /metrics (Debian's prometheus_client in the
+    image) serves it too."""
     port = free_port()
-    run_container(
-        source_image.tag, container_name, port, "--platform", source_image.target.platform, "-e", "SIMULATE=1"
-    )
+    platform = ("--platform", source_image.target.platform)
+    run_container(source_image.tag, container_name, port, *platform, "-e", "SIMULATE=1", "-e", METRICS_ENV)
     wait = 120.0 if source_image.target.emulated else AWAIT  # Python and NUT start slower under qemu
     assert await_true(lambda: upsc(port, "ups.mfr") == "ups-nut-smart", wait), docker("logs", container_name).stdout
     assert upsc(port, "device.model") == MODEL
+    scrape = ["exec", container_name, "python3", "-c", SCRAPE]
+    ups_status = 'network_ups_tools_ups_status{flag="OL",ups="my-ups"}'
+    assert await_true(lambda: ups_status in docker(*scrape, check=False).stdout, wait)
 
 
 def nut_files(image: SourceImage) -> set[str]:
