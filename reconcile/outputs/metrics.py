@@ -175,6 +175,8 @@ class AgentMetrics:
             f"{OURS}_last_success_timestamp_seconds", "When a pass last ran to its end (Unix time)", registry=registry
         )
         self.known: set[str] = set()
+        for kind in HOTPLUG.values():
+            self.hotplug.labels(kind)  # at 0 from the start, as above
 
     def consume(self, event: events.Event) -> None:
         if isinstance(event, events.Tick):
@@ -184,6 +186,11 @@ class AgentMetrics:
             self.last_success.set(time.time())
             attached, held = set(filter(None, event.attached.split(","))), set(filter(None, event.held.split(",")))
             # Level-triggered: each pass says what is there; a UPS seen once stays a series (0 when gone).
+            for ups in (attached | held) - self.known:
+                # Why at 0 from the start: a counter that appears only at its first increase
+                # hides that first one from increase() and rate().
+                self.heals.labels(ups)
+                self.stale_seconds.labels(ups)
             self.known |= attached | held
             for ups in self.known:
                 self.usb_present.labels(ups).set(1.0 if ups in attached else 0.0)

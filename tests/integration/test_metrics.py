@@ -3,9 +3,13 @@ Prometheus on loopback, queried through its HTTP API, and linted by promtool."""
 
 from __future__ import annotations
 
+import http.server
 import json
+import os
 import shutil
+import signal
 import subprocess
+import threading
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -13,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from testbed import await_true
-from testbed.nut import Sandbox, free_port
+from testbed import REPO, await_true
+from testbed.nut import Sandbox, free_port, nut_processes
 
 pytestmark = pytest.mark.nut
 
@@ -27,13 +31,13 @@ def get(url: str) -> str:
 
 
 class Prometheus:
-    def __init__(self, root: Path, target: str) -> None:
+    def __init__(self, root: Path, *targets: str) -> None:
         self.port = free_port()
         config = root / "prometheus.yml"
-        config.write_text(
-            "global: {scrape_interval: 1s, scrape_timeout: 1s}\n"
-            f"scrape_configs: [{{job_name: ups, static_configs: [{{targets: ['{target}']}}]}}]\n"
-        )
+        job = {"job_name": "ups-nut-smart", "static_configs": [{"targets": list(targets)}]}
+        # JSON is YAML: the config written as JSON needs no YAML library.
+        every = {"scrape_interval": "1s", "scrape_timeout": "1s"}
+        config.write_text(json.dumps({"global": every, "scrape_configs": [job]}))
         binary = shutil.which("prometheus")
         assert binary is not None, "prometheus is not installed (./dev.sh setup installs it)"
         self.log = open(root / "prometheus.log", "w")  # noqa: SIM115 - closed in stop()
@@ -130,3 +134,83 @@ def test_a_metrics_address_that_cannot_be_bound_is_logged_and_nut_is_still_serve
 def test_a_bad_metrics_address_is_refused_at_start(sandbox: Sandbox) -> None:
     result = sandbox.cli("apply", env={"METRICS_LISTEN": "0.0.0.0:http"})
     assert result.returncode == 2 and "METRICS_LISTEN" in result.stderr, result.stderr
+
+
+# What DRuggeri's nut_exporter serves with its default variables: no `ups` label.
+NUT_EXPORTER_TEXT = "".join(
+    [
+        "network_ups_tools_battery_charge 88\n",
+        "network_ups_tools_battery_voltage 13.5\n",
+        "network_ups_tools_input_voltage 231\n",
+        "network_ups_tools_ups_load 17\n",
+        *(f'network_ups_tools_ups_status{{flag="{f}"}} {int(f == "OL")}\n' for f in ("OL", "OB", "LB", "RB")),
+        'network_ups_tools_device_info{model="Back-UPS",mfr="APC",serial="X1",type="ups",description="",'
+        'contact="",location="",part="",macaddr=""} 1\n',
+    ]
+)
+DASHBOARD = REPO / "docs" / "grafana" / "ups-nut-smart.json"
+ONLY_OURS_OR_NOT_DEFAULT = {"Runtime left"}  # battery.runtime is not among nut_exporter's default variables
+
+
+class Exposition(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = NUT_EXPORTER_TEXT.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def panels() -> list[tuple[str, str, bool]]:
+    """(title, PromQL, in the UPS row) of every panel of the dashboard."""
+    out, ups_row = [], False
+    for panel in json.loads(DASHBOARD.read_text())["panels"]:
+        if panel["type"] == "row":
+            ups_row = panel["title"].startswith("UPS")
+            continue
+        out += [(panel["title"], target["expr"], ups_row) for target in panel["targets"]]
+    return out
+
+
+def scoped(expr: str, instance: str) -> str:
+    """A panel's query as Grafana sends it, for one host and every UPS."""
+    for variable, value in (("$instance", instance), ("$ups", ".*"), ("$job", ".*"), ("$__rate_interval", "30s")):
+        expr = expr.replace(variable, value)
+    return expr
+
+
+def test_every_dashboard_panel_returns_data_from_the_agent_and_its_ups_row_from_nut_exporters_series(
+    sandbox: Sandbox, prometheus_for: list[Prometheus]
+) -> None:
+    sandbox.dummy_rule(sandbox.data_file())
+    port = free_port()
+    sandbox.start_run(env={"METRICS_LISTEN": f"127.0.0.1:{port}"})
+    assert sandbox.await_upsc("Error: Driver not connected", timeout=AWAIT), sandbox.run_output()
+    sandbox.bus.plug("1-1")
+    assert sandbox.await_upsc("OL", timeout=AWAIT), sandbox.run_output()
+    # A driver restart, so that the restarts panel has a series (a counter exists from its first one).
+    assert sandbox.await_log("event=start.driver ups=my-ups", timeout=AWAIT), sandbox.run_output()
+    driver = [pid for pid, comm in nut_processes(sandbox.conf) if comm == "dummy-ups"]
+    os.kill(driver[0], signal.SIGKILL)
+    assert sandbox.await_log('why="not running"', timeout=AWAIT), sandbox.run_output()
+
+    other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Exposition)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    try:
+        theirs = f"127.0.0.1:{other.server_address[1]}"
+        ours = f"127.0.0.1:{port}"
+        prom = Prometheus(sandbox.root, ours, theirs)
+        prometheus_for.append(prom)
+        assert await_true(lambda: prom.value(f'up{{instance="{theirs}"}}') == 1.0, AWAIT), prom.log.name
+        for title, expr, ups_row in panels():
+            query = scoped(expr, ours)
+            assert await_true(lambda q=query: bool(prom.query(q)), AWAIT), f"{title}: {query} returns nothing"  # type: ignore[misc]
+            if ups_row and title not in ONLY_OURS_OR_NOT_DEFAULT:
+                query = scoped(expr, theirs)
+                assert prom.query(query), f"{title} on nut_exporter's series: {query} returns nothing"
+    finally:
+        other.shutdown()
