@@ -116,6 +116,16 @@ class Runner:
         logfmt.info("signal", name=signal.Signals(signum).name)
         self.stopping.set()
 
+    def _serve_metrics(self, listen: tuple[str, int]) -> None:
+        """/metrics on `listen`; a failure is logged, never a reason to stop serving NUT."""
+        try:
+            # Why imported here: prometheus_client costs memory, paid only with metrics on.
+            from reconcile.outputs import metrics
+        except ImportError as exc:
+            logfmt.error("metrics.failed", listen=f"{listen[0]}:{listen[1]}", error=f"cannot load: {exc}")
+            return
+        metrics.serve(listen, self.agent.observer.listen)
+
     def run(self) -> int:
         daemons.become_subreaper()
         signal.signal(signal.SIGTERM, self._on_signal)
@@ -132,10 +142,7 @@ class Runner:
             drivers_known=len(self.agent.table.by_vidpid),
         )
         if self.settings.metrics_listen is not None:
-            # Why imported here: prometheus_client costs memory, paid only with metrics on.
-            from reconcile.outputs import metrics
-
-            metrics.serve(self.settings.metrics_listen, self.agent.observer.listen)
+            self._serve_metrics(self.settings.metrics_listen)
         scheduler = schedule.Scheduler()
         # schedule types the interval as int, but computes with timedelta, so fractions work.
         scheduler.every(self.settings.scan_interval).seconds.do(self.safe_tick)  # type: ignore[arg-type]

@@ -213,3 +213,12 @@ def test_fleet_imports_downward_only_and_only_the_agents_parsers() -> None:
                     if FLEET_LAYERS[target] >= mine and target != path.stem:
                         wrong.append(f"fleet/{path.name} ({mine}) imports fleet.{target} ({FLEET_LAYERS[target]})")
     assert wrong == []
+
+
+def test_every_package_of_the_agent_is_installed() -> None:
+    """pyproject.toml lists the packages by hand: one left out is missing from the image."""
+    import tomllib
+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.relative_to(REPO).parent.parts) for p in (REPO / "reconcile").rglob("__init__.py")}
+    assert found <= listed, sorted(found - listed)
