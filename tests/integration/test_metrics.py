@@ -186,7 +186,7 @@ def scoped(expr: str, instance: str) -> str:
 def test_every_dashboard_panel_returns_data_from_the_agent_and_its_ups_row_from_nut_exporters_series(
     sandbox: Sandbox, prometheus_for: list[Prometheus]
 ) -> None:
-    sandbox.dummy_rule(sandbox.data_file())
+    sandbox.dummy_rule(sandbox.data_file(**{"battery.runtime": "1500", "ups.load": "23", "input.voltage": "230.5"}))
     port = free_port()
     sandbox.start_run(env={"METRICS_LISTEN": f"127.0.0.1:{port}"})
     assert sandbox.await_upsc("Error: Driver not connected", timeout=AWAIT), sandbox.run_output()
