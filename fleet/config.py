@@ -45,6 +45,7 @@ class HostConfig:
     nut_source: str = "tarball"
     synology_compat: bool = False
     gate_timeout: int = 120
+    metrics_port: int | None = None
 
     @property
     def secrets(self) -> dict[str, str]:
@@ -71,4 +72,6 @@ class HostConfig:
             "DEBUG": "1" if self.debug else "0",
             "SIMULATE": "1" if self.simulate else "0",
             "SIMULATE_CYCLE": self.simulate_cycle,
+            # Only when asked for: the env file of a Pi without metrics stays as it was.
+            **({"METRICS_LISTEN": f"0.0.0.0:{self.metrics_port}"} if self.metrics_port else {}),
         }

@@ -50,6 +50,7 @@ DEFAULTS: dict[str, Any] = {
     "synology_compat": False,
     # Seconds the health gate waits for a healthy container (the image's start period is 30).
     "gate_timeout": 120,
+    "metrics_port": None,  # a port: Prometheus /metrics there (METRICS_LISTEN), published on nut_listen
 }
 IMAGE_SOURCES = ("load", "build", "pull")
 PASSWORD_ENV = {"monuser_password": "NUT_MONUSER_PASSWORD", "admin_password": "NUT_ADMIN_PASSWORD"}
@@ -223,6 +224,7 @@ KEYS: dict[str, Callable[[Any], Any]] = {
     "fsd_clear_after": _agent_toml_int("fsd_clear_after"),
     "synology_compat": _bool,
     "gate_timeout": _gate_timeout,
+    "metrics_port": lambda value: None if value is None else _port(value),
 }
 assert set(KEYS) == set(DEFAULTS), "every key has a default and a validator"
 
@@ -265,6 +267,10 @@ def load(
                 "give no monuser_password (nor NUT_MONUSER_PASSWORD)"
             )
             raise DataError(host, "synology_compat", message)
+    if values["metrics_port"] is not None and values["metrics_port"] == values["nut_port"]:
+        raise DataError(
+            host, "metrics_port", f"{values['metrics_port']} is nut_port already: choose another (e.g. 9199)"
+        )
     if values["host_shutdown"] and values["host_password"] is None:
         try:
             values["host_password"] = keys.password(host, HOST_USER)

@@ -504,3 +504,18 @@ def test_a_rotated_password_does_not_linger_in_the_rollback_snapshot(fleet: Flee
     assert rotated in pi3.sh("cat /opt/ups-nut-smart/secrets/nut_monuser_password")
     # The Quick start's volume names: a Pi moved to the fleet keeps its names and passwords.
     assert {"ups-nut-agent", "ups-nut-logs"} <= set(pi3.sh("docker volume ls -q").split())
+
+
+def test_metrics_port_turns_on_the_pis_metrics_and_publishes_them(fleet: Fleet) -> None:
+    """Host data metrics_port: METRICS_LISTEN in the Pi's env file and the port published
+    on nut_listen, so that Prometheus reaches /metrics at <pi>:<port>."""
+    pi3 = fleet.pis["pi3"]
+    fleet.data["pi3"] = {**fleet.data.get("pi3", {}), "metrics_port": 9199}
+    result = fleet.pyinfra("-y", hosts=("pi3",), env={"NUT_MONUSER_PASSWORD": SECRET})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "METRICS_LISTEN=0.0.0.0:9199" in pi3.sh("cat /opt/ups-nut-smart/.env")
+    scrape = (
+        "python3 -c \"import urllib.request as u; print(u.urlopen('http://127.0.0.1:9199/metrics').read().decode())\""
+    )
+    series = 'network_ups_tools_battery_charge{ups="my-ups"}'
+    assert await_true(lambda: series in pi3.sh(scrape, check=False), 60), pi3.sh(scrape, check=False)

@@ -35,7 +35,7 @@ def test_every_key_has_a_default_so_an_inventory_of_names_alone_works() -> None:
         "nut_listen", "image", "image_source", "install_docker", "project_dir", "monuser_password", "admin_password",
         "devices",
         "host_shutdown", "host_shutdown_cmd", "host_password", "ups_off_delay", "fsd_clear_after",
-        "synology_compat", "gate_timeout",
+        "synology_compat", "gate_timeout", "metrics_port",
     }  # fmt: skip
 
 
@@ -68,6 +68,8 @@ def test_every_key_has_a_default_so_an_inventory_of_names_alone_works() -> None:
         ({"devices": [{"match": {"vendorid": "051d"}, "options": {"desc": "x"}, "desc": "y"}]}, "devices"),
         ({"synology_compat": "yes"}, "synology_compat"),
         ({"gate_timeout": 5}, "gate_timeout"),
+        ({"metrics_port": 0}, "metrics_port"),
+        ({"metrics_port": 3493}, "metrics_port"),
         ({"synology_compat": True}, "synology_compat"),  # ups_name is still my-ups
         ({"synology_compat": True, "ups_name": "ups", "monuser_password": "given-pass-1"}, "synology_compat"),
     ],
@@ -322,3 +324,11 @@ def test_synology_compat_is_opt_in_and_tells_the_agent() -> None:
     toml = tomllib.loads(render.files(config)["config.toml"])
     assert toml["upsd"]["synology_compat"] is True
     assert config.env["UPS_NAME"] == "ups" and "nut_monuser_password" not in config.secrets
+
+
+def test_metrics_are_off_unless_a_port_is_given_then_published_and_set() -> None:
+    plain = render.files(load())
+    assert "METRICS_LISTEN" not in plain[".env"] and "9199" not in plain["compose.yaml"]
+    files = render.files(load(metrics_port=9199, nut_listen="192.168.1.10"))
+    assert "METRICS_LISTEN=0.0.0.0:9199" in files[".env"]
+    assert '- "192.168.1.10:9199:9199"' in files["compose.yaml"]
