@@ -253,6 +253,10 @@ def test_an_agent_stopped_while_fsd_is_set_power_cycles_the_ups_on_its_way_down(
     sandbox.bus.plug("1-1")
     agent = sandbox.start_run()
     assert sandbox.await_log("event=start.upsmon", timeout=AWAIT), sandbox.run_output()
+    # Why both: FSD set before the data is fresh reads as "FSD WAIT", and before upsmon's
+    # first poll (its login) it is seen at that poll, not POLLFREQ (60 s) later.
+    assert sandbox.await_upsc("OL", timeout=AWAIT), sandbox.upsc()
+    assert await_true(lambda: logged_in(sandbox) == 1, AWAIT), sandbox.run_output()
     password = json.loads((sandbox.agent / "secrets.json").read_text())["upsmon"]
     with socket.create_connection(("127.0.0.1", sandbox.port), timeout=5) as conn:
         # What a primary upsmon does on low battery (NUT's protocol): FSD on the UPS.
