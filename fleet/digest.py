@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import shlex
 from collections.abc import Mapping
+from typing import Any
 
 LABEL = "ups-nut-smart.files"
 _LABEL_LINE = f'"{LABEL}"'  # how the label line is told (the yaml filter writes JSON)
@@ -35,6 +36,16 @@ def of(files: Mapping[str, str], secrets: Mapping[str, str]) -> str:
     lines += [f"{_sha(files[name])}  {name}\n" for name in (".env", "config.toml")]
     lines += [f"{_sha(secrets[name])}  secrets/{name}\n" for name in sorted(secrets)]
     return _sha("".join(lines))
+
+
+def label_of(container: Any) -> str | None:
+    """The digest a container was created from (its LABEL), from pyinfra's DockerContainer
+    fact (a list: empty when there is no container), or None."""
+    if not container:
+        return None
+    labels = (container[0].get("Config") or {}).get("Labels") or {}
+    found = labels.get(LABEL)
+    return found if isinstance(found, str) else None
 
 
 def shell(project_dir: str) -> str:

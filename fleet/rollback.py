@@ -21,7 +21,7 @@ from pyinfra.context import host
 from pyinfra.operations import server
 
 from fleet.config import HostConfig
-from fleet.digest import LABEL
+from fleet.digest import label_of
 from fleet.facts import FilesDigest
 from fleet.ops import CONTAINER, compose_up, reporting, uses_sudo
 
@@ -139,7 +139,7 @@ def snapshot(config: HostConfig, container: Any, will_change: Callable[[], bool]
         commands = [f"mkdir -p {here} && {keep} && echo {shlex.quote(why)} > .rollback/why"]
     else:
         image_id, image_ref = container[0]["Image"], container[0]["Config"]["Image"]
-        ran = (container[0]["Config"].get("Labels") or {}).get(LABEL)
+        ran = label_of(container)
         live = host.get_fact(FilesDigest, project_dir=config.project_dir)
         image = f"docker tag {shlex.quote(image_id)} {ROLLBACK_TAG} && echo {shlex.quote(image_ref)} > .rollback/image"
         if ran and live == ran:

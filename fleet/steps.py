@@ -76,7 +76,7 @@ def docker_engine(config: HostConfig) -> str | None:
     return compose or "docker-compose"
 
 
-def project_files(config: HostConfig) -> list[OperationMeta]:
+def project_files(config: HostConfig, wanted: dict[str, str]) -> list[OperationMeta]:
     """The files, staged in <project_dir>/.next: ops.swapped_in_and_recreated moves them
     into place in the command that recreates the container. Why staged: written in place,
     a later failure (an image that does not ship) left new, unrun files live, for the next
@@ -88,7 +88,7 @@ def project_files(config: HostConfig) -> list[OperationMeta]:
         files.directory(name="Staging dir", path=stage, mode="0700", user="root", group="root"),
         files.directory(name="Staged secrets dir", path=f"{stage}/secrets", mode="0700", user="root", group="root"),
     ]
-    for name, content in render.files(config).items():
+    for name, content in wanted.items():
         changes.append(
             files.put(
                 name=f"Write {name}",
@@ -110,14 +110,13 @@ def project_files(config: HostConfig) -> list[OperationMeta]:
     return changes
 
 
-def files_differ(config: HostConfig, container: Any) -> bool:
+def files_differ(config: HostConfig, wanted: dict[str, str], container: Any) -> bool:
     """Whether the wanted files are not what runs: the live files' digest, or the one the
     container was created from (its label), is not the wanted one. Level-triggered: a run
     after a failed one still sees it, whatever .next holds."""
-    wanted = digest.of(render.files(config), config.secrets)
+    want = digest.of(wanted, config.secrets)
     live = host.get_fact(FilesDigest, project_dir=config.project_dir)
-    ran = ((container[0].get("Config") or {}).get("Labels") or {}).get(digest.LABEL) if container else None
-    return live != wanted or (bool(container) and ran != wanted)
+    return live != want or (bool(container) and digest.label_of(container) != want)
 
 
 def image(config: HostConfig) -> list[OperationMeta]:
@@ -170,8 +169,7 @@ def image(config: HostConfig) -> list[OperationMeta]:
     ]
 
 
-def converge(config: HostConfig, compose: str, image_ops: list[OperationMeta], differ: bool) -> None:
-    container: Any = host.get_fact(DockerContainer, object_id=ops.CONTAINER)
+def converge(config: HostConfig, compose: str, container: Any, image_ops: list[OperationMeta], differ: bool) -> None:
     running = bool(container) and bool(container[0]["State"]["Running"])
 
     def changed() -> bool:
@@ -245,12 +243,13 @@ def rollout() -> None:
         )
         return
     container: Any = host.get_fact(DockerContainer, object_id=ops.CONTAINER)
-    differ = files_differ(config, container)
+    wanted = render.files(config)
+    differ = files_differ(config, wanted, container)
     image_ops: list[OperationMeta] = []
     rollback.snapshot(config, container, lambda: differ or any(op.will_change for op in image_ops))
-    project_files(config)
+    project_files(config, wanted)
     image_ops += image(config)
     # Before the container's recreate and its gate: the gate wants this host's upsmon
     # logged in (it retries its login until the new container has its user).
     host_nut.host_upsmon(config)
-    converge(config, compose, image_ops, differ)
+    converge(config, compose, container, image_ops, differ)

@@ -202,7 +202,7 @@ class AgentMetrics:
                 self.restarts.labels(event.ups, event.why).inc()
         elif isinstance(event, events.DriverHealed):
             self.heals.labels(event.ups).inc()
-            seconds = number(event.stale_seconds.rstrip("s"))
+            seconds = number(event.stale_seconds)
             if seconds is not None:
                 self.stale_seconds.labels(event.ups).inc(seconds)
 
