@@ -193,7 +193,9 @@ def cmd_status(agent: Agent, as_json: bool) -> int:
     devices = device_views(decision)
     problems = [str(p) for p in decision.problems] + list(decision.plan.warnings) + list(decision.plan.blocked)
     sd = shutdown_view(agent, decision)
+    nut_version, readings = ups_readings(agent, served)
     result = {
+        "agent": {"version": __version__, "nut_version": nut_version, "host_name": agent.settings.host_name},
         "upsd": {
             "pid": owned.upsd.proc.pid if owned.upsd else None,
             "error": None if served is not None else "not answering",
@@ -205,6 +207,8 @@ def cmd_status(agent: Agent, as_json: bool) -> int:
         "strangers": [{"program": s.program, "pid": s.pid, "source": s.source} for s in owned.strangers],
         "problems": problems,
         "shutdown": sd,
+        "upses": readings,
+        "recent": agent.store.load(store.RECENT) or {"last_event": None, "heals": {}},
         "last_reconcile": last,
     }
     if as_json:
@@ -243,13 +247,43 @@ def cmd_status(agent: Agent, as_json: bool) -> int:
 
 
 def shutdown_view(agent: Agent, decision: Decision) -> dict[str, Any]:
-    """The forced-shutdown state and the shutdown path, for `status`."""
+    """The forced-shutdown state and the shutdown path, for `status`. `armed`: upsmon runs
+    and the path is whole (what `health` checks), so a low battery halts this host."""
+    broken = health.shutdown_path(decision, agent.settings.ups_name, logins(agent, decision), expect(agent))
     return {
         "fsd": sorted(decision.forced.fsd),
         "shutdown_ran": decision.forced.shutdown_ran,
         "power_cycle": decision.power_cycle,
-        "broken": health.shutdown_path(decision, agent.settings.ups_name, logins(agent, decision), expect(agent)),
+        "broken": broken,
+        "armed": decision.owned.upsmon is not None and not broken,
     }
+
+
+READINGS = {"status": "ups.status", "charge": "battery.charge", "runtime": "battery.runtime", "model": "device.model"}
+
+
+def ups_readings(agent: Agent, served: dict[str, Any] | None) -> tuple[str | None, dict[str, dict[str, Any]]]:
+    """upsd's version, and what it serves now of each UPS (its state, and with fresh data
+    its status, charge, runtime and model). (None, {}) when upsd does not answer."""
+    session = agent.observer.session
+    if session is None or served is None:
+        return None, {}
+    out: dict[str, dict[str, Any]] = {}
+    for name, view in sorted(served.items()):
+        values = session.ask(functools.partial(upsd_client.variables, ups=name)) if view.state == "ok" else None
+        row: dict[str, Any] = {"state": view.state}
+        for key, variable in READINGS.items():
+            raw = (values or {}).get(variable)
+            row[key] = _number(raw) if key in ("charge", "runtime") else raw
+        out[name] = row
+    return session.ask(upsd_client.version) or None, out
+
+
+def _number(raw: str | None) -> float | None:
+    try:
+        return None if raw is None else float(raw)
+    except ValueError:
+        return None
 
 
 def cmd_health(agent: Agent) -> int:

@@ -29,6 +29,8 @@ The kinds, by what they are about (fields in brackets):
                       first served, and again each time it is served anew [ups, commands, why]
     fsd.cleared       FSD called off: every UPS on line without LB for the hold time, this
                       host did not halt; upsd's restart follows [ups, on_line_seconds]
+  upsmon's own notices (NOTIFYCMD, relayed by outputs/upsmon_relay.py)
+    upsmon.notice     ONBATT, LOWBATT, FSD, SHUTDOWN ... as upsmon saw it [type, ups, message]
   drivers and daemons
     driver.died       a driver of ours is gone, not stopped by us, its UPS still attached [ups, driver, pid]
     driver.stale      upsd reported its data stale too long: restarting it [ups, why]
@@ -162,6 +164,16 @@ class FsdCleared(Event):
     level: ClassVar[str] = "warning"
     ups: str  # the UPSes that were in FSD, comma-separated
     on_line_seconds: int
+
+
+@dataclass(frozen=True)
+class UpsmonNotice(Event):
+    """What upsmon told its NOTIFYCMD: NOTIFYTYPE, UPSNAME (None for SHUTDOWN) and its text."""
+
+    kind: ClassVar[str] = "upsmon.notice"
+    type: str
+    ups: str | None
+    message: str
 
 
 # --- drivers and daemons -------------------------------------------------------------

@@ -7,10 +7,11 @@ upsd.users must never hold one that is not kept.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
-from reconcile import logfmt, store
+from reconcile import events, logfmt, store
 from reconcile.act.files import write_atomic
 from reconcile.decide.decision import Decision, device_views
 from reconcile.observe import nut_scanner
@@ -67,3 +68,52 @@ class StatusFile:
             self.last_state = state if outcome_ok is not False else {}
         except OSError as exc:
             logfmt.debug("status.write", error=str(exc))
+
+
+# The events `status` shows as a host's last event: what happened to a UPS or its power,
+# not the steps carried out for it.
+NOTABLE = frozenset(
+    {
+        "ups.plugged",
+        "ups.unplugged",
+        "ups.swapped",
+        "ups.renamed",
+        "ups.power",
+        "ups.held",
+        "ups.released",
+        "ups.power_cycle",
+        "fsd.cleared",
+        "driver.died",
+        "driver.stale",
+        "driver.healed",
+        "upsmon.notice",
+    }
+)
+
+
+@dataclass
+class Recent:
+    """recent.json, kept by an events consumer: the last notable event and the stale heals
+    per UPS. Written only when one of those happens (never per pass: SD card); a write
+    that fails is kept in memory by the Store and written with the next event."""
+
+    st: store.Store
+    value: dict[str, Any] | None = field(default=None)
+
+    def consume(self, event: events.Event) -> None:
+        kind = events.name_of(event)
+        if kind not in NOTABLE:
+            return
+        if self.value is None:
+            self.value = self.st.load(store.RECENT) or {"last_event": None, "heals": {}}
+        ups = getattr(event, "ups", None)
+        if isinstance(event, events.UpsmonNotice):
+            kind = f"upsmon.{event.type}"
+        heals = dict(self.value["heals"])
+        if isinstance(event, events.DriverHealed):
+            heals[event.ups] = heals.get(event.ups, 0) + 1
+        at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        # Why the UPS only when it is one name: fsd.cleared names several, comma-separated.
+        one = ups if isinstance(ups, str) and "," not in ups and ups else None
+        self.value = {"last_event": {"kind": kind, "ups": one, "at": at}, "heals": heals}
+        self.st.save(store.RECENT, self.value)

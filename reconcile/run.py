@@ -20,7 +20,7 @@ from types import FrameType
 
 import schedule
 
-from reconcile import events, logfmt, store
+from reconcile import events, logfmt, persist, store
 from reconcile.act import daemons
 from reconcile.cycle import Agent, simulator_for
 from reconcile.decide import forced, supervision
@@ -141,6 +141,8 @@ class Runner:
             usb=self.settings.usb_sysfs_root,
             drivers_known=len(self.agent.table.by_vidpid),
         )
+        # recent.json: the last notable event and the heals, for `status` and the fleet's table.
+        events.subscribe(persist.Recent(self.agent.store).consume)
         if self.settings.metrics_listen is not None:
             self._serve_metrics(self.settings.metrics_listen)
         scheduler = schedule.Scheduler()

@@ -9,8 +9,10 @@ import os
 import pwd
 import re
 import shutil
+import socket
+import urllib.parse
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from reconcile.nutsyntax import NutSyntaxError, validate_name
@@ -54,6 +56,60 @@ class Binaries:
     usb_rules: str | None
 
 
+# The notifications one can choose (NOTIFY_EVENTS): upsmon's own (through NOTIFYCMD) and
+# the agent's. Why COMMOK and COMMBAD are not sent by default: a UPS unplugged or back is
+# told better by the agent's own `unplugged`/`plugged`/`held` (upsmon sees it only as lost
+# communication); NOCOMM, a UPS silent for long, is.
+UPSMON_NOTICES = ("ONBATT", "ONLINE", "LOWBATT", "FSD", "COMMBAD", "COMMOK", "SHUTDOWN", "REPLBATT", "NOCOMM")
+AGENT_NOTICES = (
+    "plugged",
+    "unplugged",
+    "swapped",
+    "healed",
+    "backoff",
+    "held",
+    "released",
+    "fsd_cleared",
+    "power_cycle",
+)
+DEFAULT_NOTICES = frozenset(UPSMON_NOTICES + AGENT_NOTICES) - {"COMMBAD", "COMMOK"}
+_APPRISE_URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]{0,31}://[^\s]+")
+_HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62})")
+
+
+@dataclass(frozen=True)
+class Notify:
+    """NOTIFY_URLS and its companions. Why repr=False on the URLs: they hold tokens and
+    passwords (a Telegram bot token, an SMTP password), which never reach a log."""
+
+    urls: tuple[str, ...] = field(repr=False)
+    events: frozenset[str]
+    debounce: float  # seconds: one message per UPS per window while a device flaps
+
+    @property
+    def schemes(self) -> str:
+        """What may be logged of the URLs: their schemes (json, ntfy, mailto ...)."""
+        return ",".join(sorted({u.split("://", 1)[0].lower() for u in self.urls}))
+
+
+@dataclass(frozen=True)
+class Mqtt:
+    """MQTT_URL (mqtt://[user[:password]@]host[:port], mqtts:// for TLS) and its topics."""
+
+    host: str
+    port: int
+    tls: bool
+    username: str | None
+    password: str | None = field(repr=False)
+    prefix: str  # MQTT_PREFIX: the agent's own topics, <prefix>/<host>/...
+    discovery_prefix: str  # MQTT_DISCOVERY_PREFIX: Home Assistant's (homeassistant)
+
+    @property
+    def where(self) -> str:
+        """What may be logged: the broker's address, never the credentials."""
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
+
+
 @dataclass(frozen=True)
 class Settings:
     scan_interval: float
@@ -77,6 +133,9 @@ class Settings:
     simulate_cycle: float
     password_files: tuple[tuple[str, Path], ...]  # (role, file) from *_FILE or Docker secrets
     metrics_listen: tuple[str, int] | None  # METRICS_LISTEN: where /metrics is served (None: off)
+    host_name: str  # HOST_NAME: this host in notifications and MQTT (default: the host name)
+    notify: Notify | None  # NOTIFY_URLS: Apprise notifications (None: off)
+    mqtt: Mqtt | None  # MQTT_URL: MQTT with Home Assistant discovery (None: off)
     binaries: Binaries
     # For the fault tests: SIGKILL the agent itself just before this step of a plan (1-based).
 
@@ -224,6 +283,116 @@ def _password_files(env: Mapping[str, str]) -> tuple[tuple[str, Path], ...]:
     return tuple(found)
 
 
+def _secret_value(env: Mapping[str, str], var: str, secret: str) -> tuple[str, str] | None:
+    """A value that may hold a secret: from `<var>_FILE`, the Docker secret `secret`, or
+    `var` itself, in that order. Returns (value, where it came from) or None when unset."""
+    file_var = f"{var}_FILE"
+    raw = env.get(file_var, "")
+    path = _path(env, file_var, "") if raw else Path(f"{SECRETS_DIR}/{secret}")
+    if raw or path.is_file():
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SettingsError(file_var if raw else var, f"{str(path)!r} cannot be read: {exc}") from None
+        return text.strip(), file_var if raw else str(path)
+    value = env.get(var, "").strip()
+    return (value, var) if value else None
+
+
+def _notices(env: Mapping[str, str]) -> frozenset[str]:
+    """NOTIFY_EVENTS: names (ONBATT, plugged ...), `default`, `all`, and -name to drop one."""
+    raw = env.get("NOTIFY_EVENTS", "").strip() or "default"
+    known = {n.lower(): n for n in (*UPSMON_NOTICES, *AGENT_NOTICES)}
+    chosen: set[str] = set()
+    for word in filter(None, (w.strip() for w in raw.replace(" ", ",").split(","))):
+        drop = word.startswith("-")
+        name = word[1:] if drop else word
+        if name.lower() == "default":
+            group = set(DEFAULT_NOTICES)
+        elif name.lower() == "all":
+            group = set(known.values())
+        elif name.lower().replace("-", "_") in known:
+            group = {known[name.lower().replace("-", "_")]}
+        else:
+            raise SettingsError(
+                "NOTIFY_EVENTS", f"{name!r} is not an event (one of: default, all, {', '.join(sorted(known.values()))})"
+            )
+        chosen = chosen - group if drop else chosen | group
+    if not chosen:
+        raise SettingsError(
+            "NOTIFY_EVENTS", f"{raw!r} chooses no event: leave NOTIFY_URLS empty to turn notifications off"
+        )
+    return frozenset(chosen)
+
+
+def _notify(env: Mapping[str, str], settle_time: float) -> Notify | None:
+    found = _secret_value(env, "NOTIFY_URLS", "notify_urls")
+    if found is None:
+        return None
+    text, source = found
+    # Apprise's own list syntax: URLs separated by white space or commas. Why a comma
+    # inside a URL still works: Apprise URLs escape their commas (%2C) in a list.
+    urls = tuple(filter(None, re.split(r"[\s,]+", text)))
+    for index, url in enumerate(urls, 1):
+        if not _APPRISE_URL.fullmatch(url):
+            # Never the URL itself: it may hold a token. Its position and scheme only.
+            scheme = url.split("://", 1)[0] if "://" in url else "(none)"
+            raise SettingsError(
+                source,
+                f"URL {index} (scheme {scheme[:32]!r}) is not an Apprise URL such as json://host/path or ntfy://topic",
+            )
+    if not urls:
+        return None
+    debounce = _number(env, "NOTIFY_DEBOUNCE", max(30.0, settle_time), 0, 86400)
+    return Notify(urls=urls, events=_notices(env), debounce=debounce)
+
+
+_TOPIC = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_/-]{0,63}")
+
+
+def _topic(env: Mapping[str, str], var: str, default: str) -> str:
+    raw = env.get(var, "").strip() or default
+    # Why this narrow set: + and # are MQTT wildcards, and Home Assistant's discovery
+    # prefix is one level of [A-Za-z0-9_-]; a slash at either end makes an empty level.
+    if not _TOPIC.fullmatch(raw) or raw.endswith("/") or "//" in raw:
+        raise SettingsError(var, f"{raw!r} is not a topic prefix (letters, digits, _ - and inner /)")
+    return raw
+
+
+def _mqtt(env: Mapping[str, str]) -> Mqtt | None:
+    found = _secret_value(env, "MQTT_URL", "mqtt_url")
+    if found is None:
+        return None
+    text, source = found
+    bad = "is not a broker URL such as mqtt://user:password@broker:1883 (or mqtts:// for TLS)"
+    try:
+        url = urllib.parse.urlsplit(text)
+        port = url.port
+    except ValueError:
+        raise SettingsError(source, bad) from None
+    if url.scheme not in ("mqtt", "mqtts") or not url.hostname or url.path not in ("", "/") or url.query:
+        raise SettingsError(source, bad)
+    tls = url.scheme == "mqtts"
+    return Mqtt(
+        host=url.hostname,
+        port=port or (8883 if tls else 1883),
+        tls=tls,
+        username=urllib.parse.unquote(url.username) if url.username else None,
+        password=urllib.parse.unquote(url.password) if url.password else None,
+        prefix=_topic(env, "MQTT_PREFIX", "ups-nut-smart"),
+        discovery_prefix=_topic(env, "MQTT_DISCOVERY_PREFIX", "homeassistant"),
+    )
+
+
+def _host_name(env: Mapping[str, str]) -> str:
+    raw = env.get("HOST_NAME", "").strip()
+    if not raw:
+        return socket.gethostname().split(".")[0] or "localhost"
+    if not _HOST.fullmatch(raw):
+        raise SettingsError("HOST_NAME", f"{raw!r} is not a host name (letters, digits, . _ -; at most 63)")
+    return raw
+
+
 def load(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     ups_name = env.get("UPS_NAME", "") or "my-ups"
@@ -257,9 +426,10 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         # The demo plays the bus itself, under the agent's dir (see reconcile/simulate.py).
         usb_root = agent_dir / "simulate" / "sys"
 
+    settle_time = _number(env, "SETTLE_TIME", 2.0, 0, 600)
     return Settings(
         scan_interval=_number(env, "SCAN_INTERVAL", 2.0, 0.2, 3600),
-        settle_time=_number(env, "SETTLE_TIME", 2.0, 0, 600),
+        settle_time=settle_time,
         debug=_bool(env, "DEBUG"),
         tz=_tz(env),
         ups_name=ups_name,
@@ -279,6 +449,9 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         simulate_cycle=_number(env, "SIMULATE_CYCLE", 120.0, 10, 86400),
         password_files=_password_files(env),
         metrics_listen=_address(env, "METRICS_LISTEN"),
+        host_name=_host_name(env),
+        notify=_notify(env, settle_time),
+        mqtt=_mqtt(env),
         binaries=Binaries(
             upsd=_binary(env, "NUT_UPSD", "upsd"),
             upsmon=_binary(env, "NUT_UPSMON", "upsmon"),

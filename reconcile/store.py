@@ -5,6 +5,8 @@
   seen.json      UPSes last seen on battery, and who saw them (decide/power.py)
   procs.json     the processes the agent started, and the config each loaded
   status.json    the last reconcile, for `status`
+  recent.json    the last notable event and the stale heals per UPS (persist.Recent), for
+                 `status` and the fleet's status table
   nut-scanner.json  nut-scanner's answer for the VID:PIDs on the bus (a cache)
   lock           held by `run` during a pass and by `apply`, so they never race
 
@@ -305,6 +307,43 @@ def status_record(by: str, outcome: str, errors: list[str], state: dict[str, Any
     }
 
 
+# --- recent events ------------------------------------------------------------------------
+
+_KIND = re.compile(r"[a-z][a-z0-9_.]{0,40}|upsmon\.[A-Z]{2,12}")
+_STAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
+
+
+def parse_recent(data: Any) -> dict[str, Any]:
+    """{"last_event": {"kind", "ups", "at"} | null, "heals": {ups: count}}, checked field by field."""
+    if not isinstance(data, dict) or set(data) - {"last_event", "heals"}:
+        raise Invalid("not an object of last_event and heals")
+    last = data.get("last_event")
+    if last is not None:
+        if not isinstance(last, dict) or set(last) != {"kind", "ups", "at"}:
+            raise Invalid("last_event: not an object of kind, ups and at")
+        if not isinstance(last["kind"], str) or not _KIND.fullmatch(last["kind"]):
+            raise Invalid("last_event.kind: not an event kind")
+        if last["ups"] is not None:
+            _name(last["ups"], "last_event.ups")
+        if not isinstance(last["at"], str) or not _STAMP.fullmatch(last["at"]):
+            raise Invalid("last_event.at: not a UTC time (2026-01-31T12:00:00Z)")
+    heals = data.get("heals", {})
+    if not isinstance(heals, dict):
+        raise Invalid("heals: not an object")
+    for ups, count in heals.items():
+        _name(ups, "heals")
+        if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count < 1 << 40:
+            raise Invalid(f"heals.{ups}: not a count")
+    return {"last_event": last, "heals": dict(heals)}
+
+
+def _name(value: Any, what: str) -> None:
+    try:
+        validate_name(value if isinstance(value, str) else "", what)
+    except NutSyntaxError:
+        raise Invalid(f"{what}: not a UPS name") from None
+
+
 # --- the files, and the store that reads and writes them ----------------------------------
 
 
@@ -329,7 +368,8 @@ SEEN: StateFile[Memory] = StateFile("seen.json", parse_seen, dump_seen)
 PROCS: StateFile[Ledger] = StateFile("procs.json", parse_procs, dump_procs)
 # status.json is for `status` and whoever reads the volume: readable (no password in it).
 STATUS: StateFile[dict[str, Any]] = StateFile("status.json", parse_status, _dump_status, mode=0o644)
-STATE_FILES = (*(f.name for f in (NAMES, SECRETS, SEEN, PROCS, STATUS)), SCANNER)
+RECENT: StateFile[dict[str, Any]] = StateFile("recent.json", parse_recent, dict, mode=0o644)
+STATE_FILES = (*(f.name for f in (NAMES, SECRETS, SEEN, PROCS, STATUS, RECENT)), SCANNER)
 
 
 @dataclass

@@ -150,6 +150,14 @@ def test_two_ups_and_status_and_health(sandbox: Sandbox) -> None:
     )
     assert await_true(lambda: sandbox.cli("health").returncode == 0, AWAIT)
     assert status["last_reconcile"]["outcome"] in ("ok", "in sync")
+    # What the fleet's status table shows of a host: its readings, versions, last event, armed.
+    status = json.loads(sandbox.cli("status", "--json", env={"HOST_NAME": "pi-7"}, check=True).stdout)
+    assert status["upses"]["my-ups"]["charge"] == 10.0 and status["upses"]["my-ups-2"]["charge"] == 20.0
+    assert status["upses"]["my-ups"]["status"] == "OL" and status["upses"]["my-ups"]["state"] == "ok"
+    assert status["agent"]["host_name"] == "pi-7" and str(status["agent"]["nut_version"]).startswith("2.")
+    assert status["recent"]["last_event"]["kind"] == "ups.plugged"
+    assert status["recent"]["last_event"]["ups"] == "my-ups-2"
+    assert status["shutdown"]["armed"] is True
 
     # the primary goes away: the other one becomes my-ups (dashboards keep a UPS)
     sandbox.bus.unplug("1-1")
