@@ -29,6 +29,7 @@ from reconcile.decide.settle import Settle
 from reconcile.decide.supervision import Supervision
 from reconcile.model import UsbDevice
 from reconcile.observe import usb_sysfs
+from reconcile.outputs import start as outputs
 
 
 class Runner:
@@ -44,6 +45,7 @@ class Runner:
         self.simulator = simulator_for(self.settings) if self.settings.simulate else None
         self.last_bus: tuple[UsbDevice, ...] = ()
         self.last_scan: float | None = None
+        self.outputs: list[outputs.Output] = []  # started outputs, stopped last at shutdown
 
     # --- one tick ------------------------------------------------------------
 
@@ -116,15 +118,11 @@ class Runner:
         logfmt.info("signal", name=signal.Signals(signum).name)
         self.stopping.set()
 
-    def _serve_metrics(self, listen: tuple[str, int]) -> None:
-        """/metrics on `listen`; a failure is logged, never a reason to stop serving NUT."""
-        try:
-            # Why imported here: prometheus_client costs memory, paid only with metrics on.
-            from reconcile.outputs import metrics
-        except ImportError as exc:
-            logfmt.error("metrics.failed", listen=f"{listen[0]}:{listen[1]}", error=f"cannot load: {exc}")
-            return
-        metrics.serve(listen, self.agent.observer.listen)
+    def _admin_login(self) -> tuple[str, str] | None:
+        """upsd's admin login, when one is configured (NUT_ADMIN_PASSWORD_FILE): for the
+        instant commands an output may offer. None without it: no output sends commands."""
+        last = self.agent.last
+        return ("admin", last.secrets.admin) if last is not None and last.secrets.admin else None
 
     def run(self) -> int:
         daemons.become_subreaper()
@@ -143,8 +141,9 @@ class Runner:
         )
         # recent.json: the last notable event and the heals, for `status` and the fleet's table.
         events.subscribe(persist.Recent(self.agent.store).consume)
-        if self.settings.metrics_listen is not None:
-            self._serve_metrics(self.settings.metrics_listen)
+        # The outputs (metrics, MQTT, notifications): each only when its setting is on, each
+        # one that fails to start logged, never a reason to stop serving NUT.
+        self.outputs = outputs.start(self.settings, self.agent.observer.listen, self._admin_login)
         scheduler = schedule.Scheduler()
         # schedule types the interval as int, but computes with timedelta, so fractions work.
         scheduler.every(self.settings.scan_interval).seconds.do(self.safe_tick)  # type: ignore[arg-type]
@@ -203,4 +202,10 @@ class Runner:
         except (daemons.DaemonError, OSError) as exc:
             logfmt.error("stop.failed", error=str(exc))
         daemons.reap()
+        # Outputs last: what the stop did still reaches them (MQTT says offline after it).
+        for output in self.outputs:
+            try:
+                output.stop()
+            except Exception as exc:  # noqa: BLE001 - the stop must finish
+                logfmt.error("output.stop", output=type(output).__name__, error=f"{type(exc).__name__}: {exc}")
         logfmt.info("stopped", seconds=f"{time.monotonic() - started:.2f}")

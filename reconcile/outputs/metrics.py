@@ -178,6 +178,9 @@ class AgentMetrics:
         for kind in HOTPLUG.values():
             self.hotplug.labels(kind)  # at 0 from the start, as above
 
+    def stop(self) -> None:
+        """Nothing to stop: the HTTP server's thread is a daemon, gone with the agent."""
+
     def consume(self, event: events.Event) -> None:
         if isinstance(event, events.Tick):
             self.tick.observe(event.seconds)
@@ -208,8 +211,8 @@ class AgentMetrics:
 
 
 def serve(listen: tuple[str, int], upsd: tuple[str, int]) -> AgentMetrics | None:
-    """Serve /metrics on `listen` and subscribe the agent's metrics to the event stream;
-    None (logged, NUT still served) when the address cannot be bound."""
+    """Serve /metrics on `listen`; the agent's metrics, for the event stream (outputs/start.py
+    subscribes them). None (logged, NUT still served) when the address cannot be bound."""
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)  # the agent's own RSS and CPU: process_*
     registry.register(UpsdCollector(*upsd))
@@ -220,6 +223,5 @@ def serve(listen: tuple[str, int], upsd: tuple[str, int]) -> AgentMetrics | None
     except OSError as exc:
         logfmt.error("metrics.failed", listen=f"{host}:{port}", error=exc.strerror or str(exc))
         return None
-    events.subscribe(agent.consume)
     logfmt.info("metrics.serving", listen=f"{host}:{port}", path="/metrics")
     return agent

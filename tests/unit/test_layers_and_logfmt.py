@@ -16,7 +16,7 @@ LAYERS = {
     "observe": 1,
     "decide": 2,
     "act": 2,
-    "outputs": 2,  # consumers of the event stream and of what upsd serves (metrics)
+    "outputs": 2,  # consumers of the event stream and of what upsd serves (metrics, MQTT, notifications)
     "store": 3,
     "simulate": 3,
     "observer": 4,  # the read caches and one frozen Observation
