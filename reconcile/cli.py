@@ -33,6 +33,7 @@ from reconcile.decide.render import mask_secrets
 from reconcile.model import Plan, WriteFile, describe
 from reconcile.nutsyntax import NutSyntaxError
 from reconcile.observe import upsd_client, usb_libusb
+from reconcile.outputs import notify
 from reconcile.run import Runner
 from reconcile.settings import Settings, SettingsError
 from reconcile.settings import load as load_settings
@@ -359,10 +360,13 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_health(agent)
         if args.command == "drill":
             return cmd_drill(agent, args.state)
+        if settings.notify is not None:
+            # Why before anything runs: a URL Apprise refuses is bad input, like a bad setting.
+            notify.check(settings.notify)
         with store.locked(settings.agent_dir):
             store.prepare(settings)
         return Runner(agent).run()
-    except (SettingsError, ConfigError, NutSyntaxError, StoreError) as exc:
+    except (SettingsError, ConfigError, NutSyntaxError, StoreError, notify.CheckError) as exc:
         print(f"nut-reconcile: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (DirError, TimeoutError) as exc:

@@ -63,20 +63,16 @@ class Agent:
         user = load_user_config(settings.config_file, settings.ups_name)
         if settings.simulate:
             user = dataclasses.replace(user, rules=(simulator_for(settings).rule(), *user.rules))
+        if settings.notify is not None:  # upsmon hands its notices to the agent (outputs/relay.py)
+            user = dataclasses.replace(user, notify_cmd=settings.notify.notify_cmd)
         table = driver_table.load(settings.binaries.usb_rules)
         st = store.Store(settings.agent_dir)
         observer = Observer(settings, user, table, st)
         observer.password_files()  # a bad password file is bad input: refused before anything runs
         s = settings
+        hz = processes.hz()
         inputs = Inputs(
-            user,
-            table,
-            s.ups_name,
-            str(s.statepath),
-            s.run_user,
-            s.names_forget_days,
-            processes.hz(),
-            generate_password,
+            user, table, s.ups_name, str(s.statepath), s.run_user, s.names_forget_days, hz, generate_password
         )
         return cls(settings, observer, inputs, StatusFile(st))
 

@@ -7,9 +7,11 @@ log's `event=`, the fields follow in order, a None field is left out). Notificat
 metrics and MQTT are further consumers: they import this module, never the core, and
 the core never imports them.
 
-A consumer runs on the pass's thread, so it must be quick and must not raise: one that
-raises is logged once (`events.consumer`) and the pass goes on. A consumer with slow
-work (a webhook, a broker) hands the event to its own thread or process.
+A consumer runs on the emitting thread (the pass's, mostly), so it must be quick and must
+not raise: one that raises is logged once (`events.consumer`) and the pass goes on. A
+consumer with slow work (a webhook, a broker) hands the event to its own thread or
+process. Any thread may emit (upsmon's notices arrive on the relay's): consumers see one
+event at a time, in the order emitted.
 
 The kinds, by what they are about (fields in brackets):
 
@@ -59,6 +61,7 @@ The kinds, by what they are about (fields in brackets):
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -396,6 +399,8 @@ def log(event: Event) -> None:
 
 _consumers: list[Consumer] = [log]
 _failing: set[str] = set()
+# Why reentrant: a consumer may emit itself (one that reports its own trouble).
+_one_at_a_time = threading.RLock()
 
 
 def subscribe(consumer: Consumer) -> Callable[[], None]:
@@ -406,6 +411,11 @@ def subscribe(consumer: Consumer) -> Callable[[], None]:
 
 def emit(event: Event) -> None:
     """Hand `event` to every consumer. A consumer that raises never stops the pass."""
+    with _one_at_a_time:
+        _deliver(event)
+
+
+def _deliver(event: Event) -> None:
     for consumer in list(_consumers):
         try:
             consumer(event)

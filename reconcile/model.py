@@ -120,6 +120,11 @@ class Monitor:
     power: int  # NUT's power value: how many of this host's power supplies the UPS feeds (0 or 1)
 
 
+# upsmon's notices written to NOTIFYCMD when notifications are on: each one NUT 2.8.0
+# (Debian's) knows too. The agent chooses which it sends (NOTIFY_EVENTS).
+UPSMON_NOTICES = ("ONBATT", "ONLINE", "LOWBATT", "FSD", "COMMBAD", "COMMOK", "SHUTDOWN", "REPLBATT", "NOCOMM")
+
+
 @dataclass(frozen=True)
 class NutConfig:
     """Everything the five files are rendered from."""
@@ -136,12 +141,15 @@ class NutConfig:
     maxage: int
     pollfreq: int = 5
     deadtime: int = 15
+    notify_cmd: str | None = None  # upsmon's NOTIFYCMD (notifications on), else none written
 
     @property
     def driverless(self) -> tuple[str, ...]:
         """Sections served with no driver started ("Driver not connected"): the primary
         name while no UPS is attached, and a UPS held after it vanished on battery."""
         return tuple(s.name for s in self.sections if s.no_driver)
+
+    notices = UPSMON_NOTICES
 
     @property
     def minsupplies(self) -> int:

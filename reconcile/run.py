@@ -143,7 +143,9 @@ class Runner:
         events.subscribe(persist.Recent(self.agent.store).consume)
         # The outputs (metrics, MQTT, notifications): each only when its setting is on, each
         # one that fails to start logged, never a reason to stop serving NUT.
-        self.outputs = outputs.start(self.settings, self.agent.observer.listen, self._admin_login)
+        self.outputs = outputs.start(
+            self.settings, self.agent.inputs.user, self.agent.observer.listen, self._admin_login
+        )
         scheduler = schedule.Scheduler()
         # schedule types the interval as int, but computes with timedelta, so fractions work.
         scheduler.every(self.settings.scan_interval).seconds.do(self.safe_tick)  # type: ignore[arg-type]

@@ -10,11 +10,13 @@ import pwd
 import re
 import shutil
 import socket
+import sys
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from reconcile.model import UPSMON_NOTICES
 from reconcile.nutsyntax import NutSyntaxError, validate_name
 from reconcile.userconfig import ConfigError, address
 
@@ -60,7 +62,6 @@ class Binaries:
 # the agent's. Why COMMOK and COMMBAD are not sent by default: a UPS unplugged or back is
 # told better by the agent's own `unplugged`/`plugged`/`held` (upsmon sees it only as lost
 # communication); NOCOMM, a UPS silent for long, is.
-UPSMON_NOTICES = ("ONBATT", "ONLINE", "LOWBATT", "FSD", "COMMBAD", "COMMOK", "SHUTDOWN", "REPLBATT", "NOCOMM")
 AGENT_NOTICES = (
     "plugged",
     "unplugged",
@@ -85,6 +86,9 @@ class Notify:
     urls: tuple[str, ...] = field(repr=False)
     events: frozenset[str]
     debounce: float  # seconds: one message per UPS per window while a device flaps
+    timeout: float  # seconds one message may take to every service before its sender is killed
+    socket: Path  # where upsmon's notices reach the agent (outputs/notify.Relay)
+    notify_cmd: str  # upsmon's NOTIFYCMD: the relay (outputs/relay.py) and the socket
 
     @property
     def schemes(self) -> str:
@@ -325,7 +329,10 @@ def _notices(env: Mapping[str, str]) -> frozenset[str]:
     return frozenset(chosen)
 
 
-def _notify(env: Mapping[str, str], settle_time: float) -> Notify | None:
+NOTIFY_SOCKET = "nut-reconcile-notify.sock"
+
+
+def _notify(env: Mapping[str, str], settle_time: float, statepath: Path) -> Notify | None:
     found = _secret_value(env, "NOTIFY_URLS", "notify_urls")
     if found is None:
         return None
@@ -344,7 +351,18 @@ def _notify(env: Mapping[str, str], settle_time: float) -> Notify | None:
     if not urls:
         return None
     debounce = _number(env, "NOTIFY_DEBOUNCE", max(30.0, settle_time), 0, 86400)
-    return Notify(urls=urls, events=_notices(env), debounce=debounce)
+    sock = statepath / NOTIFY_SOCKET
+    if len(str(sock).encode()) > 107:
+        raise SettingsError("NUT_STATEPATH", f"{str(sock)!r} is longer than a Unix socket's path may be (107 bytes)")
+    # Why this Python's full path first: NUT 2.8.6 runs NOTIFYCMD's program only by its path.
+    cmd = f"{sys.executable} -m reconcile.outputs.relay {sock}"
+    # upsmon runs NOTIFYCMD through the shell: nothing in it may need quoting.
+    if not sys.executable.startswith("/") or not re.fullmatch(r"[A-Za-z0-9/._+ -]+", cmd):
+        raise SettingsError(
+            "NOTIFY_URLS", f"upsmon's NOTIFYCMD {cmd!r} would need shell quoting (path of Python or NUT_STATEPATH)"
+        )
+    timeout = _number(env, "NOTIFY_TIMEOUT", 30.0, 1, 600)
+    return Notify(urls=urls, events=_notices(env), debounce=debounce, timeout=timeout, socket=sock, notify_cmd=cmd)
 
 
 _TOPIC = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_/-]{0,63}")
@@ -450,7 +468,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         password_files=_password_files(env),
         metrics_listen=_address(env, "METRICS_LISTEN"),
         host_name=_host_name(env),
-        notify=_notify(env, settle_time),
+        notify=_notify(env, settle_time, statepath),
         mqtt=_mqtt(env),
         binaries=Binaries(
             upsd=_binary(env, "NUT_UPSD", "upsd"),

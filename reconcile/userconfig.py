@@ -95,6 +95,9 @@ class UserConfig:
     fsd_clear_after: int = 300  # seconds every UPS must be on line without LB before FSD is cleared
     expect_secondaries: int = 0  # network upsmons `health` wants logged in to every watched UPS
     synology_compat: bool = False  # monuser's password is SYNOLOGY_PASSWORD (Synology DSM asks for it)
+    # upsmon's NOTIFYCMD: set by the agent when notifications are on (NOTIFY_URLS), never
+    # from the file; upsmon then hands each notice to the agent (outputs/relay.py).
+    notify_cmd: str | None = None
 
     def password_for(self, role: str) -> str | None:
         return dict(self.passwords).get(role)

@@ -143,5 +143,6 @@ def build(
         maxage=user.maxage,
         pollfreq=user.pollfreq,
         deadtime=user.deadtime,
+        notify_cmd=user.notify_cmd,
     )
     return config, tuple(problems)

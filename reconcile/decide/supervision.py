@@ -79,7 +79,10 @@ def track_stale(
     new: dict[str, float] = {}
     healed: list[tuple[str, float]] = []
     for ups, state in sorted(served.items()):
-        if state.state in _STALE_STATES:
+        # Why only DATA-STALE begins one: "Driver not connected" alone is a driver not
+        # started yet (a UPS just plugged, a placeholder) or one that died, not stale data;
+        # during a stale episode it is the restart, which goes on counting.
+        if state.state == "DATA-STALE" or (state.state in _STALE_STATES and ups in began):
             new[ups] = began.get(ups, now)
         elif state.state == "ok" and ups in began:
             healed.append((ups, now - began[ups]))

@@ -14,6 +14,7 @@ from typing import Protocol
 
 from reconcile import events, logfmt
 from reconcile.settings import Settings
+from reconcile.userconfig import UserConfig
 
 
 class Output(Protocol):
@@ -28,9 +29,12 @@ class Output(Protocol):
 AdminLogin = Callable[[], "tuple[str, str] | None"]
 
 
-def start(settings: Settings, upsd: tuple[str, int], admin_login: AdminLogin) -> list[Output]:
+def start(settings: Settings, user: UserConfig, upsd: tuple[str, int], admin_login: AdminLogin) -> list[Output]:
     """Start what the settings switch on, each subscribed to the event stream."""
     started: list[Output] = []
+    if settings.notify is not None:
+        schemes = settings.notify.schemes
+        _guarded("notify", schemes, lambda: _notify(settings, user, upsd), started)
     if settings.metrics_listen is not None:
         listen = settings.metrics_listen
         _guarded("metrics", f"{listen[0]}:{listen[1]}", lambda: _metrics(listen, upsd), started)
@@ -56,6 +60,15 @@ def _metrics(listen: tuple[str, int], upsd: tuple[str, int]) -> Output | None:
     from reconcile.outputs import metrics
 
     return metrics.serve(listen, upsd)
+
+
+def _notify(settings: Settings, user: UserConfig, upsd: tuple[str, int]) -> Output:
+    from reconcile.outputs import notify
+    from reconcile.outputs.notices import Policy
+
+    assert settings.notify is not None
+    policy = Policy(deadtime=user.deadtime, off_delay=user.ups_off_delay)
+    return notify.start(settings.notify, settings.host_name, upsd, policy, settings.run_user)
 
 
 def _mqtt(settings: Settings, upsd: tuple[str, int], admin_login: AdminLogin) -> Output:

@@ -128,6 +128,9 @@ def test_stale_data_healed_says_how_long_it_was_stale_across_a_restart() -> None
     began, healed = supervision.track_stale({"my-ups": Served("ok", "OL")}, began, 52.5)
     assert began == {} and healed == (("my-ups", 42.5),)
     assert report.healed(healed) == [events.DriverHealed("my-ups", "42")]
+    # A driver not started yet (a UPS just plugged) is no stale data: nothing healed after it.
+    began, healed = supervision.track_stale({"my-ups": Served("DRIVER-NOT-CONNECTED", None)}, {}, 60.0)
+    assert began == {} and healed == ()
 
 
 def test_after_pass_counts_failed_starts_and_forgets_what_left_the_bus() -> None:
