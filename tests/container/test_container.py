@@ -24,6 +24,7 @@ from testbed.docker import SIM_ENV, SIM_MOUNT, container_sim, docker, run_contai
 from testbed.images import BUILD_TIMEOUT, TARGETS, served
 from testbed.nut import free_port
 from testbed.nut import upsc as host_upsc
+from testbed.webhook import Receiver
 from tests.container.conftest import SourceImage, build, source_tag
 
 pytestmark = pytest.mark.docker
@@ -259,17 +260,30 @@ def test_the_usb_drivers_are_there_and_run(source_image: SourceImage) -> None:
 @BUILDS
 def test_the_simulate_demo_serves_my_ups(source_image: SourceImage, container_name: str) -> None:
     """The README's try-it-without-a-UPS demo, on each platform: a client on the host reads
-    my-ups through the published port, and /metrics (Debian's prometheus_client in the
-    image) serves it too."""
+    my-ups through the published port, /metrics (Debian's prometheus_client in the image)
+    serves it too, and a low-battery drill reaches a webhook on the host through upsmon's
+    NOTIFYCMD, the relay and Debian's Apprise in the image."""
     port = free_port()
+    receiver = Receiver(bind="0.0.0.0")  # the container reaches the host through its gateway
+    hook = f"json://host.docker.internal:{receiver.port}/hook"
     platform = ("--platform", source_image.target.platform)
-    run_container(source_image.tag, container_name, port, *platform, "-e", "SIMULATE=1", "-e", METRICS_ENV)
-    wait = 120.0 if source_image.target.emulated else AWAIT  # Python and NUT start slower under qemu
-    assert await_true(lambda: upsc(port, "ups.mfr") == "ups-nut-smart", wait), docker("logs", container_name).stdout
-    assert upsc(port, "device.model") == MODEL
-    scrape = ["exec", container_name, "python3", "-c", SCRAPE]
-    ups_status = 'network_ups_tools_ups_status{flag="OL",ups="my-ups"}'
-    assert await_true(lambda: ups_status in docker(*scrape, check=False).stdout, wait)
+    gateway = ("--add-host", "host.docker.internal:host-gateway")
+    env = ("-e", "SIMULATE=1", "-e", METRICS_ENV, "-e", f"NOTIFY_URLS={hook}", "-e", "HOST_NAME=demo")
+    try:
+        run_container(source_image.tag, container_name, port, *platform, *gateway, *env)
+        wait = 120.0 if source_image.target.emulated else AWAIT  # Python and NUT start slower under qemu
+        logs = lambda: docker("logs", container_name).stdout  # noqa: E731 - read at failure time
+        assert await_true(lambda: upsc(port, "ups.mfr") == "ups-nut-smart", wait), logs()
+        assert upsc(port, "device.model") == MODEL
+        scrape = ["exec", container_name, "python3", "-c", SCRAPE]
+        ups_status = 'network_ups_tools_ups_status{flag="OL",ups="my-ups"}'
+        assert await_true(lambda: ups_status in docker(*scrape, check=False).stdout, wait)
+        assert await_true(lambda: "event=notify.ready" in logs(), wait), logs()
+        docker("exec", container_name, "nut-reconcile", "drill", "low-battery")
+        assert await_true(lambda: receiver.has("[demo] my-ups: battery low"), wait), (receiver.titles(), logs())
+        assert await_true(lambda: receiver.has("[demo] shutting down"), wait), (receiver.titles(), logs())
+    finally:
+        receiver.stop()
 
 
 def nut_files(image: SourceImage) -> set[str]:

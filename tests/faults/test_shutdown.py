@@ -11,17 +11,26 @@ import json
 import os
 import socket
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from testbed import await_true
 from testbed.nut import Sandbox
+from testbed.webhook import Receiver
 
 pytestmark = pytest.mark.nut
 
 # upsmon's own timing: POLLFREQ 5 s, then FINALDELAY 5 s before SHUTDOWNCMD. A ceiling, not a target.
 AWAIT = 60.0
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.stop()
 
 
 def logged_in(box: Sandbox) -> int:
@@ -275,3 +284,46 @@ def test_an_agent_stopped_while_fsd_is_set_power_cycles_the_ups_on_its_way_down(
     sent = 'event=ups.power_cycle ups=my-ups off_delay=90 command="INSTCMD my-ups shutdown.return"'
     assert sent in out and out.index(sent) < out.index("event=stopped"), out
     assert out.count("event=ups.power_cycle") == 1
+
+
+def test_a_real_low_battery_shutdown_sends_upsmons_notices_with_charge_runtime_and_what_next(
+    sandbox: Sandbox, receiver: Receiver
+) -> None:
+    record = sandbox.root / "shutdowns"
+    sandbox.dummy_rule(sandbox.data_file(**{"battery.runtime": "1500"}))
+    sandbox.write_config(
+        f"\n[upsmon]\npollfreq = 1\ndeadtime = 3\nshutdown_cmd = \"/bin/sh -c 'echo ran >> {record}'\"\n"
+    )
+    sandbox.start_run(env={"NOTIFY_URLS": receiver.url, "HOST_NAME": "pi-test"})
+    assert sandbox.await_log("event=notify.ready", timeout=AWAIT), sandbox.run_output()
+    assert sandbox.await_log("event=start.upsmon", timeout=AWAIT), sandbox.run_output()
+    upsmon_conf = (sandbox.conf / "upsmon.conf").read_text()
+    assert "NOTIFYCMD" in upsmon_conf and "NOTIFYFLAG ONBATT SYSLOG+EXEC" in upsmon_conf
+    # NUT 2.8.6 runs NOTIFYCMD's program by its full path: the first word is one.
+    program = upsmon_conf.split("NOTIFYCMD ", 1)[1].strip('"').split()[0]
+    assert os.path.isabs(program) and os.access(program, os.X_OK), program
+    sandbox.bus.plug("1-1")
+    assert sandbox.await_upsc("OL", timeout=AWAIT), sandbox.run_output()
+    assert sandbox.await_log("event=ups.no_power_cycle", timeout=AWAIT), sandbox.run_output()
+
+    sandbox.data_file(**{"ups.status": "OB DISCHRG", "battery.charge": "60", "battery.runtime": "1500"})
+    assert await_true(lambda: receiver.has("my-ups: on battery"), AWAIT), receiver.titles()
+    onbatt = receiver.find("my-ups: on battery")[0]
+    assert onbatt["title"] == "[pi-test] my-ups: on battery" and onbatt["type"] == "warning"
+    body = onbatt["message"]
+    assert "UPS my-ups" in body and "pi-test" in body
+    assert "charge 60 %" in body and "runtime 25 min" in body
+    assert "Next: This host shuts down when the battery runs low (LB)" in body
+
+    sandbox.data_file(**{"ups.status": "OB LB", "battery.charge": "4", "battery.runtime": "60"})
+    assert await_true(record.exists, AWAIT), (sandbox.agent / "upsmon.log").read_text()
+    assert await_true(lambda: receiver.has("my-ups: battery low"), AWAIT), receiver.titles()
+    assert await_true(lambda: receiver.has("[pi-test] shutting down"), AWAIT), receiver.titles()
+    lowbatt = receiver.find("my-ups: battery low")[0]
+    assert lowbatt["type"] == "failure" and "charge 4 %" in lowbatt["message"]
+    # dummy-ups offers no shutdown.return: the message says the UPS is not power-cycled.
+    assert "not power-cycled" in lowbatt["message"], lowbatt["message"]
+    assert "event=upsmon.notice type=SHUTDOWN" in sandbox.run_output()
+    status = json.loads(sandbox.cli("status", "--json", check=True).stdout)
+    # The chain's last events: upsmon's SHUTDOWN, then the agent's power cycle (refused here).
+    assert status["recent"]["last_event"]["kind"] in ("upsmon.SHUTDOWN", "ups.power_cycle"), receiver.titles()
