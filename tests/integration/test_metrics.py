@@ -83,8 +83,10 @@ def test_metrics_serve_the_ups_under_nut_exporters_names_and_the_agents_own(
 ) -> None:
     data = sandbox.data_file(**{"ups.status": "OB DISCHRG", "battery.runtime": "1200"})
     sandbox.dummy_rule(data)
+    config = sandbox.root / "config.toml"
+    config.write_text(config.read_text().replace("[upsd]\n", "[upsd]\nmaxage = 5\n"))  # for the stale heal
     port = free_port()
-    sandbox.start_run(env={"METRICS_LISTEN": f"127.0.0.1:{port}"})
+    sandbox.start_run(env={"METRICS_LISTEN": f"127.0.0.1:{port}", "STALE_RESTART_AFTER": "3"})
     assert sandbox.await_log("event=metrics.serving", timeout=AWAIT), sandbox.run_output()
     assert sandbox.await_upsc("Error: Driver not connected", timeout=AWAIT), sandbox.run_output()
     sandbox.bus.plug("1-1")  # a plug the running agent sees (the first pass reports none)
@@ -113,6 +115,19 @@ def test_metrics_serve_the_ups_under_nut_exporters_names_and_the_agents_own(
     assert (prom.value("time() - ups_nut_smart_last_success_timestamp_seconds") or 1e9) < 60
     build = prom.query("ups_nut_smart_build_info")
     assert len(build) == 1 and str(build[0]["metric"]["nut_version"]).startswith("2.")  # type: ignore[index]
+
+    # A stale heal: a frozen driver, restarted by the agent; counted once, with its seconds.
+    assert prom.value('ups_nut_smart_stale_heals_total{ups="my-ups"}') == 0.0  # there from the start
+    drivers = [pid for pid, comm in nut_processes(sandbox.conf) if comm == "dummy-ups"]
+    assert len(drivers) == 1, drivers
+    os.kill(drivers[0], signal.SIGSTOP)
+    assert await_true(lambda: prom.value('ups_nut_smart_ups_stale{ups="my-ups"}') == 1.0, AWAIT)
+    assert await_true(lambda: prom.value('ups_nut_smart_stale_heals_total{ups="my-ups"}') == 1.0, AWAIT)
+    assert (prom.value('ups_nut_smart_stale_seconds_total{ups="my-ups"}') or 0.0) >= 3.0
+    assert prom.value('ups_nut_smart_driver_restarts_total{ups="my-ups",reason="restart"}') == 1.0, (
+        prom.query("ups_nut_smart_driver_restarts_total")
+    )
+    assert await_true(lambda: prom.value('ups_nut_smart_ups_stale{ups="my-ups"}') == 0.0, AWAIT)
 
     # Unplugged: the UPS shows as not present and stale, and the agent's own series stay.
     sandbox.bus.unplug("1-1")
