@@ -20,6 +20,7 @@ APT_PACKAGES=(
   ca-certificates shellcheck
   openssh-client                         # ssh-keygen for the fleet tests' Pis (pyinfra itself speaks SSH)
   prometheus                             # the tests' real Prometheus scrapes /metrics; promtool lints it
+  mosquitto                              # the tests' real MQTT broker (tests/integration/test_mqtt.py)
 )
 
 log() { printf '%s dev.sh: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }

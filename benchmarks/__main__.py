@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import build, container, hotplug, report, tick_cost
+from benchmarks import build, container, hotplug, outputs, report, tick_cost
 from testbed.docker import docker
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -60,7 +60,7 @@ def machine() -> dict[str, str]:
     }
 
 
-SECTIONS = ("tick", "latency", "interruption", "builds", "images", "startup", "resources")
+SECTIONS = ("tick", "latency", "interruption", "builds", "images", "startup", "resources", "outputs")
 
 
 def main() -> int:
@@ -146,6 +146,10 @@ def main() -> int:
     if "resources" in only:
         print("resources at rest (60 s)", flush=True)
         results["resources"] = container.resources(image, 10.0 if args.quick else 60.0)
+
+    if "outputs" in only:
+        print("outputs: RSS with every output on, a scrape's CPU, event to notification and MQTT", flush=True)
+        results["outputs"] = outputs.run(image, 3 if args.quick else 10)
 
     DOCS.mkdir(exist_ok=True)
     saved.write_text(json.dumps(results, indent=2) + "\n")

@@ -6,7 +6,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from benchmarks import build, container, hotplug, tick_cost
+from benchmarks import build, container, hotplug, outputs, tick_cost
 from benchmarks.hotplug import percentile
 from benchmarks.markdown import minutes, ok, table
 
@@ -171,6 +171,9 @@ def headline(r: dict[str, Any]) -> tuple[list[list[str]], dict[str, bool]]:
             f"{tick10['baseline_per_tick'] * 1000:.1f} ms (nut-scanner -U + lsusb)",
         ],
     ]
+    if r.get("outputs"):
+        met["outputs_rss"], met["outputs_latency"] = outputs.met(r)
+        rows += outputs.headline_rows(r)
     if builds:
         cross, emulated = builds["cross"], builds.get("emulated_arm64")
         rows.append(
@@ -194,6 +197,8 @@ LABELS = {
     "container": "Container memory",
     "cpu": "Idle CPU",
     "build": "Pi image build",
+    "outputs_rss": "Agent RSS with every output on",
+    "outputs_latency": "Event to notification or MQTT message",
 }
 # What the profile showed where a target was missed in development runs (pyinstrument:
 # `python -m benchmarks.tick_cost --profile`), and what of it is not ours to fix.
@@ -242,6 +247,11 @@ WHY = {
         "the price of a check that does the agent's own read-only pass; a longer interval in "
         "compose.yaml lowers it. No Pi was at hand to tell how much of this a Pi shows."
     ),
+    "outputs_rss": "the figure is Python with prometheus_client and paho-mqtt loaded; Apprise is in its child.",
+    "outputs_latency": (
+        "see the table in the outputs section: a notification includes starting the sender (Python and "
+        "Apprise's import, about 0.3 s here, several times that on a Pi)."
+    ),
     "build": (
         "a cold build installs the runtime stage's Debian packages under qemu (Python's byte-compiling "
         "is most of it) and the cross toolchain from the mirror; the compile itself runs natively. "
@@ -289,6 +299,7 @@ def write(r: dict[str, Any], docs: Path) -> str:
         container.render_startup(r),
         container.render_resources(r),
         container.render_images(r),
+        outputs.render(r),
         build.render(r),
     )
     text = f"""# Benchmarks

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import json
 import threading
+import time
 from typing import Any
 
 from testbed.nut import free_port
@@ -16,6 +17,7 @@ class Receiver:
 
     def __init__(self, bind: str = "127.0.0.1") -> None:
         self.messages: list[dict[str, Any]] = []
+        self.arrived: list[float] = []  # time.monotonic() at each message's arrival
         self.in_flight = 0
         self.lock = threading.Lock()
         self.hang = threading.Event()
@@ -27,6 +29,7 @@ class Receiver:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with receiver.lock:
                     receiver.messages.append(body)
+                    receiver.arrived.append(time.monotonic())
                     receiver.in_flight += 1
                 if receiver.hang.is_set():
                     receiver.release.wait(120)  # the server's own thread: a receiver that hangs
@@ -62,6 +65,12 @@ class Receiver:
     def find(self, fragment: str) -> list[dict[str, Any]]:
         with self.lock:
             return [m for m in self.messages if fragment in str(m.get("title"))]
+
+    def arrived_after(self, fragment: str, since: float) -> float | None:
+        """When the first message with `fragment` in its title arrived at or after `since`."""
+        with self.lock:
+            pairs = list(zip(self.messages, self.arrived, strict=True))
+        return next((t for m, t in pairs if t >= since and fragment in str(m.get("title"))), None)
 
     def has(self, fragment: str) -> bool:
         return bool(self.find(fragment))

@@ -1,22 +1,962 @@
-"""MQTT with Home Assistant discovery (MQTT_URL). Being written: see issue 15."""
+"""MQTT with Home Assistant discovery (MQTT_URL), through paho-mqtt (docs/mqtt.md).
+
+Topics (`<host>` and `<ups>` sanitized to [A-Za-z0-9_.-]; everything retained, qos 1):
+
+  <prefix>/<host>/status          "online" / "offline": the agent; "offline" is also the
+                                  broker's Last Will, so a killed agent shows offline
+  <prefix>/<host>/<ups>/state     JSON: status, charge, runtime, load, input_voltage,
+                                  on_battery, low_battery, replace_battery, connected, model
+  <prefix>/<host>/<ups>/available "online" while the UPS is on the bus with fresh data
+  <prefix>/<host>/<ups>/outage    JSON: {"state": "on_battery", "started", "battery_empty_estimate",
+                                  "runtime"}, then {"state": "ended", "started", "ended"} (UTC)
+  <prefix>/<host>/<ups>/command   (subscribed) an instant command's name, from a HA button
+
+Home Assistant discovery, `<discovery_prefix>/<component>/<host>_<ups>/<object_id>/config`:
+one device per UPS, identified by host and UPS name (never by the serial: two units of one
+model often report the same one, and HA would merge them). Sensors (status, battery charge,
+runtime, load, input voltage: each once the UPS has reported its variable), binary sensors
+(on battery, low battery, replace battery, connected) and, only with an admin login, buttons
+for the instant commands the UPS offers that are in a safe allow-list (SAFE_COMMANDS: never
+load.off, shutdown.* or anything else that could cut the Pi's own power). A button that is
+no longer offered, or every button without an admin login, is removed (an empty retained
+config). The readings are unavailable in HA while the agent or the UPS is gone; "connected"
+follows the agent only, so it says "disconnected" instead.
+
+Threads: `consume` (the reconcile pass's thread) only enqueues; a worker thread of this
+module reads upsd (a new connection with a timeout each time, at most once a second on
+ticks, at once on a plug, unplug, swap or power event) and publishes what changed; paho's
+own thread connects, reconnects (1 to 30 s apart) and hands incoming messages to the worker.
+The worker keeps what it published during the current connection: after each (re)connect,
+and after Home Assistant's birth message (`<discovery_prefix>/status` "online") for the
+discovery configs, everything is published again.
+
+Written for both paho-mqtt 2.x (PyPI) and Debian 12's 1.6.1 (the image): the callbacks
+accept both APIs' arguments.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+import json
+import queue
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from reconcile import events
+import paho.mqtt.client as mqtt
+
+from reconcile import __version__, events, logfmt
+from reconcile.observe import upsd_client
 from reconcile.settings import Mqtt
 
+ORIGIN = "ups-nut-smart"
+UPSD_TIMEOUT = 3.0  # seconds for each of upsd's answers
+REFRESH_EVERY = 1.0  # seconds: ticks read upsd at most this often
+KEEPALIVE = 30  # seconds; the broker sends the will after 1.5 x this without a word
+STOP_TIMEOUT = 2.0  # seconds for each part of stop() (the worker, the last publish, paho's thread)
+QUEUE_MAX = 1000  # items; beyond, events are dropped (the next refresh reads upsd afresh anyway)
+COMMAND_MAX = 64  # characters of a command payload that are looked at (and logged)
+ON, OFF = "online", "offline"
 
-class Output:
+# What a Home Assistant button may ask of a UPS: tests and the beeper, nothing that switches
+# a load. Why an allow-list and not a deny-list: drivers add commands over time
+# (load.off.delay, shutdown.stayoff, outlet.1.load.off ...) and any of them may cut the
+# Pi's own power; an unknown command is never offered.
+BUTTON_NAMES = {
+    "beeper.enable": "Enable beeper",
+    "beeper.disable": "Disable beeper",
+    "beeper.mute": "Mute beeper",
+    "beeper.toggle": "Toggle beeper",
+    "beeper.on": "Beeper on",
+    "beeper.off": "Beeper off",
+    "test.battery.start.quick": "Quick battery test",
+    "test.battery.start.deep": "Deep battery test",
+    "test.battery.stop": "Stop battery test",
+    "test.panel.start": "Panel test",
+    "test.panel.stop": "Stop panel test",
+    "calibrate.start": "Start runtime calibration",
+    "calibrate.stop": "Stop runtime calibration",
+}
+SAFE_COMMANDS = frozenset(BUTTON_NAMES)
+_BEEPER = re.compile(r"beeper\.[a-z]+(\.[a-z]+)*")
+_NEVER = ("load.", "shutdown.", "outlet.", "driver.")  # checked even for a beeper.* look-alike
+_TOPIC_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+_NUMBER = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)")
+
+
+# --- names and topics (pure) ---------------------------------------------------------
+
+
+def allowed(command: str) -> bool:
+    """Whether a HA button may send `command`: one of SAFE_COMMANDS or any beeper.* command."""
+    if any(command.startswith(p) or f".{p}" in command for p in _NEVER):
+        return False
+    return command in SAFE_COMMANDS or _BEEPER.fullmatch(command) is not None
+
+
+def button_name(command: str) -> str:
+    return BUTTON_NAMES.get(command) or command.replace(".", " ").capitalize()
+
+
+def topic_part(name: str) -> str:
+    """A name as one topic level: no wildcard (+ #), no level separator, never empty."""
+    return _TOPIC_UNSAFE.sub("_", name) or "_"
+
+
+def object_id(name: str) -> str:
+    """A name as HA wants node and object ids: [a-zA-Z0-9_-] (NUT names may hold dots)."""
+    return _ID_UNSAFE.sub("_", name) or "_"
+
+
+@dataclass(frozen=True)
+class Topics:
+    prefix: str  # MQTT_PREFIX
+    discovery_prefix: str  # MQTT_DISCOVERY_PREFIX
+    host: str  # HOST_NAME, as is (topic_part and object_id are applied here)
+
+    @property
+    def base(self) -> str:
+        return f"{self.prefix}/{topic_part(self.host)}"
+
+    @property
+    def status(self) -> str:
+        return f"{self.base}/status"
+
+    def ups(self, ups: str, leaf: str) -> str:
+        """<prefix>/<host>/<ups>/<leaf> (state, available, outage, command)."""
+        return f"{self.base}/{topic_part(ups)}/{leaf}"
+
+    def any_ups(self, leaf: str) -> str:
+        """The subscription for `leaf` of every UPS."""
+        return f"{self.base}/+/{leaf}"
+
+    def ups_of(self, topic: str, leaf: str) -> str | None:
+        """The UPS level of a topic that any_ups(leaf) matched, else None."""
+        head, tail = f"{self.base}/", f"/{leaf}"
+        if not (topic.startswith(head) and topic.endswith(tail)):
+            return None
+        level = topic[len(head) : -len(tail)]
+        return level if level and "/" not in level else None
+
+    @property
+    def ha_status(self) -> str:
+        return f"{self.discovery_prefix}/status"
+
+    def node_id(self, ups: str) -> str:
+        return f"{object_id(self.host)}_{object_id(ups)}"
+
+    def config(self, component: str, ups: str, key: str) -> str:
+        return f"{self.discovery_prefix}/{component}/{self.node_id(ups)}/{key}/config"
+
+
+# --- what a UPS's variables become (pure) ---------------------------------------------
+
+
+def number(value: str | None) -> int | float | None:
+    """A NUT value as a JSON number ("91" -> 91, "13.60" -> 13.6), or None."""
+    text = (value or "").strip()
+    if not _NUMBER.fullmatch(text):
+        return None
+    out = float(text)
+    return int(out) if out.is_integer() and "." not in text else out
+
+
+def model_of(variables: Mapping[str, str]) -> str | None:
+    return variables.get("device.model") or variables.get("ups.model") or None
+
+
+def mfr_of(variables: Mapping[str, str]) -> str | None:
+    return variables.get("device.mfr") or variables.get("ups.mfr") or None
+
+
+def state_record(variables: Mapping[str, str], connected: bool) -> dict[str, Any]:
+    """The state JSON of one UPS: its last known readings, and whether it is connected now
+    (on the bus with fresh data). The readings are kept while it is not: HA shows them
+    unavailable then (the `available` topic), other clients can tell by `connected`."""
+    status = variables.get("ups.status") or None
+    flags = set(status.split()) if status else None
+    return {
+        "status": status,
+        "charge": number(variables.get("battery.charge")),
+        "runtime": number(variables.get("battery.runtime")),
+        "load": number(variables.get("ups.load")),
+        "input_voltage": number(variables.get("input.voltage")),
+        "on_battery": None if flags is None else "OB" in flags,
+        "low_battery": None if flags is None else "LB" in flags,
+        "replace_battery": None if flags is None else "RB" in flags,
+        "connected": connected,
+        "model": model_of(variables),
+    }
+
+
+def iso(moment: datetime) -> str:
+    """ISO 8601 in UTC, to the second: 2026-11-28T23:30:00Z."""
+    return moment.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+ON_BATTERY, ENDED = "on_battery", "ended"
+
+
+@dataclass(frozen=True)
+class Outage:
+    """A power outage of one UPS, as the outage topic shows it."""
+
+    state: str  # ON_BATTERY or ENDED
+    started: datetime
+    ended: datetime | None = None
+    estimate: datetime | None = None  # when the battery is empty: when runtime was read, plus runtime
+    runtime: int | float | None = None  # seconds, as the UPS said last
+
+    def payload(self) -> dict[str, Any]:
+        if self.state == ON_BATTERY:
+            return {
+                "state": ON_BATTERY,
+                "started": iso(self.started),
+                "battery_empty_estimate": iso(self.estimate) if self.estimate else None,
+                "runtime": self.runtime,
+            }
+        return {"state": ENDED, "started": iso(self.started), "ended": iso(self.ended or self.started)}
+
+    @classmethod
+    def parse(cls, payload: bytes) -> Outage | None:
+        """An outage record as this module publishes it (a retained one from before a
+        restart), or None for anything else."""
+        try:
+            data = json.loads(payload)
+            started = datetime.fromisoformat(data["started"])
+            if data["state"] == ON_BATTERY:
+                estimate = data.get("battery_empty_estimate")
+                runtime = data.get("runtime")
+                return cls(
+                    ON_BATTERY,
+                    started,
+                    estimate=datetime.fromisoformat(estimate) if estimate else None,
+                    runtime=runtime if isinstance(runtime, int | float) else None,
+                )
+            if data["state"] == ENDED:
+                return cls(ENDED, started, ended=datetime.fromisoformat(data["ended"]))
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return None
+        return None
+
+
+def next_outage(
+    prev: Outage | None, on_battery: bool | None, now: datetime, runtime: int | float | None
+) -> Outage | None:
+    """The outage record after a read of the UPS (on_battery None: no fresh data, nothing
+    is known, nothing changes). The battery-empty estimate moves only when the UPS reports
+    another runtime: `now + runtime` at each read would change every second for nothing."""
+    if on_battery is None:
+        return prev
+    if on_battery:
+        estimate = now + timedelta(seconds=runtime) if runtime is not None else None
+        if prev is not None and prev.state == ON_BATTERY:
+            if runtime == prev.runtime:
+                return prev
+            return dataclasses.replace(prev, runtime=runtime, estimate=estimate)
+        return Outage(ON_BATTERY, now, estimate=estimate, runtime=runtime)
+    if prev is not None and prev.state == ON_BATTERY:
+        return Outage(ENDED, prev.started, ended=now)
+    return prev
+
+
+def adopt(current: Outage | None, remembered: Outage | None) -> Outage | None:
+    """The record to go on with, given the retained one the broker kept from before the
+    agent's restart: an outage still going on keeps its start (a restart is not a new
+    outage); one that was going on when the agent stopped is ended at the next read on line."""
+    if remembered is None:
+        return current
+    if current is None:
+        return remembered
+    if current.state == ON_BATTERY and remembered.state == ON_BATTERY and remembered.started < current.started:
+        return dataclasses.replace(current, started=remembered.started)
+    return current
+
+
+# --- Home Assistant discovery (pure) --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Entity:
+    component: str  # sensor, binary_sensor
+    key: str  # the object id, and the unique id's end
+    name: str
+    template: str
+    variable: str | None  # a sensor only published once the UPS reported this variable
+    reading: bool = True  # unavailable while the UPS is (False: follows the agent only)
+    extra: tuple[tuple[str, Any], ...] = ()
+
+
+def _flag(key: str) -> str:
+    return f"{{{{ 'ON' if value_json.{key} else 'OFF' }}}}"
+
+
+MEASUREMENT = ("state_class", "measurement")
+ENTITIES = (
+    Entity("sensor", "status", "Status", "{{ value_json.status }}", None, extra=(("icon", "mdi:information"),)),
+    Entity(
+        "sensor",
+        "battery_charge",
+        "Battery charge",
+        "{{ value_json.charge }}",
+        "battery.charge",
+        extra=(("device_class", "battery"), ("unit_of_measurement", "%"), MEASUREMENT),
+    ),
+    Entity(
+        "sensor",
+        "battery_runtime",
+        "Battery runtime",
+        "{{ value_json.runtime }}",
+        "battery.runtime",
+        extra=(("device_class", "duration"), ("unit_of_measurement", "s"), MEASUREMENT),
+    ),
+    Entity(
+        "sensor",
+        "load",
+        "Load",
+        "{{ value_json.load }}",
+        "ups.load",
+        extra=(("unit_of_measurement", "%"), MEASUREMENT, ("icon", "mdi:gauge")),
+    ),
+    Entity(
+        "sensor",
+        "input_voltage",
+        "Input voltage",
+        "{{ value_json.input_voltage }}",
+        "input.voltage",
+        extra=(("device_class", "voltage"), ("unit_of_measurement", "V"), MEASUREMENT),
+    ),
+    Entity("binary_sensor", "on_battery", "On battery", _flag("on_battery"), None, extra=(("icon", "mdi:battery"),)),
+    # device_class battery: "on" means low
+    Entity(
+        "binary_sensor", "low_battery", "Low battery", _flag("low_battery"), None, extra=(("device_class", "battery"),)
+    ),
+    Entity(
+        "binary_sensor",
+        "replace_battery",
+        "Replace battery",
+        _flag("replace_battery"),
+        None,
+        extra=(("device_class", "problem"),),
+    ),
+    Entity(
+        "binary_sensor",
+        "connected",
+        "Connected",
+        _flag("connected"),
+        None,
+        reading=False,
+        extra=(("device_class", "connectivity"), ("entity_category", "diagnostic")),
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Device:
+    """What discovery needs to know of one UPS."""
+
+    ups: str
+    model: str | None = None
+    mfr: str | None = None
+    # The variables the UPS reported since it became this model; None: not known yet (its
+    # sensors are neither published nor removed then, so HA keeps what it had).
+    variables: frozenset[str] | None = None
+    # The buttons it should have; None: not known yet (left as they are on the broker).
+    buttons: frozenset[str] | None = None
+    # Button commands published earlier that discovery must remove if they are not in buttons.
+    earlier_buttons: frozenset[str] = frozenset()
+
+
+def device_block(host: str, device: Device, version: str) -> dict[str, Any]:
+    block: dict[str, Any] = {
+        # The identity is this host and this UPS name: never the serial (twins share one).
+        "identifiers": [f"{ORIGIN}_{host}_{device.ups}"],
+        "name": f"{host} {device.ups}",
+        "sw_version": version,
+    }
+    if device.mfr:
+        block["manufacturer"] = device.mfr
+    if device.model:
+        block["model"] = device.model
+    return block
+
+
+def _dumps(data: Any) -> str:
+    # Sorted and compact: the same content is the same text, so a change is a text change.
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
+def discovery(topics: Topics, device: Device, version: str = __version__) -> dict[str, str]:
+    """Discovery config topic -> payload (JSON; "" removes the entity) for one UPS."""
+    ups, host = device.ups, topics.host
+    common = {
+        "device": device_block(host, device, version),
+        "origin": {"name": ORIGIN, "sw_version": version},
+        "qos": 1,
+    }
+    agent_only = [{"topic": topics.status}]
+    with_ups = [*agent_only, {"topic": topics.ups(ups, "available")}]
+    out: dict[str, str] = {}
+    for entity in ENTITIES:
+        topic = topics.config(entity.component, ups, entity.key)
+        if entity.variable is not None:
+            if device.variables is None:
+                continue
+            if entity.variable not in device.variables:
+                out[topic] = ""
+                continue
+        config = {
+            **common,
+            "name": entity.name,
+            "unique_id": f"{ORIGIN}_{topics.node_id(ups)}_{entity.key}",
+            "state_topic": topics.ups(ups, "state"),
+            "value_template": entity.template,
+            "availability": with_ups if entity.reading else agent_only,
+            "availability_mode": "all",
+            **dict(entity.extra),
+        }
+        out[topic] = _dumps(config)
+    if device.buttons is not None:
+        for command in sorted(SAFE_COMMANDS | device.earlier_buttons | device.buttons):
+            topic = topics.config("button", ups, f"cmd_{object_id(command)}")
+            if command not in device.buttons or not allowed(command):
+                out[topic] = ""
+                continue
+            config = {
+                **common,
+                "name": button_name(command),
+                "unique_id": f"{ORIGIN}_{topics.node_id(ups)}_cmd_{object_id(command)}",
+                "command_topic": topics.ups(ups, "command"),
+                "payload_press": command,
+                "availability": with_ups,
+                "availability_mode": "all",
+                "entity_category": "config",
+            }
+            out[topic] = _dumps(config)
+    return out
+
+
+def buttons_for(offered: frozenset[str] | None, admin: bool, ready: bool) -> frozenset[str] | None:
+    """The buttons a UPS gets: none without an admin login; the offered safe commands with
+    one; None (leave the broker's as they are) while that is not known yet: before the
+    agent's first pass (its admin login is read then) or before upsd listed the commands."""
+    if not ready:
+        return None
+    if not admin:
+        return frozenset()
+    if offered is None:
+        return None
+    return frozenset(c for c in offered if allowed(c))
+
+
+def refusal(command: str, *, known: bool, admin: bool, retained: bool, offered: frozenset[str] | None) -> str | None:
+    """Why a command from the command topic is not sent (None: send it). `offered` None:
+    not asked yet (it is asked again right before sending)."""
+    if retained:
+        # A retained command would be sent again at every subscription: a button press is never retained.
+        return "a retained message"
+    if not known:
+        return "no such UPS"
+    if not admin:
+        return "no admin login"
+    if not allowed(command):
+        return "not in the allow-list"
+    if offered is not None and command not in offered:
+        return "not offered by the UPS"
+    return None
+
+
+# --- the output: paho's thread, the worker thread --------------------------------------
+
+
+@dataclass(frozen=True)
+class _Ready:
+    """The (re)connection is complete: publish everything again."""
+
+
+@dataclass(frozen=True)
+class _HaOnline:
+    """Home Assistant's birth message: publish the discovery configs again."""
+
+
+@dataclass(frozen=True)
+class _Command:
+    ups: str  # the UPS level of the topic
+    payload: bytes
+    retained: bool
+
+
+@dataclass(frozen=True)
+class _Remembered:
+    ups: str  # the UPS level of the topic
+    outage: Outage
+
+
+@dataclass(frozen=True)
+class _Stop:
+    pass
+
+
+_Item = events.Event | _Ready | _HaOnline | _Command | _Remembered | _Stop
+
+# Events that change what a UPS shows: read upsd at once, not at the next tick (the latency target).
+URGENT = (
+    events.Plugged,
+    events.Unplugged,
+    events.Swapped,
+    events.Renamed,
+    events.Power,
+    events.Held,
+    events.Released,
+    events.DriverHealed,
+    events.FsdCleared,
+    events.UpsmonNotice,
+)
+_WANTED = (events.Tick, *URGENT)
+
+
+@dataclass
+class _Ups:
+    """The worker's memory of one UPS (worker thread only)."""
+
+    variables: dict[str, str] = field(default_factory=dict)  # the last fresh ones
+    fresh: bool = False
+    seen: frozenset[str] | None = None  # variables reported since it became this model
+    commands: frozenset[str] | None = None  # upsd's LIST CMD, None: to be asked
+    earlier_buttons: frozenset[str] = frozenset()
+    outage: Outage | None = None
+
+
+def _code(rc: Any) -> int:
+    """A paho result as a number: an int in paho 1.x, a ReasonCode (with .value) in 2.x."""
+    return int(getattr(rc, "value", rc))
+
+
+def _reason(rc: Any) -> str:
+    if isinstance(rc, int):
+        return mqtt.connack_string(rc)
+    return str(rc)
+
+
+def _new_client(client_id: str) -> mqtt.Client:
+    if hasattr(mqtt, "CallbackAPIVersion"):  # paho-mqtt 2.x
+        return mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
+    kwargs: dict[str, Any] = {"client_id": client_id, "clean_session": True}  # paho-mqtt 1.x
+    return mqtt.Client(**kwargs)
+
+
+@dataclass
+class _Inbox:
+    """What paho's thread and the pass's thread hand the worker, and what they share."""
+
+    queue: queue.Queue[_Item] = field(default_factory=lambda: queue.Queue(QUEUE_MAX))
+    ready: threading.Event = field(default_factory=threading.Event)  # connected, subscribed, resends out
+    stopping: threading.Event = field(default_factory=threading.Event)
+    overflow: bool = False
+    errors: set[str] = field(default_factory=set)
+
+    def put(self, item: _Item) -> bool:
+        """Never blocks: False (and the overflow noted) when the queue is full."""
+        try:
+            self.queue.put_nowait(item)
+            return True
+        except queue.Full:
+            self.overflow = True
+            return False
+
+    def failed(self, where: str, exc: BaseException) -> None:
+        """Logged once per kind of failure: a lasting problem is one line, not one per second."""
+        error = f"{type(exc).__name__}: {exc}"
+        if f"{where} {error}" in self.errors:
+            return
+        if len(self.errors) < 100:
+            self.errors.add(f"{where} {error}")
+        logfmt.error("mqtt.failed", at=where, error=error)
+
+
+class _Link:
+    """The broker connection: paho's client and its callbacks, which run on paho's thread,
+    must be quick and must never raise (an exception would end paho's loop)."""
+
+    def __init__(self, config: Mqtt, topics: Topics, inbox: _Inbox) -> None:
+        self.config, self.topics, self.inbox = config, topics, inbox
+        self._down_logged = False  # one mqtt.disconnected line per outage of the broker
+        self._sub_mid: int | None = None
+        client = _new_client(object_id(f"{ORIGIN}-{topics.host}"))
+        client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        client.reconnect_delay_set(1, 30)
+        if config.username:
+            client.username_pw_set(config.username, config.password)
+        if config.tls:
+            client.tls_set()  # the system's CAs
+        # Set before connecting: the broker says "offline" for an agent that dies (SIGKILL, power).
+        client.will_set(topics.status, OFF, qos=1, retain=True)
+        self.client = client
+
+    def start(self) -> None:
+        # Asynchronous: the agent serves NUT at once, broker up or not; paho's thread
+        # connects, and reconnects by itself.
+        self.client.connect_async(self.config.host, self.config.port, keepalive=KEEPALIVE)
+        self.client.loop_start()
+
+    def publish(self, topic: str, payload: str) -> bool:
+        """Retained, qos 1; False when not connected (all is published again on connecting)."""
+        if not self.inbox.ready.is_set():
+            return False
+        return self.client.publish(topic, payload, qos=1, retain=True).rc == mqtt.MQTT_ERR_SUCCESS
+
+    def close(self) -> None:
+        """Publish "offline" (retained), disconnect cleanly, join paho's thread with a timeout."""
+        if self.client.is_connected():
+            info = self.client.publish(self.topics.status, OFF, qos=1, retain=True)
+            try:
+                info.wait_for_publish(timeout=STOP_TIMEOUT)
+            except (RuntimeError, ValueError):
+                pass  # not connected after all: the broker's will says offline then
+        self.client.disconnect()
+        # paho's loop_stop() joins without a timeout: joined here with one.
+        stopper = threading.Thread(target=self.client.loop_stop, name="mqtt-stop", daemon=True)
+        stopper.start()
+        stopper.join(STOP_TIMEOUT)
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, rc: Any, properties: Any = None) -> None:
+        try:
+            if _code(rc) != 0:
+                self._down(f"refused: {_reason(rc)}")
+                return
+            logfmt.info("mqtt.connected", broker=self.config.where)
+            self._down_logged = False
+            client.publish(self.topics.status, ON, qos=1, retain=True)
+            subscriptions = [
+                (self.topics.ha_status, 1),
+                (self.topics.status, 1),  # to say "online" again over a stale will (see _on_message)
+                (self.topics.any_ups("command"), 1),
+                (self.topics.any_ups("outage"), 1),  # the retained records from before a restart
+            ]
+            _, self._sub_mid = client.subscribe(subscriptions)
+        except Exception as exc:  # noqa: BLE001
+            self.inbox.failed("on_connect", exc)
+
+    def _on_subscribe(self, client: Any, userdata: Any, mid: Any, *rest: Any) -> None:
+        # Why ready only now: paho re-sends the messages a lost connection left unacknowledged
+        # right after on_connect returns, on this thread; what the worker publishes from here
+        # on goes out after them, so a stale message can never overwrite a fresh one.
+        try:
+            if mid == self._sub_mid:
+                self.inbox.ready.set()
+                self.inbox.put(_Ready())
+        except Exception as exc:  # noqa: BLE001
+            self.inbox.failed("on_subscribe", exc)
+
+    def _on_connect_fail(self, client: Any, userdata: Any) -> None:
+        try:
+            self._down("cannot connect")
+        except Exception as exc:  # noqa: BLE001
+            self.inbox.failed("on_connect_fail", exc)
+
+    def _on_disconnect(self, client: Any, userdata: Any, *args: Any) -> None:
+        # paho 1.x: (rc); paho 2.x: (disconnect_flags, reason_code, properties)
+        try:
+            self.inbox.ready.clear()
+            if self.inbox.stopping.is_set():
+                return
+            rc = args[1] if len(args) == 3 else args[0] if args else 0
+            self._down(mqtt.error_string(rc) if isinstance(rc, int) else str(rc))
+        except Exception as exc:  # noqa: BLE001
+            self.inbox.failed("on_disconnect", exc)
+
+    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        try:
+            topic, payload, retained = str(message.topic), bytes(message.payload), bool(message.retain)
+            if topic == self.topics.ha_status:
+                if payload.strip() == b"online":
+                    logfmt.debug("mqtt.ha_online", topic=topic)
+                    self.inbox.put(_HaOnline())
+            elif topic == self.topics.status:
+                if payload == OFF.encode() and not self.inbox.stopping.is_set() and self.inbox.ready.is_set():
+                    # A will of an earlier connection of ours (or another client's) over our online.
+                    client.publish(self.topics.status, ON, qos=1, retain=True)
+            elif (ups := self.topics.ups_of(topic, "command")) is not None:
+                if not self.inbox.put(_Command(ups, payload, retained)):
+                    logfmt.warning("mqtt.command", ups=ups[:COMMAND_MAX], answer="refused: busy")
+            elif retained and (ups := self.topics.ups_of(topic, "outage")) is not None:
+                outage = Outage.parse(payload)
+                if outage is not None:
+                    self.inbox.put(_Remembered(ups, outage))
+        except Exception as exc:  # noqa: BLE001
+            self.inbox.failed("on_message", exc)
+
+    def _down(self, why: str) -> None:
+        self.inbox.ready.clear()
+        if self._down_logged:
+            logfmt.debug("mqtt.disconnected", broker=self.config.where, error=why)
+            return
+        self._down_logged = True
+        logfmt.warning("mqtt.disconnected", broker=self.config.where, error=why, then="retrying (1 to 30 s apart)")
+
+
+def read_upsd(
+    upsd: tuple[str, int], need_commands: Callable[[str], bool]
+) -> tuple[dict[str, dict[str, str] | None], dict[str, frozenset[str]]]:
+    """Every UPS upsd lists, with its variables (None: no fresh data: stale, or its driver
+    not connected), and the commands of those `need_commands` names. Raises UpsdError when
+    upsd does not answer."""
+    found: dict[str, dict[str, str] | None] = {}
+    offered: dict[str, frozenset[str]] = {}
+    with upsd_client.Connection(*upsd, timeout=UPSD_TIMEOUT) as conn:
+        for ups in upsd_client.ups_names(conn):
+            try:
+                found[ups] = upsd_client.variables(conn, ups)
+            except upsd_client.UpsdError:
+                found[ups] = None
+                continue
+            if need_commands(ups):
+                try:
+                    offered[ups] = upsd_client.commands(conn, ups)
+                except upsd_client.UpsdError:
+                    pass
+    return found, offered
+
+
+class _Worker:
+    """The worker thread: reads upsd when something happened (at most once a second on
+    ticks), works out what each UPS shows, and publishes what changed. Its state is its
+    own: nothing here is touched by another thread."""
+
+    def __init__(
+        self,
+        topics: Topics,
+        upsd: tuple[str, int],
+        admin_login: Callable[[], tuple[str, str] | None],
+        inbox: _Inbox,
+        publish: Callable[[str, str], bool],
+    ) -> None:
+        self.topics, self.upsd, self.admin_login, self.inbox, self.publish = topics, upsd, admin_login, inbox, publish
+        self.upses: dict[str, _Ups] = {}
+        self.attached: set[str] | None = None  # None until the first tick says
+        self.held: set[str] = set()
+        self.any_tick = False  # a pass is over: upsd runs (unless it failed)
+        self.ticked = False  # a pass ran to its end: admin_login() is known from then on
+        self.published: dict[str, str] = {}  # topic -> payload, during the current connection
+        self.remembered: dict[str, Outage] = {}  # UPS level -> retained outage from before
+        self.due: float | None = None  # when to read upsd next (monotonic); None: at the next trigger
+        self.last_read = float("-inf")
+        self.upsd_down = False
+
+    def run(self) -> None:
+        inbox = self.inbox
+        while not inbox.stopping.is_set():
+            timeout = None if self.due is None else max(0.0, self.due - time.monotonic())
+            batch: list[_Item] = []
+            try:
+                batch.append(inbox.queue.get(timeout=timeout))
+                while True:  # what came meanwhile, in one go: one read of upsd for a burst
+                    batch.append(inbox.queue.get_nowait())
+            except queue.Empty:
+                pass
+            if any(isinstance(item, _Stop) for item in batch):
+                return
+            for item in batch:
+                try:
+                    self._take(item)
+                except Exception as exc:  # noqa: BLE001 - the worker survives any item
+                    inbox.failed(type(item).__name__, exc)
+            if inbox.overflow:
+                inbox.overflow = False
+                inbox.failed("queue", RuntimeError(f"more than {QUEUE_MAX} items waiting: some dropped"))
+                self._soon(time.monotonic())
+            if self.due is not None and time.monotonic() >= self.due:
+                self.due = None
+                try:
+                    self._refresh()
+                except Exception as exc:  # noqa: BLE001 - the next tick tries again
+                    inbox.failed("refresh", exc)
+
+    def _soon(self, at: float) -> None:
+        self.due = at if self.due is None else min(self.due, at)
+
+    def _take(self, item: _Item) -> None:
+        now = time.monotonic()
+        if isinstance(item, events.Tick):
+            self.any_tick = True
+            if item.ok:
+                self.ticked = True
+                self.attached = set(filter(None, item.attached.split(",")))
+                self.held = set(filter(None, item.held.split(",")))
+            self._soon(max(now, self.last_read + REFRESH_EVERY))
+            return
+        if isinstance(item, events.Plugged | events.Swapped):
+            ups = self.upses.setdefault(item.ups, _Ups())
+            ups.commands, ups.seen = None, None  # another unit, maybe: ask again
+            if self.attached is not None:
+                self.attached.add(item.ups)
+        elif isinstance(item, events.Unplugged):
+            self.upses.setdefault(item.ups, _Ups())
+            if self.attached is not None:
+                self.attached.discard(item.ups)
+        elif isinstance(item, events.Renamed):
+            self.upses.setdefault(item.new, _Ups())
+        elif isinstance(item, _Ready):
+            self.published.clear()  # a new connection: everything again
+        elif isinstance(item, _HaOnline):
+            prefix = f"{self.topics.discovery_prefix}/"
+            self.published = {t: p for t, p in self.published.items() if not t.startswith(prefix)}
+        elif isinstance(item, _Remembered):
+            self.remembered[item.ups] = item.outage
+        elif isinstance(item, _Command):
+            self._command(item)
+        # Read upsd now: after an URGENT event, a new connection, HA's birth, a command (a test
+        # or the beeper shows in ups.status).
+        self._soon(now)
+
+    def _refresh(self) -> None:
+        if not self.any_tick:
+            return  # before the agent's first pass: upsd may not even run yet
+        self.last_read = time.monotonic()
+        admin = self.ticked and self.admin_login() is not None
+        try:
+            found, offered = read_upsd(
+                self.upsd, lambda name: admin and (name not in self.upses or self.upses[name].commands is None)
+            )
+            if self.upsd_down:
+                logfmt.info("mqtt.upsd", state="answering again")
+            self.upsd_down = False
+        except upsd_client.UpsdError as exc:
+            found, offered = {}, {}
+            if not self.upsd_down:
+                logfmt.warning("mqtt.upsd", error=str(exc), then="every UPS shows unavailable")
+            self.upsd_down = True
+        now = datetime.now(UTC)
+        desired: dict[str, str] = {}
+        for name in sorted(set(self.upses) | set(found) | (self.attached or set()) | self.held):
+            ups = self.upses.setdefault(name, _Ups())
+            level = topic_part(name)
+            if level in self.remembered:
+                ups.outage = adopt(ups.outage, self.remembered.pop(level))
+            variables = found.get(name)
+            ups.fresh = variables is not None
+            if variables is not None:
+                before = (model_of(ups.variables), mfr_of(ups.variables))
+                if ups.seen is not None and before != (model_of(variables), mfr_of(variables)):
+                    ups.seen, ups.commands = None, None  # another model: its own sensors and commands
+                ups.variables = variables
+                ups.seen = (ups.seen or frozenset()) | frozenset(variables)
+                if name in offered:
+                    ups.commands = offered[name]
+                flags = (variables.get("ups.status") or "").split()
+                ups.outage = next_outage(ups.outage, "OB" in flags, now, number(variables.get("battery.runtime")))
+            desired |= self._publications(name, ups, admin)
+        self._sync(desired)
+
+    def _publications(self, name: str, ups: _Ups, admin: bool) -> dict[str, str]:
+        available = ups.fresh and (self.attached is None or name in self.attached)
+        buttons = buttons_for(ups.commands, admin, self.ticked)
+        if buttons:
+            ups.earlier_buttons |= buttons
+        device = Device(name, model_of(ups.variables), mfr_of(ups.variables), ups.seen, buttons, ups.earlier_buttons)
+        out = discovery(self.topics, device)
+        out[self.topics.ups(name, "state")] = _dumps(state_record(ups.variables, available))
+        out[self.topics.ups(name, "available")] = ON if available else OFF
+        if ups.outage is not None:
+            out[self.topics.ups(name, "outage")] = _dumps(ups.outage.payload())
+        return out
+
+    def _sync(self, desired: Mapping[str, str]) -> None:
+        """Publish what differs from what this connection published."""
+        for topic, payload in desired.items():
+            if self.published.get(topic) == payload:
+                continue
+            if not self.publish(topic, payload):
+                return  # not connected: published again once it is (_Ready)
+            self.published[topic] = payload
+
+    def _command(self, item: _Command) -> None:
+        command = item.payload.decode("utf-8", "replace").strip()[:COMMAND_MAX]
+        name = next((n for n in self.upses if topic_part(n) == item.ups), None)
+        login = self.admin_login() if self.ticked else None
+        why = refusal(command, known=name is not None, admin=login is not None, retained=item.retained, offered=None)
+        if why is not None or name is None or login is None:
+            ups = name or item.ups[:COMMAND_MAX]
+            logfmt.warning("mqtt.command", ups=ups, command=command, answer=f"refused: {why}")
+            return
+        answer, ok = instcmd(self.upsd, login, name, command)
+        (logfmt.info if ok else logfmt.warning)("mqtt.command", ups=name, command=command, answer=answer)
+
+
+class MqttOutput:
+    """The output outputs/start.py subscribes: `consume` on the pass's thread, `stop` at
+    the agent's stop; a _Link to the broker and a _Worker thread in between."""
+
+    def __init__(
+        self,
+        config: Mqtt,
+        host_name: str,
+        upsd: tuple[str, int],
+        admin_login: Callable[[], tuple[str, str] | None],
+    ) -> None:
+        self.config = config
+        self.topics = Topics(config.prefix, config.discovery_prefix, host_name)
+        self.inbox = _Inbox()
+        self.link = _Link(config, self.topics, self.inbox)
+        self.worker = _Worker(self.topics, upsd, admin_login, self.inbox, self.link.publish)
+        self._thread = threading.Thread(target=self.worker.run, name="mqtt", daemon=True)
+
+    def start(self) -> None:
+        logfmt.info("mqtt.connecting", broker=self.config.where, topic=self.topics.base)
+        self._thread.start()
+        self.link.start()
+
     def consume(self, event: events.Event) -> None:
-        pass
+        """Enqueue only (O(1), never blocks, never raises)."""
+        try:
+            if isinstance(event, _WANTED):
+                self.inbox.put(event)
+        except Exception:  # noqa: BLE001 - a consumer never breaks a pass
+            pass
 
     def stop(self) -> None:
-        pass
+        """The worker joined, then "offline" (retained) and a clean disconnect (each with a timeout)."""
+        self.inbox.stopping.set()
+        self.inbox.put(_Stop())  # (when the queue is full, the worker sees `stopping` after its batch)
+        self._thread.join(STOP_TIMEOUT)
+        self.link.close()
+        logfmt.info("mqtt.stopped", broker=self.config.where)
+
+
+def instcmd(upsd: tuple[str, int], login: tuple[str, str], ups: str, command: str) -> tuple[str, bool]:
+    """Send INSTCMD through upsd logged in as `login`, after asking again that the UPS
+    offers the command (and that it is allowed). (upsd's answer or why not sent, ok)."""
+    if not allowed(command):
+        return "refused: not in the allow-list", False
+    user, password = login
+    try:
+        with upsd_client.Connection(*upsd, timeout=UPSD_TIMEOUT) as conn:
+            if command not in upsd_client.commands(conn, ups):
+                return "refused: not offered by the UPS", False
+            for line, what in ((f"USERNAME {user}", "USERNAME"), (f"PASSWORD {password}", "PASSWORD")):
+                reply = conn.command(line)
+                if reply != "OK":
+                    # (`what`, never the line: the password must not reach the log)
+                    return f"login refused at {what}: {reply}", False
+            reply = conn.command(f"INSTCMD {ups} {command}")
+            return reply, reply == "OK"
+    except upsd_client.UpsdError as exc:
+        return f"not sent: {exc}", False
 
 
 def start(
     config: Mqtt, host_name: str, upsd: tuple[str, int], admin_login: Callable[[], tuple[str, str] | None]
-) -> Output:
-    raise NotImplementedError("MQTT is not built yet")
+) -> MqttOutput:
+    """Connect asynchronously and return at once, broker up or not (outputs/start.py)."""
+    output = MqttOutput(config, host_name, upsd, admin_login)
+    output.start()
+    return output

@@ -272,7 +272,10 @@ def test_the_simulate_demo_serves_my_ups(source_image: SourceImage, container_na
     try:
         run_container(source_image.tag, container_name, port, *platform, *gateway, *env)
         wait = 120.0 if source_image.target.emulated else AWAIT  # Python and NUT start slower under qemu
-        logs = lambda: docker("logs", container_name).stdout  # noqa: E731 - read at failure time
+
+        def logs() -> str:
+            return docker("logs", container_name).stdout
+
         assert await_true(lambda: upsc(port, "ups.mfr") == "ups-nut-smart", wait), logs()
         assert upsc(port, "device.model") == MODEL
         scrape = ["exec", container_name, "python3", "-c", SCRAPE]

@@ -124,8 +124,8 @@ def test_metrics_serve_the_ups_under_nut_exporters_names_and_the_agents_own(
     assert await_true(lambda: prom.value('ups_nut_smart_ups_stale{ups="my-ups"}') == 1.0, AWAIT)
     assert await_true(lambda: prom.value('ups_nut_smart_stale_heals_total{ups="my-ups"}') == 1.0, AWAIT)
     assert (prom.value('ups_nut_smart_stale_seconds_total{ups="my-ups"}') or 0.0) >= 3.0
-    assert prom.value('ups_nut_smart_driver_restarts_total{ups="my-ups",reason="restart"}') == 1.0, (
-        prom.query("ups_nut_smart_driver_restarts_total")
+    assert prom.value('ups_nut_smart_driver_restarts_total{ups="my-ups",reason="restart"}') == 1.0, prom.query(
+        "ups_nut_smart_driver_restarts_total"
     )
     assert await_true(lambda: prom.value('ups_nut_smart_ups_stale{ups="my-ups"}') == 0.0, AWAIT)
 
