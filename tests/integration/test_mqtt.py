@@ -19,7 +19,7 @@ import pytest
 from reconcile import __version__
 from reconcile.observe import upsd_client
 from reconcile.outputs import mqtt as mqtt_output
-from reconcile.outputs.mqtt import allowed
+from reconcile.outputs.homeassistant import allowed
 from testbed import REPO, await_true
 from testbed import mqtt as testbed_mqtt
 from testbed.mqtt import Broker

@@ -13,8 +13,9 @@ import jinja2
 import pytest
 
 from reconcile import events
+from reconcile.outputs import homeassistant as ha
 from reconcile.outputs import mqtt
-from reconcile.outputs.mqtt import Device, Outage, Topics
+from reconcile.outputs.homeassistant import Device, Outage, Topics
 from reconcile.settings import Mqtt
 
 TOPICS = Topics("ups-nut-smart", "homeassistant", "pi-1")
@@ -33,10 +34,10 @@ T0 = datetime(2026, 11, 28, 23, 30, 0, tzinfo=UTC)
 
 
 def test_names_become_safe_topic_levels_and_object_ids() -> None:
-    assert mqtt.topic_part("my-ups.2_x") == "my-ups.2_x"  # NUT's names are topic-safe as they are
-    assert mqtt.topic_part("a/b+c#") == "a_b_c_" and mqtt.topic_part("") == "_"
-    assert mqtt.object_id("my-ups.2_x") == "my-ups_2_x"  # HA's ids take no dot
-    assert mqtt.object_id("pi.local") == "pi_local" and mqtt.object_id("") == "_"
+    assert ha.topic_part("my-ups.2_x") == "my-ups.2_x"  # NUT's names are topic-safe as they are
+    assert ha.topic_part("a/b+c#") == "a_b_c_" and ha.topic_part("") == "_"
+    assert ha.object_id("my-ups.2_x") == "my-ups_2_x"  # HA's ids take no dot
+    assert ha.object_id("pi.local") == "pi_local" and ha.object_id("") == "_"
 
 
 def test_the_topics_of_a_host_and_its_upses() -> None:
@@ -54,8 +55,8 @@ def test_the_topics_of_a_host_and_its_upses() -> None:
 
 
 def test_the_allow_list_takes_tests_and_the_beeper_and_never_a_load_or_shutdown_command() -> None:
-    assert all(mqtt.allowed(c) for c in mqtt.SAFE_COMMANDS)
-    assert mqtt.allowed("beeper.toggle") and mqtt.allowed("beeper.new.kind")
+    assert all(ha.allowed(c) for c in ha.SAFE_COMMANDS)
+    assert ha.allowed("beeper.toggle") and ha.allowed("beeper.new.kind")
     never = [
         "load.off",
         "load.off.delay",
@@ -74,30 +75,30 @@ def test_the_allow_list_takes_tests_and_the_beeper_and_never_a_load_or_shutdown_
         "test.battery.start",
         "",
     ]
-    assert [c for c in never if mqtt.allowed(c)] == []
+    assert [c for c in never if ha.allowed(c)] == []
 
 
 def test_buttons_exist_only_with_an_admin_login_and_what_the_ups_offers() -> None:
     offered = frozenset({"load.off", "beeper.toggle", "test.battery.start.quick", "shutdown.return"})
-    assert mqtt.buttons_for(offered, admin=True, ready=True) == frozenset({"beeper.toggle", "test.battery.start.quick"})
-    assert mqtt.buttons_for(offered, admin=False, ready=True) == frozenset()  # all removed
-    assert mqtt.buttons_for(None, admin=True, ready=True) is None  # not asked yet: left alone
-    assert mqtt.buttons_for(offered, admin=True, ready=False) is None  # before the first pass
+    assert ha.buttons_for(offered, admin=True, ready=True) == frozenset({"beeper.toggle", "test.battery.start.quick"})
+    assert ha.buttons_for(offered, admin=False, ready=True) == frozenset()  # all removed
+    assert ha.buttons_for(None, admin=True, ready=True) is None  # not asked yet: left alone
+    assert ha.buttons_for(offered, admin=True, ready=False) is None  # before the first pass
 
 
 def test_a_command_from_the_broker_is_refused_unless_every_check_passes() -> None:
     ok = {"known": True, "admin": True, "retained": False, "offered": frozenset({"beeper.toggle", "load.off"})}
-    assert mqtt.refusal("beeper.toggle", **ok) is None  # type: ignore[arg-type]
-    assert mqtt.refusal("beeper.toggle", **(ok | {"offered": None})) is None  # type: ignore[arg-type]
-    assert mqtt.refusal("load.off", **ok) == "not in the allow-list"  # type: ignore[arg-type]
-    assert mqtt.refusal("beeper.mute", **ok) == "not offered by the UPS"  # type: ignore[arg-type]
-    assert mqtt.refusal("beeper.toggle", **(ok | {"admin": False})) == "no admin login"  # type: ignore[arg-type]
-    assert mqtt.refusal("beeper.toggle", **(ok | {"known": False})) == "no such UPS"  # type: ignore[arg-type]
-    assert mqtt.refusal("beeper.toggle", **(ok | {"retained": True})) == "a retained message"  # type: ignore[arg-type]
+    assert ha.refusal("beeper.toggle", **ok) is None  # type: ignore[arg-type]
+    assert ha.refusal("beeper.toggle", **(ok | {"offered": None})) is None  # type: ignore[arg-type]
+    assert ha.refusal("load.off", **ok) == "not in the allow-list"  # type: ignore[arg-type]
+    assert ha.refusal("beeper.mute", **ok) == "not offered by the UPS"  # type: ignore[arg-type]
+    assert ha.refusal("beeper.toggle", **(ok | {"admin": False})) == "no admin login"  # type: ignore[arg-type]
+    assert ha.refusal("beeper.toggle", **(ok | {"known": False})) == "no such UPS"  # type: ignore[arg-type]
+    assert ha.refusal("beeper.toggle", **(ok | {"retained": True})) == "a retained message"  # type: ignore[arg-type]
 
 
 def test_the_state_json_from_upsds_variables() -> None:
-    assert mqtt.state_record(VARIABLES, True) == {
+    assert ha.state_record(VARIABLES, True) == {
         "status": "OB DISCHRG LB",
         "charge": 91,
         "runtime": 1200,
@@ -109,12 +110,12 @@ def test_the_state_json_from_upsds_variables() -> None:
         "connected": True,
         "model": "Back-UPS ES 700G",
     }
-    nothing = mqtt.state_record({}, False)
+    nothing = ha.state_record({}, False)
     assert nothing["connected"] is False and nothing["status"] is None and nothing["on_battery"] is None
     assert {k for k, v in nothing.items() if v is not None} == {"connected"}
-    assert mqtt.state_record({"ups.status": "OL RB", "ups.model": "X"}, True)["replace_battery"] is True
-    assert mqtt.state_record({"ups.model": "X"}, True)["model"] == "X"  # ups.model without device.model
-    assert [mqtt.number(v) for v in ("91", "13.60", "-2", " 7 ", "1e3", "OL", "", None)] == [
+    assert ha.state_record({"ups.status": "OL RB", "ups.model": "X"}, True)["replace_battery"] is True
+    assert ha.state_record({"ups.model": "X"}, True)["model"] == "X"  # ups.model without device.model
+    assert [ha.number(v) for v in ("91", "13.60", "-2", " 7 ", "1e3", "OL", "", None)] == [
         91,
         13.6,
         -2,
@@ -127,8 +128,8 @@ def test_the_state_json_from_upsds_variables() -> None:
 
 
 def test_an_outage_starts_on_battery_keeps_its_start_and_ends_on_line() -> None:
-    assert mqtt.next_outage(None, False, T0, 1200) is None  # on line, no outage yet
-    started = mqtt.next_outage(None, True, T0, 1200)
+    assert ha.next_outage(None, False, T0, 1200) is None  # on line, no outage yet
+    started = ha.next_outage(None, True, T0, 1200)
     assert started == Outage("on_battery", T0, estimate=T0 + timedelta(seconds=1200), runtime=1200)
     assert started.payload() == {
         "state": "on_battery",
@@ -137,20 +138,20 @@ def test_an_outage_starts_on_battery_keeps_its_start_and_ends_on_line() -> None:
         "runtime": 1200,
     }
     # The same runtime a second later: the same record (not a new estimate every second).
-    assert mqtt.next_outage(started, True, T0 + timedelta(seconds=1), 1200) is started
-    later = mqtt.next_outage(started, True, T0 + timedelta(seconds=60), 1000)
+    assert ha.next_outage(started, True, T0 + timedelta(seconds=1), 1200) is started
+    later = ha.next_outage(started, True, T0 + timedelta(seconds=60), 1000)
     assert later is not None and later.started == T0 and later.estimate == T0 + timedelta(seconds=1060)
-    unknown = mqtt.next_outage(started, True, T0, None)
+    unknown = ha.next_outage(started, True, T0, None)
     assert unknown is not None and unknown.payload()["battery_empty_estimate"] is None
-    assert mqtt.next_outage(later, None, T0 + timedelta(hours=1), None) is later  # no fresh data: nothing known
-    ended = mqtt.next_outage(later, False, T0 + timedelta(seconds=300), 1500)
+    assert ha.next_outage(later, None, T0 + timedelta(hours=1), None) is later  # no fresh data: nothing known
+    ended = ha.next_outage(later, False, T0 + timedelta(seconds=300), 1500)
     assert ended is not None and ended.payload() == {
         "state": "ended",
         "started": "2026-11-28T23:30:00Z",
         "ended": "2026-11-28T23:35:00Z",
     }
-    assert mqtt.next_outage(ended, False, T0 + timedelta(hours=1), 1500) is ended
-    again = mqtt.next_outage(ended, True, T0 + timedelta(hours=2), 1500)
+    assert ha.next_outage(ended, False, T0 + timedelta(hours=1), 1500) is ended
+    again = ha.next_outage(ended, True, T0 + timedelta(hours=2), 1500)
     assert again is not None and again.started == T0 + timedelta(hours=2)  # a new outage
 
 
@@ -162,17 +163,17 @@ def test_an_outage_record_from_before_a_restart_is_read_back_and_adopted() -> No
     for junk in (b"", b"{}", b"[1]", b'{"state": "on_battery", "started": "yesterday"}', b"\xff", b'{"state": "x"}'):
         assert Outage.parse(junk) is None, junk
     now = Outage("on_battery", T0 + timedelta(minutes=3), runtime=900)
-    adopted = mqtt.adopt(now, before)
+    adopted = ha.adopt(now, before)
     assert adopted is not None and adopted.started == T0 and adopted.runtime == 900  # still the same outage
-    assert mqtt.adopt(None, before) == before  # ended at the next read if the UPS is on line then
-    assert mqtt.next_outage(mqtt.adopt(None, before), False, T0 + timedelta(hours=1), 1500) == Outage(
+    assert ha.adopt(None, before) == before  # ended at the next read if the UPS is on line then
+    assert ha.next_outage(ha.adopt(None, before), False, T0 + timedelta(hours=1), 1500) == Outage(
         "ended", T0, ended=T0 + timedelta(hours=1)
     )
-    assert mqtt.adopt(now, ended) is now and mqtt.adopt(now, None) is now
+    assert ha.adopt(now, ended) is now and ha.adopt(now, None) is now
 
 
 def configs(device: Device) -> dict[str, Any]:
-    return {t: (json.loads(p) if p else "") for t, p in mqtt.discovery(TOPICS, device, "9.9").items()}
+    return {t: (json.loads(p) if p else "") for t, p in ha.discovery(TOPICS, device, "9.9").items()}
 
 
 def node(component: str, key: str) -> str:
@@ -220,7 +221,7 @@ def test_the_discovery_configs_of_a_ups() -> None:
 
 
 def test_each_value_template_renders_its_reading_as_home_assistant_would() -> None:
-    state = mqtt.state_record(VARIABLES, True)
+    state = ha.state_record(VARIABLES, True)
     rendered = {
         t.split("/")[-2]: jinja2.Environment().from_string(c["value_template"]).render(value_json=state)
         for t, c in configs(Device("my-ups", variables=frozenset(VARIABLES))).items()
@@ -237,7 +238,7 @@ def test_each_value_template_renders_its_reading_as_home_assistant_would() -> No
         "connected": "ON",
     }
     # A reading the UPS does not have renders as HA's "None" (unknown), never a wrong number.
-    empty = mqtt.state_record({}, False)
+    empty = ha.state_record({}, False)
     template = configs(Device("my-ups", variables=frozenset(VARIABLES)))[node("sensor", "battery_charge")]
     assert jinja2.Environment().from_string(template["value_template"]).render(value_json=empty) == "None"
 
@@ -254,7 +255,7 @@ def test_sensors_follow_what_the_ups_reports_and_are_left_alone_while_unknown() 
 def test_the_buttons_are_published_for_offered_safe_commands_and_removed_otherwise() -> None:
     none = configs(Device("my-ups", buttons=frozenset()))
     buttons = {t: c for t, c in none.items() if "/button/" in t}
-    assert len(buttons) == len(mqtt.SAFE_COMMANDS) and set(buttons.values()) == {""}  # every stale one removed
+    assert len(buttons) == len(ha.SAFE_COMMANDS) and set(buttons.values()) == {""}  # every stale one removed
     some = configs(
         Device("my-ups", buttons=frozenset({"test.battery.start.quick"}), earlier_buttons=frozenset({"beeper.weird"}))
     )
