@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 # The user the Pi's own upsmon (a secondary of the container's upsd) logs in as.
 HOST_USER = "pi-host"
 HOST_SECRET = "nut_host_password"  # its Docker secret: /run/secrets/<this> in the container
+# The agent's outputs' secrets (reconcile/settings.py reads /run/secrets/<name>): they hold
+# tokens and passwords, so they travel as Docker secrets, never in the env file.
+NOTIFY_SECRET = "notify_urls"
+MQTT_SECRET = "mqtt_url"
+_HOST_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def host_name(inventory_name: str) -> str:
+    """The agent's HOST_NAME for an inventory host: what its notifications and MQTT topics
+    call the Pi (else the container's ID). The agent takes [A-Za-z0-9._-], a letter or
+    digit first, at most 63: anything else becomes "-" ("@local" -> "local")."""
+    text = _HOST_NAME.sub("-", inventory_name).lstrip("._-")[:63]
+    return text or "pi"
 
 
 def client_secret(user: str) -> str:
@@ -46,6 +60,9 @@ class HostConfig:
     synology_compat: bool = False
     gate_timeout: int = 120
     metrics_port: int | None = None
+    notify_urls: tuple[str, ...] = field(default=(), repr=False)  # Apprise URLs: they hold tokens
+    notify_events: str | None = None
+    mqtt_url: str | None = field(default=None, repr=False)  # may hold the broker's password
 
     @property
     def secrets(self) -> dict[str, str]:
@@ -59,7 +76,16 @@ class HostConfig:
             out[HOST_SECRET] = self.host_password
         for user, password in self.clients:
             out[client_secret(user)] = password
+        if self.notify_urls:
+            out[NOTIFY_SECRET] = "".join(f"{url}\n" for url in self.notify_urls)  # one URL a line
+        if self.mqtt_url is not None:
+            out[MQTT_SECRET] = self.mqtt_url + "\n"
         return out
+
+    @property
+    def outputs(self) -> bool:
+        """Whether an output that names the Pi is on (notifications, MQTT, /metrics)."""
+        return bool(self.notify_urls) or self.mqtt_url is not None or self.metrics_port is not None
 
     @property
     def env(self) -> dict[str, str]:
@@ -74,4 +100,8 @@ class HostConfig:
             "SIMULATE_CYCLE": self.simulate_cycle,
             # Only when asked for: the env file of a Pi without metrics stays as it was.
             **({"METRICS_LISTEN": f"0.0.0.0:{self.metrics_port}"} if self.metrics_port else {}),
+            # The same for these: a Pi without outputs keeps its env file byte for byte (no
+            # recreate on upgrade). HOST_NAME: messages name the Pi, not the container's ID.
+            **({"HOST_NAME": host_name(self.host)} if self.outputs else {}),
+            **({"NOTIFY_EVENTS": self.notify_events} if self.notify_events is not None else {}),
         }

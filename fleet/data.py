@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -51,6 +52,10 @@ DEFAULTS: dict[str, Any] = {
     # Seconds the health gate waits for a healthy container (the image's start period is 30).
     "gate_timeout": 120,
     "metrics_port": None,  # a port: Prometheus /metrics there (METRICS_LISTEN), published on nut_listen
+    # The agent's outputs, all off by default. The URLs are secrets (Docker secrets files).
+    "notify_urls": None,  # Apprise URLs (a list, or one string): notifications (NOTIFY_URLS)
+    "notify_events": None,  # which ones (NOTIFY_EVENTS), e.g. "default,-held"
+    "mqtt_url": None,  # mqtt[s]://[user[:password]@]broker[:port]: MQTT with Home Assistant discovery
 }
 IMAGE_SOURCES = ("load", "build", "pull")
 PASSWORD_ENV = {"monuser_password": "NUT_MONUSER_PASSWORD", "admin_password": "NUT_ADMIN_PASSWORD"}
@@ -200,6 +205,66 @@ def _devices(value: Any) -> tuple[dict[str, Any], ...]:
     return tuple(dict(d) for d in value)
 
 
+# What the agent takes as an Apprise URL (reconcile/settings.py), less the comma: the agent
+# splits NOTIFY_URLS at commas and white space, so a URL holding one would arrive as two.
+_SCHEME = r"[a-zA-Z][a-zA-Z0-9+.-]{0,31}"
+_APPRISE_URL = re.compile(_SCHEME + r"://[^\s,]+")
+_NOT_SHOWN = "the URL is not shown: it may hold a token or password"
+
+
+def _notify_urls(value: Any) -> tuple[str, ...]:
+    if value is None or value == "":
+        return ()
+    urls = [value] if isinstance(value, str) else value
+    if not isinstance(urls, list | tuple) or not all(isinstance(url, str) for url in urls):
+        raise ValueError("must be an Apprise URL (a string) or a list of them, e.g. ['ntfy://my-topic']")
+    for index, url in enumerate(urls):
+        if not _APPRISE_URL.fullmatch(url):
+            # Never the URL itself (nor its start): the index only.
+            raise ValueError(
+                f"[{index}] is not an Apprise URL such as ntfy://topic or json://host/path "
+                f"(scheme://..., no white space or comma; {_NOT_SHOWN})"
+            )
+    return tuple(urls)
+
+
+def _notify_events(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f'a {type(value).__name__} is not a list of events (e.g. "default,-held")')
+    # The agent takes commas and spaces alike; the env file, commas only.
+    text = ",".join(re.split(r"[\s,]+", value.strip()))
+    try:
+        # Why the agent's own parser (a private one: reconcile.settings has no public name
+        # for it yet): a choice the fleet accepts must be one the agent accepts at start.
+        settings.notify_events({"NOTIFY_EVENTS": text})
+    except settings.SettingsError as exc:
+        raise ValueError(str(exc).split(": ", 1)[-1]) from None
+    return text
+
+
+def _mqtt_url(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    bad = f"not a broker URL such as mqtt://user:password@broker:1883 (or mqtts:// for TLS; {_NOT_SHOWN})"
+    if not isinstance(value, str) or not value.isprintable() or any(ch.isspace() for ch in value):
+        raise ValueError(bad)
+    try:
+        url = urllib.parse.urlsplit(value)
+        url.port  # noqa: B018 - a port that is not a number raises here
+    except ValueError:
+        raise ValueError(bad) from None
+    if url.scheme not in ("mqtt", "mqtts"):
+        # The scheme alone may be shown, when it is one (before "://"), never other text.
+        shown = f", not {url.scheme!r}" if re.fullmatch(_SCHEME, url.scheme) and "://" in value else ""
+        raise ValueError(f"the scheme must be mqtt or mqtts{shown} ({_NOT_SHOWN})")
+    # As the agent (reconcile/settings.py): a broker, no path or query (a fragment: neither).
+    if not url.hostname or url.path not in ("", "/") or url.query or url.fragment:
+        raise ValueError(bad)
+    return value
+
+
 KEYS: dict[str, Callable[[Any], Any]] = {
     "ups_name": _agent_env("UPS_NAME"),
     "scan_interval": _agent_env("SCAN_INTERVAL"),
@@ -225,6 +290,9 @@ KEYS: dict[str, Callable[[Any], Any]] = {
     "synology_compat": _bool,
     "gate_timeout": _gate_timeout,
     "metrics_port": lambda value: None if value is None else _port(value),
+    "notify_urls": _notify_urls,
+    "notify_events": _notify_events,
+    "mqtt_url": _mqtt_url,
 }
 assert set(KEYS) == set(DEFAULTS), "every key has a default and a validator"
 

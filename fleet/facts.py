@@ -4,10 +4,12 @@ pyinfra.facts.docker: DockerImage, DockerContainer; the architecture from server
 from __future__ import annotations
 
 import json
+import shlex
 
 from pyinfra.api.facts import FactBase
 
 from fleet import digest
+from fleet.report import AGENT_TIMEOUT, ENGINE_TIMEOUT, Reading, parse_reading
 
 
 class ComposeCommand(FactBase[str]):
@@ -78,3 +80,48 @@ class FilesDigest(FactBase[str]):
     def process(self, output: list[str]) -> str:
         text = output[0].strip() if output else ""
         return text if len(text) == 64 else ""
+
+
+class AgentStatus(FactBase[Reading]):
+    """The agent's `nut-reconcile status --json` in the container (fleet/report.py reads
+    it), or why there is none: no Docker, the engine not answering, no container, the
+    container not running, the agent not answering in AGENT_TIMEOUT s. The command itself
+    always succeeds (a host without an answer is a row of the status, not a failed fact)."""
+
+    def command(self, container: str) -> str:
+        here = shlex.quote(container)
+        return (
+            "if ! command -v docker >/dev/null 2>&1; then echo 'docker: none'; exit 0; fi; "
+            f"s=$(timeout {ENGINE_TIMEOUT} docker inspect -f '{{{{.State.Status}}}}' {here} 2>&1); rc=$?; "
+            'if [ "$rc" -ne 0 ]; then case "$s" in *"No such"*) echo "container: missing" ;; '
+            '*) echo "engine: $rc $(printf %s "$s" | tail -n 1)" ;; esac; exit 0; fi; '
+            'echo "container: $s"; [ "$s" = running ] || exit 0; '
+            # Why stderr is dropped: stdout is the JSON alone; the exit code says what failed.
+            f"out=$(timeout {AGENT_TIMEOUT} docker exec {here} nut-reconcile status --json 2>/dev/null); "
+            'echo "agent: $?"; printf "%s\\n" "$out"'
+        )
+
+    def process(self, output: list[str]) -> Reading:
+        return parse_reading(output)
+
+    @staticmethod
+    def default() -> Reading:  # the command failed (sudo refused, the connection dropped)
+        return Reading(why="no answer from the host (pyinfra's error is on stderr)")
+
+
+class HostUpsmon(FactBase[str]):
+    """The host's own upsmon (nut-client, fleet/host_nut.py): "running", "stopped" (NUT's
+    upsmon installed, not running) or "absent". Told by Debian's PID file and /proc, not by
+    pgrep: the container's upsmon is a process of the host too (its PID file is in the
+    container's own /var/run/nut)."""
+
+    def command(self) -> str:
+        return (
+            "pid=$(cat /run/nut/upsmon.pid 2>/dev/null); "
+            'case "$pid" in ""|*[!0-9]*) pid=0 ;; esac; '
+            'if [ "$(cat /proc/$pid/comm 2>/dev/null)" = upsmon ]; then echo running; '
+            "elif [ -x /sbin/upsmon ] || [ -x /usr/sbin/upsmon ]; then echo stopped; else echo absent; fi"
+        )
+
+    def process(self, output: list[str]) -> str:
+        return output[0].strip() if output else "unknown"

@@ -21,7 +21,7 @@ from io import StringIO
 from pyinfra.api.operation import OperationMeta
 from pyinfra.context import host
 from pyinfra.facts.files import Directory
-from pyinfra.operations import apt, files, systemd, sysvinit
+from pyinfra.operations import apt, files, server, systemd, sysvinit
 
 from fleet import ops, render
 from fleet.clients import ClientConfig
@@ -70,8 +70,23 @@ def running(name: str, changes: list[OperationMeta]) -> None:
     Why not server.service: it picks systemd wherever systemctl is installed, and fails
     where systemd is not the init (a container, WSL); /run/systemd/system is systemd's own
     test that it booted the host (sd_booted), else Debian's init script of that name runs."""
-    service = systemd.service if host.get_fact(Directory, path="/run/systemd/system") else sysvinit.service
-    service(name=name, service=SERVICE, running=True, enabled=True, restarted=any(c.will_change for c in changes))
+    restart = any(c.will_change for c in changes)
+    if host.get_fact(Directory, path="/run/systemd/system"):
+        systemd.service(name=name, service=SERVICE, running=True, enabled=True, restarted=restart)
+        return
+    sysvinit.service(name=name, service=SERVICE, running=True, enabled=True)
+    if restart:
+        # Why not sysvinit's restarted=True: Debian's init script does not wait for the old
+        # upsmon to exit, so its start sees it, refuses, and then no upsmon runs at all.
+        # Stop, await the old process's end (30 s at most), then start.
+        server.shell(
+            name=f"{name}: restarted (once the old upsmon has exited)",
+            commands=[
+                f"timeout 30 sh -c '/etc/init.d/{SERVICE} stop; "
+                'while pid=$(cat /run/nut/upsmon.pid 2>/dev/null) && kill -0 "$pid" 2>/dev/null; do sleep 0.2; done\'; '
+                f"/etc/init.d/{SERVICE} start"
+            ],
+        )
 
 
 def client_upsmon(client: ClientConfig) -> None:

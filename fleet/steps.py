@@ -27,6 +27,7 @@ from pyinfra.api.deploy import deploy
 from pyinfra.api.operation import OperationMeta
 from pyinfra.context import host, inventory
 from pyinfra.facts.docker import DockerContainer
+from pyinfra.facts.files import FindFiles
 from pyinfra.facts.server import Arch
 from pyinfra.operations import apt, docker, files, server, systemd
 
@@ -101,7 +102,12 @@ def project_files(config: HostConfig, wanted: dict[str, str]) -> list[OperationM
             )
         )
     secrets = config.secrets
-    for name in sorted(set(SECRET_NAMES) | set(secrets)):
+    # Any secrets file staged before and no longer wanted goes too (notify_urls dropped, a
+    # nut_clients host removed): the secrets dir goes live whole, and with a file too many
+    # its digest would never be the wanted one (a recreate at every run).
+    found = host.get_fact(FindFiles, path=f"{stage}/secrets", maxdepth=1) or []
+    staged = {path.rsplit("/", 1)[-1] for path in found}
+    for name in sorted(set(SECRET_NAMES) | set(secrets) | staged):
         path = f"{stage}/secrets/{name}"
         if name in secrets:
             changes.append(ops.secret_file(name=f"Secret {name}", path=path, content=secrets[name]))

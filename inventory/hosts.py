@@ -7,7 +7,11 @@ nut_listen, image, image_source (load | build | pull), install_docker, project_d
 monuser_password, admin_password (better: NUT_MONUSER_PASSWORD / NUT_ADMIN_PASSWORD in the
 controller's environment), devices (the agent's [[device]] rules, as dicts), host_shutdown
 (default true: the Pi's own upsmon halts it), host_shutdown_cmd, host_password, ups_off_delay,
-fsd_clear_after, simulate_cycle.
+fsd_clear_after, simulate_cycle, gate_timeout, synology_compat, metrics_port, and the agent's
+outputs: notify_urls (Apprise URLs), notify_events, mqtt_url (both URLs reach the Pi as
+Docker secrets only).
+
+How every Pi is doing: `python -m fleet.status inventory/hosts.py [--json]` (docs/fleet.md).
 
 Other machines on a Pi's UPS go in group nut_clients (docs/fleet.md), e.g.:
 

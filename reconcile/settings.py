@@ -303,7 +303,7 @@ def _secret_value(env: Mapping[str, str], var: str, secret: str) -> tuple[str, s
     return (value, var) if value else None
 
 
-def _notices(env: Mapping[str, str]) -> frozenset[str]:
+def notify_events(env: Mapping[str, str]) -> frozenset[str]:
     """NOTIFY_EVENTS: names (ONBATT, plugged ...), `default`, `all`, and -name to drop one."""
     raw = env.get("NOTIFY_EVENTS", "").strip() or "default"
     known = {n.lower(): n for n in (*UPSMON_NOTICES, *AGENT_NOTICES)}
@@ -362,7 +362,7 @@ def _notify(env: Mapping[str, str], settle_time: float, statepath: Path) -> Noti
             "NOTIFY_URLS", f"upsmon's NOTIFYCMD {cmd!r} would need shell quoting (path of Python or NUT_STATEPATH)"
         )
     timeout = _number(env, "NOTIFY_TIMEOUT", 30.0, 1, 600)
-    return Notify(urls=urls, events=_notices(env), debounce=debounce, timeout=timeout, socket=sock, notify_cmd=cmd)
+    return Notify(urls=urls, events=notify_events(env), debounce=debounce, timeout=timeout, socket=sock, notify_cmd=cmd)
 
 
 _TOPIC = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_/-]{0,63}")

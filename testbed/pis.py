@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,17 +100,32 @@ class Fleet:
         return path
 
     def pyinfra(
-        self, *args: str, hosts: tuple[str, ...] = ("pi1", "pi2", "pi3"), env: dict[str, str] | None = None
+        self,
+        *args: str,
+        hosts: tuple[str, ...] = ("pi1", "pi2", "pi3"),
+        env: dict[str, str] | None = None,
+        deploy: str = "deploy.py",
     ) -> subprocess.CompletedProcess[str]:
-        command = [str(REPO / ".venv" / "bin" / "pyinfra"), str(self.inventory(hosts)), "deploy.py", *args]
+        command = [str(REPO / ".venv" / "bin" / "pyinfra"), str(self.inventory(hosts)), deploy, *args]
         if not Path(command[0]).exists():
             command[0] = shutil.which("pyinfra") or "pyinfra"
+        return self._run(command, env, 900)
+
+    def status(
+        self, *args: str, hosts: tuple[str, ...] = ("pi1", "pi2", "pi3"), env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """`python -m fleet.status <inventory> ARGS` (docs/fleet.md), as on a controller."""
+        python = REPO / ".venv" / "bin" / "python"
+        command = [str(python if python.exists() else sys.executable), "-m", "fleet.status", str(self.inventory(hosts))]
+        return self._run([*command, *args], env, 300)
+
+    def _run(self, command: list[str], env: dict[str, str] | None, timeout: float) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             command,
             cwd=REPO,
             capture_output=True,
             text=True,
-            timeout=900,
+            timeout=timeout,
             check=False,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )

@@ -5,8 +5,10 @@ Docker, and the canary procedure. The tests build on each other, in file order."
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
+from typing import Any
 
 import pytest
 
@@ -519,3 +521,154 @@ def test_metrics_port_turns_on_the_pis_metrics_and_publishes_them(fleet: Fleet) 
     )
     series = 'network_ups_tools_battery_charge{ups="my-ups"}'
     assert await_true(lambda: series in pi3.sh(scrape, check=False), 60), pi3.sh(scrape, check=False)
+
+
+NOTIFY_SECRET = "fleet-notify-s3cret-token"
+MQTT_SECRET = "fleet-mqtt-s3cret"
+
+
+def test_notify_and_mqtt_reach_the_agent_as_docker_secrets_and_messages_name_the_pi(fleet: Fleet) -> None:
+    """Host data notify_urls, notify_events, mqtt_url: the URLs (tokens, a password) as Docker
+    secrets files, never in the output, the env file, compose.yaml, `docker inspect` or the
+    agent's log; NOTIFY_EVENTS and HOST_NAME in its env. FLEET_FILE_SD: the deploy writes
+    Prometheus's targets. Dropped again, the secrets go, and a second run changes nothing."""
+    pi3 = fleet.pis["pi3"]
+    here = "/opt/ups-nut-smart"
+    before = fleet.data.get("pi3", {})
+    urls = [f"json://127.0.0.1:9/{NOTIFY_SECRET}", "json://127.0.0.1:9/second"]  # port 9: nothing listens
+    fleet.data["pi3"] = {
+        **before,
+        "metrics_port": 9199,
+        "notify_urls": urls,
+        "notify_events": "default, -held",
+        "mqtt_url": f"mqtt://ha:{MQTT_SECRET}@127.0.0.1:1883",
+    }
+    env = {"NUT_MONUSER_PASSWORD": SECRET}
+    dry = fleet.pyinfra("--dry", "--diff", hosts=("pi3",), env=env)
+    out = dry.stdout + dry.stderr
+    assert dry.returncode == 0, out
+    assert f"Will create {here}/.next/secrets/notify_urls (a secret: its content is not shown)" in out, out
+    assert f"Will create {here}/.next/secrets/mqtt_url (a secret: its content is not shown)" in out, out
+    assert "+ NOTIFY_EVENTS=default,-held" in out, out
+
+    targets = fleet.root / "prometheus" / "targets.json"
+    result = fleet.pyinfra("-y", hosts=("pi3",), env={**env, "FLEET_FILE_SD": str(targets)})
+    out += result.stdout + result.stderr
+    assert result.returncode == 0, out
+    assert NOTIFY_SECRET not in out and MQTT_SECRET not in out
+    seen = pi3.sh("docker exec ups-nut-smart env")
+    assert "HOST_NAME=pi3" in seen and "NOTIFY_EVENTS=default,-held" in seen
+    mounted = "stat -c '%a %U' /run/secrets/notify_urls /run/secrets/mqtt_url"
+    assert pi3.sh(f'docker exec ups-nut-smart sh -c "{mounted}"').splitlines() == ["600 root", "600 root"]
+    assert pi3.sh("docker exec ups-nut-smart cat /run/secrets/notify_urls").splitlines() == urls
+    assert MQTT_SECRET in pi3.sh("docker exec ups-nut-smart cat /run/secrets/mqtt_url")
+    logs = "docker logs ups-nut-smart 2>&1"
+    for where in (f"cat {here}/.env {here}/compose.yaml", "docker inspect ups-nut-smart", logs):
+        shown = pi3.sh(where)
+        assert NOTIFY_SECRET not in shown and MQTT_SECRET not in shown, where
+    says = json.loads(pi3.sh("docker exec ups-nut-smart nut-reconcile status --json"))
+    assert says["agent"]["host_name"] == "pi3"  # messages name the Pi, not the container's ID
+    assert json.loads(targets.read_text()) == [
+        {"targets": ["127.0.0.1:9199"], "labels": {"host": "pi3", "__meta_fleet_groups": ",hosts,pis,"}}
+    ]
+
+    fleet.data["pi3"] = {**before, "metrics_port": 9199}
+    dropped = fleet.pyinfra("-y", hosts=("pi3",), env=env)
+    assert dropped.returncode == 0, dropped.stdout + dropped.stderr
+    assert "NOTIFY_EVENTS" not in pi3.sh("docker exec ups-nut-smart env")
+    assert pi3.sh("docker exec ups-nut-smart ls /run/secrets").split() == ["nut_host_password", "nut_monuser_password"]
+    again = fleet.pyinfra("-y", hosts=("pi3",), env=env)
+    assert again.returncode == 0 and changed_hosts(again.stdout + again.stderr) == set(), again.stdout
+
+
+def status_json(fleet: Fleet) -> tuple[int, dict[str, Any]]:
+    result = fleet.status("--json")
+    assert result.stdout.strip(), result.stderr
+    return result.returncode, json.loads(result.stdout)
+
+
+def by_host(payload: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for row in payload["rows"]:
+        out.setdefault(row["host"], []).append(row)
+    return out
+
+
+def test_the_fleet_status_shows_each_pis_ups_and_one_not_running_fails_the_command(fleet: Fleet) -> None:
+    """`python -m fleet.status` and `pyinfra -y ... fleet/status.py`: a row per Pi and UPS
+    (the demo's my-ups on line, its charge, the agent's and NUT's versions, the shutdown path
+    armed); a Pi whose own upsmon is stopped is not armed; a Pi whose container is stopped
+    is a row saying so, and the command exits 1."""
+    # After an earlier test's low battery, a Pi's own upsmon has run its SHUTDOWNCMD and
+    # exited, as on a real halt (that Pi is rightly not armed): start it, as its boot would.
+    for name in PIS:
+        fleet.pis[name].sh("/etc/init.d/nut-client start >/dev/null 2>&1 || true")
+
+    def armed() -> bool:
+        rc, payload = status_json(fleet)
+        return rc == 0 and all(row["armed"] for row in payload["rows"])
+
+    assert await_true(armed, 90), status_json(fleet)
+    rc, payload = status_json(fleet)
+    assert rc == 0 and payload["unreadable"] == [], payload
+    rows = by_host(payload)
+    assert sorted(rows) == list(PIS)
+    for name in PIS:
+        (row,) = rows[name]
+        assert (row["ups"], row["state"], row["status"]) == ("my-ups", "ok", "OL CHRG"), row
+        assert isinstance(row["charge"], float) and 0 <= row["charge"] <= 100, row
+        assert (row["agent"], row["nut"], row["armed"], row["error"]) == ("0.1.0", "2.8.0", True, None), row
+
+    table = fleet.status()
+    assert table.returncode == 0, table.stdout + table.stderr
+    assert table.stdout.splitlines()[0].split() == [
+        "HOST", "UPS", "STATUS", "CHARGE", "RUNTIME", "LAST", "EVENT", "HEALS", "ARMED", "AGENT", "NUT",
+    ]  # fmt: skip
+    for name in PIS:
+        line = rf"^{name}\s+my-ups\s+OL CHRG\s+[0-9.]+%\s+\S+\s+.+\s+\d+\s+yes\s+0\.1\.0\s+2\.8\.0$"
+        assert re.search(line, table.stdout, re.M), table.stdout
+    deployed = fleet.pyinfra("-y", deploy="fleet/status.py")
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    assert deployed.stdout.splitlines()[0] == table.stdout.splitlines()[0]
+    assert len(deployed.stdout.splitlines()) == len(table.stdout.splitlines()), deployed.stdout
+    as_json = fleet.pyinfra("-y", deploy="fleet/status.py", env={"STATUS_FORMAT": "json"})
+    assert as_json.returncode == 0 and sorted(by_host(json.loads(as_json.stdout))) == list(PIS), as_json.stdout
+
+    # Prometheus's targets: the Pis with metrics_port (as far as these tests set it).
+    targets = fleet.root / "status-targets.json"
+    written = fleet.status("--file-sd", str(targets))
+    assert written.returncode == 0 and f"{targets}: written" in written.stderr, written.stderr
+    want = sorted(name for name in PIS if fleet.data.get(name, {}).get("metrics_port"))
+    assert [t["labels"]["host"] for t in json.loads(targets.read_text())] == want
+    unchanged = fleet.status("--file-sd", str(targets))
+    assert f"{targets}: unchanged" in unchanged.stderr, unchanged.stderr
+
+    pi1 = fleet.pis["pi1"]
+    pi1.sh("/etc/init.d/nut-client stop")
+    try:
+        rc, payload = status_json(fleet)
+        (row,) = by_host(payload)["pi1"]
+        assert rc == 0 and row["armed"] is False, row
+        assert "the Pi's own upsmon (nut-client) is stopped" in row["armed_why"], row
+        assert "pi1: shutdown path not armed: " in fleet.status().stdout
+    finally:
+        pi1.sh("/etc/init.d/nut-client start")
+    assert await_true(lambda: by_host(status_json(fleet)[1])["pi1"][0]["armed"] is True, 60)
+
+    pi2 = fleet.pis["pi2"]
+    pi2.sh("docker stop ups-nut-smart")
+    try:
+        rc, payload = status_json(fleet)
+        assert rc == 1 and payload["unreadable"] == ["pi2"], payload
+        rows = by_host(payload)
+        assert [(r["ups"], r["error"]) for r in rows["pi2"]] == [("-", "container not running (exited)")]
+        assert all(rows[name][0]["status"] == "OL CHRG" for name in ("pi1", "pi3"))  # the others still read
+        table = fleet.status()
+        assert table.returncode == 1
+        assert re.search(r"^pi2\s+-\s+could not be read: container not running \(exited\)$", table.stdout, re.M)
+        deployed = fleet.pyinfra("-y", deploy="fleet/status.py")
+        out = deployed.stdout + deployed.stderr
+        assert deployed.returncode == 1 and "[pi2] host pi2: could not be read: container not running" in out, out
+    finally:
+        pi2.sh("docker start ups-nut-smart")
+    assert await_true(lambda: (pi2.nut() or {}).get("health") == "healthy", 120)

@@ -35,7 +35,7 @@ def test_every_key_has_a_default_so_an_inventory_of_names_alone_works() -> None:
         "nut_listen", "image", "image_source", "install_docker", "project_dir", "monuser_password", "admin_password",
         "devices",
         "host_shutdown", "host_shutdown_cmd", "host_password", "ups_off_delay", "fsd_clear_after",
-        "synology_compat", "gate_timeout", "metrics_port",
+        "synology_compat", "gate_timeout", "metrics_port", "notify_urls", "notify_events", "mqtt_url",
     }  # fmt: skip
 
 
@@ -71,6 +71,11 @@ def test_every_key_has_a_default_so_an_inventory_of_names_alone_works() -> None:
         ({"metrics_port": 0}, "metrics_port"),
         ({"metrics_port": 3493}, "metrics_port"),
         ({"synology_compat": True}, "synology_compat"),  # ups_name is still my-ups
+        ({"notify_urls": 5}, "notify_urls"),
+        ({"notify_urls": [{"url": "ntfy://t"}]}, "notify_urls"),
+        ({"notify_events": "default,-nonsense"}, "notify_events"),
+        ({"notify_events": ["default"]}, "notify_events"),
+        ({"mqtt_url": 1883}, "mqtt_url"),
         ({"synology_compat": True, "ups_name": "ups", "monuser_password": "given-pass-1"}, "synology_compat"),
     ],
 )
@@ -332,3 +337,115 @@ def test_metrics_are_off_unless_a_port_is_given_then_published_and_set() -> None
     files = render.files(load(metrics_port=9199, nut_listen="192.168.1.10"))
     assert "METRICS_LISTEN=0.0.0.0:9199" in files[".env"]
     assert '- "192.168.1.10:9199:9199"' in files["compose.yaml"]
+
+
+# What a Pi without notify_urls, notify_events and mqtt_url is given, byte for byte, as
+# rendered before those keys existed (commit f83c7f2): a change here recreates the container
+# of every Pi at its next run. (compose.yaml without its label: that holds the digest of the
+# secrets, which derive from each controller's fleet key.)
+UNCHANGED = {
+    "default": {
+        "compose.yaml": "0abe01b0f88275037af84527fb7eaf2d88714ca874d9ab746919fc8c733fd9e3",
+        ".env": "c8debff515892e3eb054df57aa61bc740f3120285c9774d54aae7f3c1694f8f2",
+        "config.toml": "d821637b6cd4dc776bfa973082d2f6ad3972dc4d83822d6666c2afd645308b09",
+    },
+    "host_shutdown off": {
+        "compose.yaml": "172c41044c8129a1622981bffc586532a668206bac36bfe5e5bedad89151e2bf",
+        ".env": "c8debff515892e3eb054df57aa61bc740f3120285c9774d54aae7f3c1694f8f2",
+        "config.toml": "6923905335ef4b60000bf709a0846f934d75143d9ed14ab30b18ceeb5a738f31",
+    },
+}
+
+
+def test_a_pi_without_the_output_keys_keeps_its_files_byte_for_byte() -> None:
+    import hashlib
+
+    from fleet import digest
+
+    for name, config in (("default", load()), ("host_shutdown off", load(host_shutdown=False))):
+        files = render.files(config)
+        files["compose.yaml"] = digest.without_label(files["compose.yaml"])
+        assert {k: hashlib.sha256(v.encode()).hexdigest() for k, v in files.items()} == UNCHANGED[name], name
+
+
+SECRET_URL = "tgram://123456:bot-token-s3cret/987654"
+SECRET_MQTT = "mqtt://ha:mqtt-pa55word@broker.lan:1883"
+
+
+def test_notify_and_mqtt_reach_the_agent_as_secrets_files_and_name_the_pi() -> None:
+    config = load(
+        notify_urls=[SECRET_URL, "json://10.0.0.2:8080/hook"], notify_events="default, -held", mqtt_url=SECRET_MQTT
+    )
+    assert config.secrets["notify_urls"] == f"{SECRET_URL}\njson://10.0.0.2:8080/hook\n"  # one URL a line
+    assert config.secrets["mqtt_url"] == SECRET_MQTT + "\n"
+    files = render.files(config)
+    written = "".join(files.values())
+    assert SECRET_URL not in written and "mqtt-pa55word" not in written and "bot-token" not in repr(config)
+    assert "mqtt-pa55word" not in repr(config)
+    env = dict(line.split("=", 1) for line in files[".env"].splitlines() if line and not line.startswith("#"))
+    assert (env["HOST_NAME"], env["NOTIFY_EVENTS"]) == ("pi1", "default,-held")
+    for secret in ("notify_urls", "mqtt_url"):
+        assert f'      - "{secret}"' in files["compose.yaml"]  # the service's secret: /run/secrets/<name>
+        assert f'file: "./secrets/{secret}"' in files["compose.yaml"]
+    # One string is one URL; each of the three outputs names the Pi.
+    assert load(notify_urls="ntfy://my-topic").secrets["notify_urls"] == "ntfy://my-topic\n"
+    assert load(metrics_port=9199).env["HOST_NAME"] == "pi1"
+    assert load(mqtt_url="mqtts://broker.lan").env["HOST_NAME"] == "pi1"
+    plain = load(notify_urls=[], mqtt_url="", notify_events="")
+    assert "HOST_NAME" not in plain.env and "NOTIFY_EVENTS" not in plain.env
+    assert set(plain.secrets) == {"nut_host_password"}
+
+
+def test_the_host_name_the_agent_is_given_is_one_it_accepts() -> None:
+    from fleet.config import host_name
+    from reconcile import settings
+
+    for name, want in [
+        ("pi-rack.lan", "pi-rack.lan"),
+        ("@local", "local"),
+        ("pi 1/garage", "pi-1-garage"),
+        ("::1", "1"),
+        ("@@@", "pi"),
+        ("x" * 80, "x" * 63),
+    ]:
+        assert host_name(name) == want
+        assert settings.load({"HOST_NAME": host_name(name)}).host_name == want  # the agent's own check
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ({"notify_urls": [SECRET_URL, "not-a-url-but-a-token"]}, "data notify_urls: [1] is not an Apprise URL"),
+        ({"notify_urls": "json://a,b"}, "data notify_urls: [0] is not an Apprise URL"),  # the agent would split it
+        ({"notify_urls": ["json://a b"]}, "data notify_urls: [0] is not an Apprise URL"),
+        ({"mqtt_url": "http://user:pa55word@broker"}, "data mqtt_url: the scheme must be mqtt or mqtts, not 'http'"),
+        ({"mqtt_url": "pa55word"}, "data mqtt_url: the scheme must be mqtt or mqtts ("),
+        ({"mqtt_url": "mqtt://user:pa55word@broker:99999"}, "data mqtt_url: not a broker URL"),
+        ({"mqtt_url": "mqtt://user:pa55word@broker/topic"}, "data mqtt_url: not a broker URL"),
+        ({"mqtt_url": "mqtt://user:pa55word@"}, "data mqtt_url: not a broker URL"),
+        ({"mqtt_url": "mqtt://broker\n:1883"}, "data mqtt_url: not a broker URL"),
+    ],
+)
+def test_a_bad_url_names_the_host_the_key_and_the_index_never_the_url(given: dict[str, Any], message: str) -> None:
+    with pytest.raises(data.DataError) as err:
+        load(**given)
+    text = str(err.value)
+    assert text.startswith("host pi1: ") and message in text, text
+    assert "not shown" in text
+    for secret in ("pa55word", "bot-token", "not-a-url", "json://a"):
+        assert secret not in text
+
+
+def test_what_the_fleet_accepts_the_agent_accepts_too() -> None:
+    """The fleet's URL checks are its own (the agent reads the URLs from a secrets file on
+    the Pi), so each accepted value is given to the agent's settings here."""
+    from reconcile import settings
+
+    for urls in (["ntfy://my-topic"], [SECRET_URL, "json://10.0.0.2:8080/hook", "mailtos://u:p@mail.lan"]):
+        config = load(notify_urls=urls)
+        agent = settings.load({"NOTIFY_URLS": config.secrets["notify_urls"]}).notify
+        assert agent is not None and agent.urls == tuple(urls)
+    for url in (SECRET_MQTT, "mqtts://broker.lan", "mqtt://[fd00::1]:1883", "mqtt://u%40x:p%2Fw@b/"):
+        config = load(mqtt_url=url)
+        mqtt = settings.load({"MQTT_URL": config.secrets["mqtt_url"]}).mqtt
+        assert mqtt is not None and mqtt.host in ("broker.lan", "fd00::1", "b"), url
