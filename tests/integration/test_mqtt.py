@@ -221,6 +221,7 @@ def test_an_outage_is_retained_for_a_subscriber_that_comes_later_and_a_stop_says
     data = sandbox.data_file(**{"ups.model": "Back-UPS ES 700G", "battery.runtime": "1200"})
     sandbox.dummy_rule(data)
     mosquitto = broker(sandbox, started)
+    early = subscriber(mosquitto.port, started)
     agent = sandbox.start_run(env=agent_env(mosquitto.port))
     assert sandbox.await_log("event=mqtt.connected", timeout=AWAIT), sandbox.run_output()
     assert sandbox.await_upsc(NOT_CONNECTED, timeout=AWAIT), sandbox.run_output()
@@ -229,7 +230,9 @@ def test_an_outage_is_retained_for_a_subscriber_that_comes_later_and_a_stop_says
 
     sandbox.data_file(**{"ups.status": "OB DISCHRG", "ups.model": "Back-UPS ES 700G", "battery.runtime": "1200"})
     assert sandbox.await_upsc("OB DISCHRG", timeout=AWAIT), sandbox.run_output()
-    assert sandbox.await_log("event=ups.power ups=my-ups", timeout=AWAIT), sandbox.run_output()
+    # Why the early subscriber waits first: the late one must connect after the record is on
+    # the broker, so that what it gets is the retained copy, not the live publication.
+    assert early.await_json(OUTAGE, lambda o: o["state"] == "on_battery") is not None, sandbox.run_output()
     late = subscriber(mosquitto.port, started)  # connects after the UPS went on battery
     outage = late.await_json(OUTAGE, lambda o: o["state"] == "on_battery")
     assert outage is not None, sandbox.run_output()
