@@ -275,16 +275,9 @@ def ups_readings(agent: Agent, served: dict[str, Any] | None) -> tuple[str | Non
         row: dict[str, Any] = {"state": view.state}
         for key, variable in READINGS.items():
             raw = (values or {}).get(variable)
-            row[key] = _number(raw) if key in ("charge", "runtime") else raw
+            row[key] = upsd_client.number(raw) if key in ("charge", "runtime") else raw
         out[name] = row
     return session.ask(upsd_client.version) or None, out
-
-
-def _number(raw: str | None) -> float | None:
-    try:
-        return None if raw is None else float(raw)
-    except ValueError:
-        return None
 
 
 def cmd_health(agent: Agent) -> int:

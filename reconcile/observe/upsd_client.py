@@ -6,6 +6,7 @@ Used to await that upsd serves a UPS after a change and to read data freshness f
 
 from __future__ import annotations
 
+import math
 import re
 import socket
 from collections.abc import Callable
@@ -107,6 +108,20 @@ class Connection:
     def served(self, ups: str) -> Served:
         """Whether upsd has fresh data for the UPS ("ok"), and its ups.status."""
         return _served(self.command(f"GET VAR {ups} ups.status"))
+
+
+# A number as NUT's drivers write one; not Python's float() alone, which also takes
+# "inf", "nan" and "1_0".
+_NUMBER = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
+
+
+def number(value: str | None) -> float | None:
+    """A variable's value as a number ("13.60" -> 13.6), or None (text such as "OL CHRG", or none)."""
+    text = (value or "").strip()
+    if not _NUMBER.fullmatch(text):
+        return None
+    out = float(text)
+    return out if math.isfinite(out) else None
 
 
 def ups_names(conn: Connection) -> list[str]:

@@ -20,7 +20,6 @@ consumer only updates prometheus_client's (thread-safe) values.
 
 from __future__ import annotations
 
-import math
 import re
 import time
 from collections.abc import Iterator, Mapping
@@ -56,7 +55,6 @@ STATUS_FLAGS = (
 DEVICE_LABELS = ("model", "mfr", "serial", "type", "description", "contact", "location", "part", "macaddr")
 SCRAPE_TIMEOUT = 3.0  # seconds for upsd's answers during one scrape
 _NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
-_NUMBER = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
 HOTPLUG = {"ups.plugged": "plugged", "ups.unplugged": "unplugged", "ups.swapped": "swapped", "ups.renamed": "renamed"}
 
 
@@ -65,15 +63,6 @@ def metric_name(variable: str) -> str | None:
     or None when it would not be a valid Prometheus name."""
     name = f"{NAMESPACE}_{variable.replace('.', '_').replace('-', '_')}"
     return name if _NAME.fullmatch(name) else None
-
-
-def number(value: str) -> float | None:
-    """A NUT value as a number ("13.60" -> 13.6), or None (text such as "OL CHRG")."""
-    text = value.strip()
-    if not _NUMBER.fullmatch(text):
-        return None
-    out = float(text)
-    return out if math.isfinite(out) else None
 
 
 @dataclass(frozen=True)
@@ -89,7 +78,7 @@ def ups_samples(ups: str, variables: Mapping[str, str]) -> list[Sample]:
     for variable, value in sorted(variables.items()):
         if variable == "ups.status":
             continue
-        name, numeric = metric_name(variable), number(value)
+        name, numeric = metric_name(variable), upsd_client.number(value)
         if name is not None and numeric is not None:
             out.append(Sample(name, (("ups", ups),), numeric))
     flags = set(variables.get("ups.status", "").split())
@@ -205,7 +194,7 @@ class AgentMetrics:
                 self.restarts.labels(event.ups, event.why).inc()
         elif isinstance(event, events.DriverHealed):
             self.heals.labels(event.ups).inc()
-            seconds = number(event.stale_seconds)
+            seconds = upsd_client.number(event.stale_seconds)
             if seconds is not None:
                 self.stale_seconds.labels(event.ups).inc(seconds)
 

@@ -212,8 +212,8 @@ class Notifier:
         # status as WAIT and no model for a moment, which tells the reader nothing.
         found = Readings(
             model=values.get("device.model") or values.get("ups.model") or known.model,
-            charge=_number(values.get("battery.charge")),
-            runtime=_number(values.get("battery.runtime")),
+            charge=upsd_client.number(values.get("battery.charge")),
+            runtime=upsd_client.number(values.get("battery.runtime")),
             status=status if status and status != "WAIT" else None,
         )
         if found.charge is None and found.runtime is None and found.status is None:
@@ -306,13 +306,6 @@ def send(config: Notify, message: Message) -> dict[str, object]:
         "type": message.type,
     }
     return _child([], payload, config.timeout)
-
-
-def _number(raw: str | None) -> float | None:
-    try:
-        return None if raw is None else float(raw)
-    except ValueError:
-        return None
 
 
 def start(config: Notify, host: str, upsd: tuple[str, int], policy: Policy, run_user: str) -> Notifier:

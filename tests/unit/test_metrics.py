@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry
 
 from reconcile import events
+from reconcile.observe import upsd_client
 from reconcile.outputs import metrics
 from testbed.nut import free_port
 
@@ -50,8 +51,8 @@ def test_a_flag_outside_the_known_list_is_still_shown() -> None:
 
 
 def test_numbers_and_names() -> None:
-    assert [metrics.number(v) for v in ("91", "-3.5", "1e3", " 7 ")] == [91.0, -3.5, 1000.0, 7.0]
-    assert [metrics.number(v) for v in ("OL", "nan", "inf", "", "1.2.3")] == [None] * 5
+    assert [upsd_client.number(v) for v in ("91", "-3.5", "1e3", " 7 ")] == [91.0, -3.5, 1000.0, 7.0]
+    assert [upsd_client.number(v) for v in ("OL", "nan", "inf", "", "1.2.3")] == [None] * 5
     assert metrics.metric_name("ups.load") == "network_ups_tools_ups_load"
     assert metrics.metric_name("ups.bad name") is None
 
