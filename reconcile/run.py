@@ -1,12 +1,17 @@
 """`nut-reconcile run`: the container's main process.
 
-Every SCAN_INTERVAL seconds (through `schedule`) a tick scans the bus and runs one
-reconcile pass (cycle.Agent.reconcile_once, the same pass `apply` runs), then updates
-the backoff (decide/supervision.after_pass). A bus change is
-acted on once it has been stable for SETTLE_TIME; a tick is also run right at that
-moment, so a plug is served within SCAN_INTERVAL + SETTLE_TIME plus the time to start
-its driver. A tick that raises is logged and the loop goes on. SIGTERM/SIGINT stop
-upsmon, the drivers and upsd (only the agent's own).
+A tick scans the bus and runs one reconcile pass (cycle.Agent.reconcile_once, the same
+pass `apply` runs), then updates the backoff (decide/supervision.after_pass). Ticks run
+- when the kernel says a USB device came, went or changed (a uevent, wakeups.py), and
+  again once the change has settled (decide/settle.py: read the same twice SETTLE_MIN
+  apart, or stable for SETTLE_TIME), so a plug is served within about SETTLE_MIN plus
+  the time to start its driver;
+- every RESCAN_INTERVAL, for what no uevent announces (a dead driver, stale data, a
+  changed file, a lost uevent);
+- every SCAN_INTERVAL instead, when uevents are off or cannot be heard: then the bus is
+  polled, and a change is acted on once it has been stable for SETTLE_TIME.
+decide/wake.py says when the next tick is due. A tick that raises is logged and the loop
+goes on. SIGTERM/SIGINT stop upsmon, the drivers and upsd (only the agent's own).
 """
 
 from __future__ import annotations
@@ -18,18 +23,17 @@ import time
 import traceback
 from types import FrameType
 
-import schedule
-
 from reconcile import events, logfmt, persist, store
 from reconcile.act import daemons
 from reconcile.cycle import Agent, simulator_for
-from reconcile.decide import forced, supervision
+from reconcile.decide import forced, supervision, wake
 from reconcile.decide.decision import Decision
 from reconcile.decide.settle import Settle
 from reconcile.decide.supervision import Supervision
 from reconcile.model import UsbDevice
 from reconcile.observe import usb_sysfs
 from reconcile.outputs import start as outputs
+from reconcile.wakeups import Wakeups
 
 
 class Runner:
@@ -46,6 +50,7 @@ class Runner:
         self.last_bus: tuple[UsbDevice, ...] = ()
         self.last_scan: float | None = None
         self.outputs: list[outputs.Output] = []  # started outputs, stopped last at shutdown
+        self.listening = False  # uevents are heard: settle early, rescan at RESCAN_INTERVAL
 
     # --- one tick ------------------------------------------------------------
 
@@ -57,7 +62,8 @@ class Runner:
         bus = self.agent.observer.scan_bus()
         before = self.settle.settled
         pending_before = self.settle.pending
-        self.settle = self.settle.observe(bus, now, self.settings.settle_time, self._changed_at(bus, now))
+        settle_min = self.settings.settle_min if self.listening else None
+        self.settle = self.settle.observe(bus, now, self.settings.settle_time, self._changed_at(bus, now), settle_min)
         if self.settle.pending is not None and self.settle.pending != pending_before:
             logfmt.info(
                 "bus.change",
@@ -124,6 +130,31 @@ class Runner:
         last = self.agent.last
         return ("admin", last.secrets.admin) if last is not None and last.secrets.admin else None
 
+    def _loop(self, wakeups: Wakeups) -> None:
+        """Tick when due (decide/wake.py), sleep on the wake-ups in between."""
+        self.listening = wakeups.listening
+        timer = wake.Timer(wake.interval(self.listening, self.settings.scan_interval, self.settings.rescan_interval))
+        if wake.too_slow(timer.interval, self.agent.inputs.user.pollfreq):
+            logfmt.warning(
+                "interval.slow",
+                interval=f"{timer.interval:g}s",
+                pollfreq=f"{self.agent.inputs.user.pollfreq:g}s",
+                why="a UPS that goes on battery and vanishes between two passes is let go, not held",
+            )
+        settle_min = self.settings.settle_min if self.listening else None
+        while not self.stopping.is_set():
+            now = time.monotonic()
+            if now >= timer.due(self.settle.deadline(self.settings.settle_time, settle_min)):
+                timer = timer.passed(now)
+                self.safe_tick()
+                continue
+            heard = wakeups.wait(timer.due(self.settle.deadline(self.settings.settle_time, settle_min)) - now)
+            if heard.nudge:
+                timer = timer.nudge(time.monotonic())
+            if self.listening and not wakeups.listening:  # the socket broke: poll from now on
+                self.listening, settle_min = False, None
+                timer = wake.Timer(self.settings.scan_interval, timer.last, timer.nudged)
+
     def run(self) -> int:
         daemons.become_subreaper()
         signal.signal(signal.SIGTERM, self._on_signal)
@@ -131,7 +162,9 @@ class Runner:
         logfmt.info(
             "start",
             scan_interval=f"{self.settings.scan_interval:g}s",
+            rescan_interval=f"{self.settings.rescan_interval:g}s",
             settle_time=f"{self.settings.settle_time:g}s",
+            settle_min=f"{self.settings.settle_min:g}s",
             ups_name=self.settings.ups_name,
             confpath=self.settings.confpath,
             statepath=self.settings.statepath,
@@ -146,20 +179,11 @@ class Runner:
         self.outputs = outputs.start(
             self.settings, self.agent.inputs.user, self.agent.observer.listen, self._admin_login
         )
-        scheduler = schedule.Scheduler()
-        # schedule types the interval as int, but computes with timedelta, so fractions work.
-        scheduler.every(self.settings.scan_interval).seconds.do(self.safe_tick)  # type: ignore[arg-type]
-        self.safe_tick()
-        while not self.stopping.is_set():
-            deadline = self.settle.deadline(self.settings.settle_time)
-            wait = scheduler.idle_seconds or 0.0
-            if deadline is not None:
-                wait = min(wait, deadline - time.monotonic())
-            if wait > 0 and self.stopping.wait(wait):
-                break
-            if deadline is not None and time.monotonic() >= deadline:
-                self.safe_tick()  # the settle time is up: act now, not at the next tick
-            scheduler.run_pending()
+        wakeups = Wakeups.open(self.settings.uevents, self.settings.uevent_subsystem)
+        try:
+            self._loop(wakeups)
+        finally:
+            wakeups.close()
         self.shutdown()
         return 0
 

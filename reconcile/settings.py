@@ -116,8 +116,14 @@ class Mqtt:
 
 @dataclass(frozen=True)
 class Settings:
-    scan_interval: float
+    scan_interval: float  # SCAN_INTERVAL: the pass's interval when polling (no uevents)
     settle_time: float
+    # UEVENTS=1 (default): wake on the kernel's uevents for UEVENT_SUBSYSTEM (usb) and run
+    # the periodic pass every RESCAN_INTERVAL; where the socket cannot be opened, poll.
+    uevents: bool
+    uevent_subsystem: str
+    rescan_interval: float
+    settle_min: float  # SETTLE_MIN: a bus read the same twice this far apart has settled
     debug: bool
     tz: str | None
     ups_name: str
@@ -195,9 +201,23 @@ def _address(env: Mapping[str, str], var: str) -> tuple[str, int] | None:
         raise SettingsError(var, str(exc).split(": ", 1)[-1]) from None
 
 
-def _bool(env: Mapping[str, str], var: str) -> bool:
+_SUBSYSTEM = re.compile(r"[a-z0-9_]{1,32}", re.ASCII)
+
+
+def _subsystem(env: Mapping[str, str]) -> str:
+    # Why settable at all: the tests send real uevents through a virtual device of another
+    # subsystem (mem), since this machine has no USB bus to make them on.
+    raw = env.get("UEVENT_SUBSYSTEM", "").strip() or "usb"
+    if not _SUBSYSTEM.fullmatch(raw):
+        raise SettingsError("UEVENT_SUBSYSTEM", f"{raw!r} is not a kernel subsystem name (a-z, 0-9, _)")
+    return raw
+
+
+def _bool(env: Mapping[str, str], var: str, default: bool = False) -> bool:
     raw = env.get(var, "").strip().lower()
-    if raw in ("", "0", "false", "no", "off"):
+    if raw == "":
+        return default
+    if raw in ("0", "false", "no", "off"):
         return False
     if raw in ("1", "true", "yes", "on"):
         return True
@@ -448,6 +468,14 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     return Settings(
         scan_interval=_number(env, "SCAN_INTERVAL", 2.0, 0.2, 3600),
         settle_time=settle_time,
+        uevents=_bool(env, "UEVENTS", True),
+        uevent_subsystem=_subsystem(env),
+        # Why 4 s and not longer: the pass also records each UPS's status, and a UPS that
+        # vanishes on battery is held by what the last pass saw (decide/power.py). upsmon
+        # polls every 5 s (POLLFREQ), so the agent must look at least as often, or a UPS
+        # that went on battery and was unplugged between two passes would be let go.
+        rescan_interval=_number(env, "RESCAN_INTERVAL", 4.0, 0.2, 3600),
+        settle_min=_number(env, "SETTLE_MIN", 0.5, 0.05, 60),
         debug=_bool(env, "DEBUG"),
         tz=_tz(env),
         ups_name=ups_name,

@@ -72,6 +72,22 @@ class SimBus:
         (hub / "idProduct").write_text("0002\n")
 
 
+# Real kernel uevents for tests: the kernel sends one for a device when its action is
+# written to the device's `uevent` file (root only). A virtual device of subsystem mem
+# stands in for a USB one, so the agent listens to "mem" (UEVENT_SUBSYSTEM) in the tests.
+UEVENT_DEVICE = "/sys/devices/virtual/mem/null/uevent"
+UEVENT_ENV = {"UEVENTS": "1", "UEVENT_SUBSYSTEM": "mem", "DEBUG": "1"}
+
+
+def synthetic_uevent(action: str = "change", device: str = UEVENT_DEVICE) -> None:
+    """Make the kernel multicast a real uevent (every listener on the machine gets it)."""
+    fd = os.open(device, os.O_WRONLY)
+    try:
+        os.write(fd, action.encode("ascii"))
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def nut_readable_dir(prefix: str = "nrs-") -> Iterator[Path]:
     """A short temp dir the `nut` user can reach (pytest's own is root-only, and a
@@ -146,12 +162,13 @@ AS_CONTAINER = [
 ]
 
 
-def _agent(crash_before_step: int | None, container_caps: bool = False) -> list[str]:
+def _agent(crash_before_step: int | None, container_caps: bool = False, module: str = "reconcile") -> list[str]:
     """The agent's command line; with crash_before_step, the one that dies before step N;
-    with container_caps, under the container's capability set."""
+    with container_caps, under the container's capability set; `module`: a wrapper of the
+    agent's CLI (testbed.small_uevent_buffer)."""
     prefix = AS_CONTAINER if container_caps else []
     if crash_before_step is None:
-        return [*prefix, sys.executable, "-m", "reconcile"]
+        return [*prefix, sys.executable, "-m", module]
     return [*prefix, sys.executable, "-m", "testbed.crashing", str(crash_before_step)]
 
 
@@ -231,11 +248,11 @@ class Sandbox:
         return result
 
     def start_run(
-        self, env: dict[str, str] | None = None, crash_before_step: int | None = None
+        self, env: dict[str, str] | None = None, crash_before_step: int | None = None, module: str = "reconcile"
     ) -> subprocess.Popen[str]:
         with open(self.root / "run.out", "a") as out:  # the child keeps its own copy of the fd
             child = subprocess.Popen(
-                [*_agent(crash_before_step, self.container_caps), "run"],
+                [*_agent(crash_before_step, self.container_caps, module), "run"],
                 env={**self.env, **(env or {})},
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -343,6 +360,9 @@ def make_sandbox(tmp: Path, container_caps: bool = False) -> Iterator[Sandbox]:
         "LOG_FILE": str(tmp / "log" / "hotplug.log"),
         "SCAN_INTERVAL": "1",
         "SETTLE_TIME": "1",
+        # The sandbox polls (the tested fallback): this machine has no USB, so no uevent of
+        # subsystem usb ever comes. The uevent tests turn it on with UEVENT_ENV.
+        "UEVENTS": "0",
         "PYTHONPATH": str(REPO),
     }
     box = Sandbox(root=tmp, port=port, bus=SimBus(tmp / "sys"), env=env, container_caps=container_caps)

@@ -55,7 +55,12 @@ def need_nut() -> None:
 
 # The fault tests whose outcome depends on what /proc lets the agent see run twice: as
 # full root, and with the container's capability set (testbed/nut.CONTAINER_CAPS).
-AS_CONTAINER_TOO = {"tests.faults.test_state", "tests.faults.test_crash", "tests.faults.test_shutdown"}
+AS_CONTAINER_TOO = {
+    "tests.integration.test_uevents",  # no CAP_NET_ADMIN: the kernel's uevents must reach it still
+    "tests.faults.test_state",
+    "tests.faults.test_crash",
+    "tests.faults.test_shutdown",
+}
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

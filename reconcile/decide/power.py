@@ -18,8 +18,9 @@ an outage: upsmon's rule needs OB, so holding it would only keep `health` unheal
 until the upsmon restarts), and a UPS whose rule says `powers_host = false` (its MONITOR
 power value is 0: its loss never shuts this host down).
 
-Why the agent can know: it reads every attached UPS's status from upsd each tick (every
-SCAN_INTERVAL, 2 s by default), more often than upsmon polls (POLLFREQ, 5 s), and
+Why the agent can know: it reads every attached UPS's status from upsd each pass (every
+RESCAN_INTERVAL, 4 s by default, or SCAN_INTERVAL, 2 s, when it polls the bus), more
+often than upsmon polls (POLLFREQ, 5 s), and
 remembers the ones on battery in its state dir, so a crash or restart of the agent
 does not forget them.
 """

@@ -22,6 +22,7 @@ LAYERS = {
     "observer": 4,  # the read caches and one frozen Observation
     "persist": 4,  # what a pass keeps on disk
     "cycle": 5,  # the wiring of one pass
+    "wakeups": 5,  # what the run loop sleeps on (uevents, signals, a deadline)
     "run": 6,
     "cli": 7,
     "__main__": 8,
