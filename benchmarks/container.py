@@ -128,7 +128,7 @@ def _process_cpu(pids: list[int]) -> dict[int, tuple[str, float]]:
 def resources(image: str, window: float = 60.0) -> dict[str, float]:
     """At rest, SCAN_INTERVAL 2, a UPS attached. The CPU is split: the agent, NUT's daemons,
     and the rest (the processes that came and went in the window: Docker's health check,
-    `nut-reconcile health` every 30 s)."""
+    nut-health every 30 s)."""
     with tempfile.TemporaryDirectory(prefix="bench-idle-") as tmp:
         bus = container_sim(Path(tmp))
         bus.plug("1-1")
@@ -206,7 +206,7 @@ agent RSS {res["agent_rss_mb"]:.1f} MiB (target ≤ 30), whole container {res["c
 docker stats shows 0; target ≤ 40), CPU {res["idle_cpu_percent"]:.3f} % of one core (target ≤ 0.5):
 the agent's ticks {res["idle_cpu_agent_percent"]:.3f} %, NUT's daemons (upsd, upsmon, the driver)
 {res["idle_cpu_nut_percent"]:.3f} %, and the processes that came and went, Docker's health check
-(`nut-reconcile health` every 30 s, a Python start each time), {res["idle_cpu_other_percent"]:.3f} %.
+(`nut-health` every 30 s: a shell and one find), {res["idle_cpu_other_percent"]:.3f} %.
 
 """
 

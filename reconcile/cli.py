@@ -250,7 +250,7 @@ def cmd_status(agent: Agent, as_json: bool) -> int:
 def shutdown_view(agent: Agent, decision: Decision) -> dict[str, Any]:
     """The forced-shutdown state and the shutdown path, for `status`. `armed`: upsmon runs
     and the path is whole (what `health` checks), so a low battery halts this host."""
-    broken = health.shutdown_path(decision, agent.settings.ups_name, logins(agent, decision), expect(agent))
+    broken = health.shutdown_path(decision, agent.settings.ups_name, agent.observer.logins(decision), expect(agent))
     return {
         "fsd": sorted(decision.forced.fsd),
         "shutdown_ran": decision.forced.shutdown_ran,
@@ -282,38 +282,18 @@ def ups_readings(agent: Agent, served: dict[str, Any] | None) -> tuple[str | Non
 
 def cmd_health(agent: Agent) -> int:
     """Healthy: upsd answers, every UPS on the bus has fresh data, and the shutdown path
-    is whole (decide/health.py)."""
-    # Why no LIST CMD: health (Docker runs it every few seconds) does not need the commands.
+    is whole (decide/health.py). A live pass of its own, for people: the image's
+    HEALTHCHECK reads the verdict `run` records instead (docker/nut-health.sh)."""
+    # Why no LIST CMD: health does not need the commands.
     agent.observer.ask_commands = False
     decision = agent.reconcile_once(agent.observer.scan_bus(), act=False).decision
-    served = decision.obs.facts.served
-    if served is None:
-        print("unhealthy: upsd is not answering" + ("" if decision.owned.upsd else " (not running)"))
-        return EXIT_FAIL
-    bad = health.serving(decision)
-    if bad:
-        print("unhealthy: " + ", ".join(f"{n} {s}" for n, s in sorted(bad.items())))
-        return EXIT_FAIL
-    broken = health.shutdown_path(decision, agent.settings.ups_name, logins(agent, decision), expect(agent))
-    if broken:
-        print("unhealthy: shutdown path: " + "; ".join(broken))
-        return EXIT_FAIL
-    print(f"healthy: upsd serves {', '.join(sorted(served)) or 'no UPS'}")
-    return EXIT_OK
+    v = health.verdict(decision, agent.settings.ups_name, agent.observer.logins(decision), expect(agent))
+    print(v.text)
+    return EXIT_OK if v.healthy else EXIT_FAIL
 
 
 def expect(agent: Agent) -> int:
     return agent.inputs.user.expect_secondaries
-
-
-def logins(agent: Agent, decision: Decision) -> dict[str, int]:
-    """upsd's LIST CLIENT count for the first UPS, when secondaries are expected (else not asked)."""
-    name = agent.settings.ups_name
-    if not expect(agent) or name not in (decision.obs.facts.served or {}):
-        return {}
-    session = agent.observer.session
-    found = session.ask(functools.partial(upsd_client.clients, ups=name)) if session else None
-    return {} if found is None else {name: found}
 
 
 def cmd_drill(agent: Agent, state: str) -> int:

@@ -244,6 +244,17 @@ class Served:
 
 
 @dataclass(frozen=True)
+class Verdict:
+    """The agent's health in one line: "healthy: ..." or "unhealthy: ..." (decided in
+    decide/health.py, recorded by act/verdict.py). Whoever reads it back (the image's
+    HEALTHCHECK, docker/nut-health.sh) goes by that first word, so `text` starts with it;
+    `healthy` says the same."""
+
+    healthy: bool
+    text: str
+
+
+@dataclass(frozen=True)
 class ActualState:
     files: dict[str, FileState]
     drivers: dict[str, DriverProc]  # ours, running, by UPS name

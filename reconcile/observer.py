@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from reconcile import logfmt, store
 from reconcile.decide import forced
-from reconcile.decide.decision import Bus, Observation
+from reconcile.decide.decision import Bus, Decision, Observation
 from reconcile.decide.identity import NameBook
 from reconcile.model import FileState, Ledger, Served
 from reconcile.nutsyntax import NutSyntaxError, section_drivers
@@ -149,6 +149,17 @@ class Observer:
             shutdown_ran=(self.settings.statepath / forced.POWERDOWNFLAG).exists(),
             commands=self.commands(facts.served, ledger),
         )
+
+    def logins(self, d: Decision) -> dict[str, int]:
+        """upsd's LIST CLIENT count for the first UPS (UPS_NAME), for decide/health.py: asked
+        only when secondaries are expected ([shutdown] expect_secondaries) and upsd serves
+        that UPS; else, or when upsd does not answer, {}. Used by `health` and `status`,
+        and by `run` for the verdict it records at every tick."""
+        name = self.settings.ups_name
+        if not self.user.expect_secondaries or name not in (d.obs.facts.served or {}):
+            return {}
+        found = self.session.ask(functools.partial(upsd_client.clients, ups=name)) if self.session else None
+        return {} if found is None else {name: found}
 
     def close(self) -> None:
         if self.session is not None:

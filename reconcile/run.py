@@ -25,8 +25,9 @@ from types import FrameType
 
 from reconcile import events, logfmt, persist, store
 from reconcile.act import daemons
+from reconcile.act.verdict import VerdictFile
 from reconcile.cycle import Agent, simulator_for
-from reconcile.decide import forced, supervision, wake
+from reconcile.decide import forced, health, supervision, wake
 from reconcile.decide.decision import Decision
 from reconcile.decide.settle import Settle
 from reconcile.decide.supervision import Supervision
@@ -51,6 +52,7 @@ class Runner:
         self.last_scan: float | None = None
         self.outputs: list[outputs.Output] = []  # started outputs, stopped last at shutdown
         self.listening = False  # uevents are heard: settle early, rescan at RESCAN_INTERVAL
+        self.verdicts = VerdictFile(self.settings.health_file)  # health verdict: the image's HEALTHCHECK reads it
 
     # --- one tick ------------------------------------------------------------
 
@@ -76,6 +78,9 @@ class Runner:
         with store.locked(self.settings.agent_dir):
             result = self.agent.reconcile_once(settled, dataclasses.replace(self.supervision, now=now), by="run")
         d, outcome = result.decision, result.outcome
+        # health verdict (docker/nut-health.sh reads it): what `nut-reconcile health` would say now
+        observer, expect = self.agent.observer, self.agent.inputs.user.expect_secondaries
+        self.verdicts.record(health.verdict(d, self.settings.ups_name, observer.logins(d), expect))
         self.supervision = supervision.after_pass(
             d.supervision,
             on_bus=[d.names[u.key] for u in (*d.attached, *d.held)],
@@ -114,6 +119,7 @@ class Runner:
             logfmt.error("tick.failed", error=f"{type(exc).__name__}: {exc}")
             logfmt.debug("tick.traceback", trace=traceback.format_exc())
             events.emit(events.Tick(round(time.monotonic() - began, 6), False, "", ""))
+            self.verdicts.record(health.failed(f"{type(exc).__name__}: {exc}"))  # health verdict
             return
         attached, held = (",".join(d.names[u.key] for u in group) for group in (d.attached, d.held))
         events.emit(events.Tick(round(time.monotonic() - began, 6), True, attached, held))
@@ -212,6 +218,7 @@ class Runner:
         Only the agent's own processes. The timeouts add up to less than Docker's 10 s
         before SIGKILL."""
         started = time.monotonic()
+        self.verdicts.record(health.STOPPED)  # health verdict: a stopping container is not healthy
         self._power_cycle_on_the_way_down()
         try:
             owned = self.agent.processes()

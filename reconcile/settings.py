@@ -23,6 +23,7 @@ from reconcile.userconfig import ConfigError, address
 DEFAULT_CONFIG = "/etc/nut-reconcile/config.toml"
 DEFAULT_STATE = "/var/lib/nut-reconcile"
 LOG_FILE_MAX = 1 << 20  # bytes; one rotated copy is kept beside it
+HEALTH_FILE = "nut-reconcile.health"  # docker/nut-health.sh's default HEALTH_FILE names it too
 
 # Where NUT's programs live. /opt/nut is the source build (our image); /lib/nut holds
 # Debian's real upsd and upsmon (Debian's /sbin/upsd is a wrapper that refuses to run
@@ -154,6 +155,13 @@ class Settings:
         """Where earlier versions kept names and secrets: inside NUT's state dir, which
         group nut can write. Moved to agent_dir once, then removed."""
         return self.statepath / "reconcile"
+
+    @property
+    def health_file(self) -> Path:
+        """Where `run` records its health verdict at every tick, for the image's HEALTHCHECK
+        (docker/nut-health.sh reads it). In NUT's state dir: a tmpfs in compose, so the
+        touch at every tick costs no disk write and a restarted container starts without one."""
+        return self.statepath / HEALTH_FILE
 
     def nut_env(self) -> dict[str, str]:
         """Environment for every NUT program we run: points them at our dirs."""

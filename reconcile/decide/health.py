@@ -1,5 +1,7 @@
 """What makes the agent healthy (`health`, the image's HEALTHCHECK, the fleet's gate):
-pure checks over a decision and a few live readings.
+pure checks over a decision and a few live readings, and the one-line verdict they add
+up to (`verdict`): what `nut-reconcile health` prints, and what `run` records at every
+tick for the image's HEALTHCHECK (act/verdict.py, docker/nut-health.sh).
 
 Serving is not enough: a UPS exists to shut its hosts down. So besides fresh data for
 every UPS on the bus, the shutdown path must be whole:
@@ -18,6 +20,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from reconcile.decide.decision import Decision
+
+# Why in model.py: act/verdict.py records it, and act/ never imports decide/.
+from reconcile.model import Verdict as Verdict
+
+# What `run` records as it stops: a stopping container must not read as healthy.
+STOPPED = Verdict(False, "unhealthy: the agent stopped")
 
 
 def _upsmon_conf(text: str | None) -> tuple[set[str], int]:
@@ -69,3 +77,23 @@ def shutdown_path(d: Decision, primary: str, clients: Mapping[str, int], expect_
                 f"{expect_secondaries} network secondary: is the host's own upsmon running and logged in?)"
             )
     return broken
+
+
+def verdict(d: Decision, primary: str, clients: Mapping[str, int], expect_secondaries: int) -> Verdict:
+    """The first that fails of: upsd answers, every UPS on the bus is served with fresh
+    data (`serving`), the shutdown path is whole (`shutdown_path`); else healthy."""
+    served = d.obs.facts.served
+    if served is None:
+        return Verdict(False, "unhealthy: upsd is not answering" + ("" if d.owned.upsd else " (not running)"))
+    bad = serving(d)
+    if bad:
+        return Verdict(False, "unhealthy: " + ", ".join(f"{n} {s}" for n, s in sorted(bad.items())))
+    broken = shutdown_path(d, primary, clients, expect_secondaries)
+    if broken:
+        return Verdict(False, "unhealthy: shutdown path: " + "; ".join(broken))
+    return Verdict(True, f"healthy: upsd serves {', '.join(sorted(served)) or 'no UPS'}")
+
+
+def failed(error: str) -> Verdict:
+    """What `run` records when a pass raised (the loop goes on): one line whatever the error says."""
+    return Verdict(False, "unhealthy: the agent's last pass failed: " + " ".join(error.split()))

@@ -79,6 +79,9 @@ def test_image_runs_the_agent_and_nut(image: str) -> None:
         "run", "--rm", "--entrypoint", "stat", image, "-c", "%n %U:%G %a", "/var/run/nut", "/var/lib/nut-reconcile"
     )
     assert modes.stdout.split("\n")[:2] == ["/var/run/nut root:nut 2770", "/var/lib/nut-reconcile root:root 700"]
+    # The HEALTHCHECK is the shell script, not a Python start (docker/nut-health.sh).
+    check = json.loads(docker("inspect", "-f", "{{json .Config.Healthcheck}}", image).stdout)
+    assert check["Test"] == ["CMD", "/usr/local/bin/nut-health"]
 
 
 def test_no_ups_serves_my_ups_not_connected_and_turns_healthy(image: str, container_name: str) -> None:
@@ -175,6 +178,9 @@ def test_compose_up_and_down_with_the_shipped_file_and_least_privilege(image: st
         assert docker(*run, "stat -c %a /var/lib/nut-reconcile").stdout.strip() == "700"
         assert docker(*run, "grep -c '^\\[admin\\]' /opt/nut/etc/upsd.users", check=False).stdout.strip() == "0"
         assert docker(*run, "nut-reconcile health").stdout.startswith("healthy")
+        # ... and the HEALTHCHECK, which reads the verdict the agent records (a tick later), agrees:
+        # as root without CAP_DAC_OVERRIDE, in the tmpfs state dir.
+        assert await_true(lambda: docker(*run, "nut-health", check=False).stdout.startswith("healthy"), AWAIT)
         docker(*compose, "down", timeout=60)
         assert docker("ps", "-aq", "--filter", "name=^ups-nut-smart$").stdout.strip() == ""
     finally:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from reconcile import __version__
-from testbed import await_true
+from testbed import REPO, await_true
 from testbed.nut import Sandbox, nut_processes
 
 pytestmark = pytest.mark.nut
@@ -25,6 +25,13 @@ AWAIT = 20.0  # a ceiling for correctness, not a speed target (see benchmarks/)
 def driver_pid(box: Sandbox) -> int | None:
     pids = [p for p, comm in nut_processes(box.conf) if comm == "dummy-ups"]
     return pids[0] if len(pids) == 1 else None
+
+
+def nut_health(box: Sandbox) -> subprocess.CompletedProcess[str]:
+    """The image's HEALTHCHECK (docker/nut-health.sh) on the verdict the sandbox's agent records."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "NUT_STATEPATH": str(box.state)}
+    script = REPO / "docker" / "nut-health.sh"
+    return subprocess.run(["sh", str(script)], env=env, capture_output=True, text=True, timeout=30, check=False)
 
 
 def test_run_serves_plug_unplug_and_stops_cleanly_on_sigterm(sandbox: Sandbox) -> None:
@@ -43,9 +50,12 @@ def test_run_serves_plug_unplug_and_stops_cleanly_on_sigterm(sandbox: Sandbox) -
     assert sandbox.await_upsc("OL", timeout=AWAIT), sandbox.run_output()
     assert {comm for _, comm in nut_processes(sandbox.conf)} == {"upsd", "upsmon", "dummy-ups"}
 
+    assert await_true(lambda: nut_health(sandbox).stdout == "healthy: upsd serves my-ups\n", AWAIT)
     agent.send_signal(signal.SIGTERM)
     assert agent.wait(timeout=10) == 0  # the contract: within 10 s, exit code 0
     assert nut_processes(sandbox.conf) == []
+    stopped = nut_health(sandbox)  # a stopped agent's container is not healthy
+    assert (stopped.returncode, stopped.stdout) == (1, "unhealthy: the agent stopped\n")
     log = sandbox.log.read_text()
     assert "event=stopped" in log and "event=bus.settled" in log
     for line in log.splitlines():
@@ -124,6 +134,8 @@ def test_a_tick_that_raises_is_logged_and_the_loop_goes_on(sandbox: Sandbox) -> 
     lock.mkdir()
     assert await_true(lambda: "event=tick.failed" in sandbox.run_output(), AWAIT), sandbox.run_output()
     assert agent.poll() is None
+    failed = "unhealthy: the agent's last pass failed: "
+    assert await_true(lambda: nut_health(sandbox).stdout.startswith(failed), AWAIT), nut_health(sandbox).stdout
     lock.rmdir()
     sandbox.bus.plug("1-1")
     assert sandbox.await_upsc("OL", timeout=AWAIT), sandbox.run_output()
@@ -149,6 +161,9 @@ def test_two_ups_and_status_and_health(sandbox: Sandbox) -> None:
         AWAIT,
     )
     assert await_true(lambda: sandbox.cli("health").returncode == 0, AWAIT)
+    # The image's HEALTHCHECK reads the verdict `run` records: the same line `health` prints.
+    assert await_true(lambda: nut_health(sandbox).returncode == 0, AWAIT), nut_health(sandbox).stdout
+    assert nut_health(sandbox).stdout == sandbox.cli("health").stdout == "healthy: upsd serves my-ups, my-ups-2\n"
     assert status["last_reconcile"]["outcome"] in ("ok", "in sync")
     # What the fleet's status table shows of a host: its readings, versions, last event, armed.
     status = json.loads(sandbox.cli("status", "--json", env={"HOST_NAME": "pi-7"}, check=True).stdout)
