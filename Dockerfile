@@ -41,7 +41,7 @@ ENV DEBIAN_FRONTEND=noninteractive \
     PATH=/opt/nut/sbin:/opt/nut/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-        python3 python3-usb python3-jinja2 python3-schedule python3-prometheus-client \
+        python3 python3-usb python3-jinja2 python3-prometheus-client \
         apprise python3-paho-mqtt \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt/* /var/log/dpkg.log
 

@@ -63,6 +63,9 @@ class HostConfig:
     notify_urls: tuple[str, ...] = field(default=(), repr=False)  # Apprise URLs: they hold tokens
     notify_events: str | None = None
     mqtt_url: str | None = field(default=None, repr=False)  # may hold the broker's password
+    uevents: bool | None = None  # None: the image's default (on)
+    rescan_interval: str | None = None
+    settle_min: str | None = None
 
     @property
     def secrets(self) -> dict[str, str]:
@@ -104,4 +107,8 @@ class HostConfig:
             # recreate on upgrade). HOST_NAME: messages name the Pi, not the container's ID.
             **({"HOST_NAME": host_name(self.host)} if self.outputs else {}),
             **({"NOTIFY_EVENTS": self.notify_events} if self.notify_events is not None else {}),
+            # And for the wake-ups: only what the host's data sets.
+            **({"UEVENTS": "1" if self.uevents else "0"} if self.uevents is not None else {}),
+            **({"RESCAN_INTERVAL": self.rescan_interval} if self.rescan_interval is not None else {}),
+            **({"SETTLE_MIN": self.settle_min} if self.settle_min is not None else {}),
         }

@@ -56,6 +56,10 @@ DEFAULTS: dict[str, Any] = {
     "notify_urls": None,  # Apprise URLs (a list, or one string): notifications (NOTIFY_URLS)
     "notify_events": None,  # which ones (NOTIFY_EVENTS), e.g. "default,-held"
     "mqtt_url": None,  # mqtt[s]://[user[:password]@]broker[:port]: MQTT with Home Assistant discovery
+    # Wake-ups (README's settings): None keeps the image's defaults (uevents on, 4 s, 0.5 s).
+    "uevents": None,
+    "rescan_interval": None,
+    "settle_min": None,
 }
 IMAGE_SOURCES = ("load", "build", "pull")
 PASSWORD_ENV = {"monuser_password": "NUT_MONUSER_PASSWORD", "admin_password": "NUT_ADMIN_PASSWORD"}
@@ -293,6 +297,9 @@ KEYS: dict[str, Callable[[Any], Any]] = {
     "notify_urls": _notify_urls,
     "notify_events": _notify_events,
     "mqtt_url": _mqtt_url,
+    "uevents": lambda value: None if value is None else _bool(value),
+    "rescan_interval": lambda value: None if value is None else _agent_env("RESCAN_INTERVAL")(value),
+    "settle_min": lambda value: None if value is None else _agent_env("SETTLE_MIN")(value),
 }
 assert set(KEYS) == set(DEFAULTS), "every key has a default and a validator"
 

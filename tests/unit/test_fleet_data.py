@@ -36,6 +36,7 @@ def test_every_key_has_a_default_so_an_inventory_of_names_alone_works() -> None:
         "devices",
         "host_shutdown", "host_shutdown_cmd", "host_password", "ups_off_delay", "fsd_clear_after",
         "synology_compat", "gate_timeout", "metrics_port", "notify_urls", "notify_events", "mqtt_url",
+        "uevents", "rescan_interval", "settle_min",
     }  # fmt: skip
 
 
@@ -53,6 +54,9 @@ def test_every_key_has_a_default_so_an_inventory_of_names_alone_works() -> None:
         ({"scan_interval": "1e3"}, "scan_interval"),
         ({"scan_interval": [2]}, "scan_interval"),
         ({"settle_time": -1}, "settle_time"),
+        ({"uevents": "no"}, "uevents"),
+        ({"rescan_interval": "0"}, "rescan_interval"),
+        ({"settle_min": "soon"}, "settle_min"),
         ({"tz": "Europe/../../etc/passwd"}, "tz"),
         ({"tz": ""}, "tz"),
         ({"nut_listen": "999.999.999.999"}, "nut_listen"),
@@ -449,3 +453,9 @@ def test_what_the_fleet_accepts_the_agent_accepts_too() -> None:
         config = load(mqtt_url=url)
         mqtt = settings.load({"MQTT_URL": config.secrets["mqtt_url"]}).mqtt
         assert mqtt is not None and mqtt.host in ("broker.lan", "fd00::1", "b"), url
+
+
+def test_the_wake_up_settings_reach_the_env_file_only_when_given() -> None:
+    env = load(uevents=False, rescan_interval=10, settle_min="0.25").env
+    assert (env["UEVENTS"], env["RESCAN_INTERVAL"], env["SETTLE_MIN"]) == ("0", "10", "0.25")
+    assert not {"UEVENTS", "RESCAN_INTERVAL", "SETTLE_MIN"} & set(load().env)  # a Pi without them: as it was
