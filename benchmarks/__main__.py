@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import build, container, hotplug, outputs, report, tick_cost
+from benchmarks import build, container, hotplug, outputs, report, tick_cost, wake
 from testbed.docker import docker
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -60,7 +60,7 @@ def machine() -> dict[str, str]:
     }
 
 
-SECTIONS = ("tick", "latency", "interruption", "builds", "images", "startup", "resources", "outputs")
+SECTIONS = ("tick", "latency", "interruption", "builds", "images", "startup", "resources", "outputs", "wake")
 
 
 def main() -> int:
@@ -150,6 +150,10 @@ def main() -> int:
     if "outputs" in only:
         print("outputs: RSS with every output on, a scrape's CPU, event to notification and MQTT", flush=True)
         results["outputs"] = outputs.run(image, 3 if args.quick else 10)
+
+    if "wake" in only:
+        print("wake on uevents against polling: latency on the host, idle in the container (2 x 60 s)", flush=True)
+        results["wake"] = wake.run(image, events, 10.0 if args.quick else 60.0)
 
     DOCS.mkdir(exist_ok=True)
     saved.write_text(json.dumps(results, indent=2) + "\n")

@@ -6,7 +6,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from benchmarks import build, container, hotplug, outputs, tick_cost
+from benchmarks import build, container, hotplug, outputs, tick_cost, wake
 from benchmarks.hotplug import percentile
 from benchmarks.markdown import minutes, ok, table
 
@@ -174,6 +174,9 @@ def headline(r: dict[str, Any]) -> tuple[list[list[str]], dict[str, bool]]:
     if r.get("outputs"):
         met["outputs_rss"], met["outputs_latency"] = outputs.met(r)
         rows += outputs.headline_rows(r)
+    if r.get("wake"):
+        met.update(wake.met(r))
+        rows += wake.headline_rows(r)
     if builds:
         cross, emulated = builds["cross"], builds.get("emulated_arm64")
         rows.append(
@@ -199,6 +202,9 @@ LABELS = {
     "build": "Pi image build",
     "outputs_rss": "Agent RSS with every output on",
     "outputs_latency": "Event to notification or MQTT message",
+    "wake_idle": "Idle CPU with uevents",
+    "wake_latency": "Hotplug latency with uevents",
+    "wake_rss": "Agent RSS with uevents",
 }
 # What the profile showed where a target was missed in development runs (pyinstrument:
 # `python -m benchmarks.tick_cost --profile`), and what of it is not ours to fix.
@@ -252,6 +258,18 @@ WHY = {
         "see the table in the outputs section: a notification includes starting the sender (Python and "
         "Apprise's import, about 0.3 s here, several times that on a Pi)."
     ),
+    "wake_idle": (
+        "see the idle table in the wake section: the agent's share is its periodic pass (every "
+        "RESCAN_INTERVAL, 4 s: kept under upsmon's POLLFREQ so a UPS that goes on battery and is "
+        "unplugged is seen on battery and held); NUT's daemons poll on their own (upsmon every 5 s, "
+        "the driver every 2 s, upsd answering both) and the agent does not set that."
+    ),
+    "wake_latency": (
+        "most of a plug is NUT's own start (dummy-ups about 1 s to go to the background, upsd's first "
+        "data about 1 s after its reload: see the note on hotplug latency); the agent's part is "
+        "SETTLE_MIN (0.5 s) from the uevent."
+    ),
+    "wake_rss": "Python with the agent's imports; see `nut-reconcile status`.",
     "build": (
         "a cold build installs the runtime stage's Debian packages under qemu (Python's byte-compiling "
         "is most of it) and the cross toolchain from the mirror; the compile itself runs natively. "
@@ -300,6 +318,7 @@ def write(r: dict[str, Any], docs: Path) -> str:
         container.render_resources(r),
         container.render_images(r),
         outputs.render(r),
+        wake.render(r),
         build.render(r),
     )
     text = f"""# Benchmarks

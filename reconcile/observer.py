@@ -40,6 +40,7 @@ class Observer:
     scanner_memo: tuple[tuple[str, ...], dict[str, str]] | None = None
     commands_memo: dict[tuple[str, int | None], tuple[frozenset[str], int]] = field(default_factory=dict)
     ask_commands: bool = True  # False: no LIST CMD (a `health` check needs none)
+    alive: processes.Pidfds = field(default_factory=processes.Pidfds)  # confirmed processes, by pidfd
 
     @property
     def listen(self) -> tuple[str, int]:
@@ -97,7 +98,9 @@ class Observer:
         if self.session is None:
             self.session = upsd_client.Session(*self.listen)
         at = self.listen
-        return running.gather(s.statepath, marker, ledger, drivers, at, session=self.session, binaries=binaries)
+        return running.gather(
+            s.statepath, marker, ledger, drivers, at, session=self.session, binaries=binaries, alive=self.alive
+        )
 
     def commands(self, served: dict[str, Served] | None, ledger: Ledger) -> dict[str, frozenset[str]]:
         """The instant commands each UPS with fresh data offers (upsd's LIST CMD). Asked
@@ -162,6 +165,7 @@ class Observer:
         return {} if found is None else {name: found}
 
     def close(self) -> None:
+        self.alive.close()
         if self.session is not None:
             self.session.close()
             self.session = None

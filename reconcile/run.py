@@ -52,6 +52,7 @@ class Runner:
         self.last_scan: float | None = None
         self.outputs: list[outputs.Output] = []  # started outputs, stopped last at shutdown
         self.listening = False  # uevents are heard: settle early, rescan at RESCAN_INTERVAL
+        self.lock = store.Lock(self.settings.agent_dir)  # each pass holds it; kept open between passes
         self.verdicts = VerdictFile(self.settings.health_file)  # health verdict: the image's HEALTHCHECK reads it
 
     # --- one tick ------------------------------------------------------------
@@ -75,7 +76,7 @@ class Runner:
         settled = self.settle.settled or ()
         if before is not None and settled != before:
             logfmt.info("bus.settled", devices=len(settled))
-        with store.locked(self.settings.agent_dir):
+        with self.lock.held():
             result = self.agent.reconcile_once(settled, dataclasses.replace(self.supervision, now=now), by="run")
         d, outcome = result.decision, result.outcome
         # health verdict (docker/nut-health.sh reads it): what `nut-reconcile health` would say now

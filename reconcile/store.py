@@ -464,25 +464,69 @@ def _migrate_one(f: StateFile[T], agent_dir: Path, legacy_dir: Path) -> None:
     old.unlink()
 
 
+def _take(fd: int, path: Path, timeout: float) -> None:
+    def take() -> bool:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            return False
+
+    if not take():
+        logfmt.info("lock.wait", lock=str(path), why="another nut-reconcile is in a pass")
+        if not await_true(take, timeout, 0.05):
+            raise TimeoutError(f"{path}: another nut-reconcile held it for {timeout:g}s")
+
+
+def _open_lock(agent_dir: Path) -> int:
+    ensure_private_dir(agent_dir)  # the lock lives in it (a fresh volume has none yet)
+    return os.open(agent_dir / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+
 @contextmanager
 def locked(agent_dir: Path, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
-    """One writer at a time: `run` holds this during each pass, `apply` for its one pass,
-    so a `docker exec ... apply` never races the running loop."""
-    ensure_private_dir(agent_dir)  # the lock lives in it (a fresh volume has none yet)
-    fd = os.open(agent_dir / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    """One writer at a time: `run` holds this during each pass (through Lock), `apply`
+    for its one pass, so a `docker exec ... apply` never races the running loop."""
+    fd = _open_lock(agent_dir)
     try:
-
-        def take() -> bool:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return True
-            except BlockingIOError:
-                return False
-
-        if not take():
-            logfmt.info("lock.wait", lock=str(agent_dir / "lock"), why="another nut-reconcile is in a pass")
-            if not await_true(take, timeout, 0.05):
-                raise TimeoutError(f"{agent_dir / 'lock'}: another nut-reconcile held it for {timeout:g}s")
+        _take(fd, agent_dir / "lock", timeout)
         yield
     finally:
         os.close(fd)
+
+
+class Lock:
+    """`locked`, for `run`: the lock file stays open between passes, so a pass costs one
+    stat and two flocks instead of a mkdir, an open and a close."""
+
+    def __init__(self, agent_dir: Path, timeout: float = LOCK_TIMEOUT) -> None:
+        self.agent_dir, self.path, self.timeout = agent_dir, agent_dir / "lock", timeout
+        self.fd: int | None = None
+
+    def _fd(self) -> int:
+        if self.fd is not None:
+            # Why check: a lock file removed or replaced (a wiped volume) would leave this
+            # fd locking an inode that `apply` no longer opens: then the two would not exclude.
+            try:
+                here, mine = os.stat(self.path), os.fstat(self.fd)
+                if (here.st_dev, here.st_ino) == (mine.st_dev, mine.st_ino):
+                    return self.fd
+            except OSError:
+                pass
+            self.close()
+        self.fd = _open_lock(self.agent_dir)
+        return self.fd
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        fd = self._fd()
+        _take(fd, self.path, self.timeout)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None

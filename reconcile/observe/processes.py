@@ -10,6 +10,7 @@ against it first (see act/daemons.py).
 from __future__ import annotations
 
 import os
+import select
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -56,6 +57,61 @@ def proc_id(pid: int, program: str) -> ProcId | None:
     if state in ("Z", "X") or comm != program[:15]:
         return None
     return ProcId(pid, start)
+
+
+class Pidfds:
+    """The processes a pass confirmed, watched through pidfds, so the next pass need not
+    read /proc for them again: one poll() for all tells which have exited since.
+
+    Why a pidfd is enough: it names one process, never the next one to get its PID, and
+    it turns readable when that process exits (a zombie included). So while it is not
+    readable, the (pid, start time) read when it was opened still names a live process.
+    Where pidfd_open fails (a kernel before 5.3, seccomp), /proc is read as before."""
+
+    def __init__(self) -> None:
+        self._held: dict[int, tuple[ProcId, str, int]] = {}  # pid -> (proc, name, pidfd)
+
+    def refresh(self) -> None:
+        """Forget the processes that have exited: one poll() over every pidfd."""
+        if not self._held:
+            return
+        poller = select.poll()
+        by_fd = {fd: pid for pid, (_, _, fd) in self._held.items()}
+        for fd in by_fd:
+            poller.register(fd, select.POLLIN)
+        for fd, _ in poller.poll(0):
+            self._forget(by_fd[fd])
+
+    def proc_id(self, pid: int, program: str) -> ProcId | None:
+        """proc_id(), answered from the pidfd when the process was confirmed before."""
+        held = self._held.get(pid)
+        if held is not None:
+            if held[1] == program[:15]:
+                return held[0]
+            return proc_id(pid, program)  # asked as another program: /proc says no
+        proc = proc_id(pid, program)
+        if proc is None:
+            return None
+        try:
+            fd = os.pidfd_open(pid)
+        except OSError:
+            return proc
+        # The pidfd names whoever had the PID when it was opened: read /proc once more, so
+        # it is the process just confirmed and not one that took the PID in between.
+        if proc_id(pid, program) != proc:
+            os.close(fd)
+            return proc_id(pid, program)
+        self._held[pid] = (proc, program[:15], fd)
+        return proc
+
+    def _forget(self, pid: int) -> None:
+        held = self._held.pop(pid, None)
+        if held is not None:
+            os.close(held[2])
+
+    def close(self) -> None:
+        for pid in list(self._held):
+            self._forget(pid)
 
 
 def started_for(pid: int, marker: dict[str, str], binary: str | None = None) -> bool | None:

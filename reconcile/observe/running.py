@@ -35,10 +35,11 @@ def _fact(
     marker: dict[str, str],
     ledger: Ledger,
     binaries: Mapping[str, str] = MappingProxyType({}),
+    alive: processes.Pidfds | None = None,
 ) -> ProcFact | None:
     if pid is None:
         return None
-    proc = processes.proc_id(pid, program)
+    proc = alive.proc_id(pid, program) if alive is not None else processes.proc_id(pid, program)
     if proc is None:
         return None
     owned = ledger.get(key)
@@ -57,11 +58,14 @@ def gather(
     upsmon_pidfiles: Iterable[Path] = UPSMON_OWN_PIDFILES,
     session: upsd_client.Session | None = None,
     binaries: Mapping[str, str] = MappingProxyType({}),
+    alive: processes.Pidfds | None = None,
 ) -> Facts:
     """Every live NUT process a PID file or the agent's record points at. `binaries`:
     the program the agent runs as upsd and as upsmon, for telling its own where /proc
     hides their environment (processes.started_for)."""
     found: dict[tuple[str, int], ProcFact] = {}
+    if alive is not None:
+        alive.refresh()
 
     def add(fact: ProcFact | None) -> None:
         if fact is not None:
@@ -70,20 +74,20 @@ def gather(
     # Plain strings, not Path: this runs at every tick.
     folder = os.fspath(statepath)
     pidfile = os.path.join(folder, "upsd.pid")
-    add(_fact("upsd", "upsd", processes.read_pid(pidfile), pidfile, marker, ledger, binaries))
+    add(_fact("upsd", "upsd", processes.read_pid(pidfile), pidfile, marker, ledger, binaries, alive))
     recorded_drivers = {
         key.removeprefix("driver:"): o.program for key, o in ledger.items() if key.startswith("driver:")
     }
     names = set(drivers) | set(recorded_drivers.values())
     for ups, (driver, path) in processes.driver_pidfiles(statepath, names).items():
-        add(_fact(f"driver:{ups}", driver, processes.read_pid(path), path, marker, ledger))
+        add(_fact(f"driver:{ups}", driver, processes.read_pid(path), path, marker, ledger, alive=alive))
     for upsmon_pid in sorted({*map(os.fspath, upsmon_pidfiles), os.path.join(folder, "upsmon.pid")}):
-        add(_fact("upsmon", "upsmon", processes.read_pid(upsmon_pid), upsmon_pid, marker, ledger, binaries))
+        add(_fact("upsmon", "upsmon", processes.read_pid(upsmon_pid), upsmon_pid, marker, ledger, binaries, alive))
     # What the agent started, even where no PID file points at it (upsmon writes its
     # own elsewhere; a driver's may have been removed).
     for key, owned in sorted(ledger.items()):
         if owned.pid is not None and (key, owned.pid) not in found:
-            add(_fact(key, owned.program, owned.pid, "record", marker, ledger))
+            add(_fact(key, owned.program, owned.pid, "record", marker, ledger, alive=alive))
 
     served = None
     if any(f.key == "upsd" for f in found.values()):

@@ -22,7 +22,7 @@ from reconcile.simulate import MODEL
 from testbed import REPO, await_true
 from testbed.docker import SIM_ENV, SIM_MOUNT, container_sim, docker, run_container
 from testbed.images import BUILD_TIMEOUT, TARGETS, served
-from testbed.nut import free_port
+from testbed.nut import free_port, synthetic_uevent
 from testbed.nut import upsc as host_upsc
 from testbed.webhook import Receiver
 from tests.container.conftest import SourceImage, build, source_tag
@@ -119,6 +119,33 @@ def hotplug_through(image: str, container_name: str, root: Path) -> None:
 
 def test_hotplug_on_the_host_reaches_a_client_outside(image: str, container_name: str, tmp_path: Path) -> None:
     hotplug_through(image, container_name, tmp_path)
+
+
+# compose.yaml's privileges, as `docker run` flags (the compose test checks the file itself).
+LEAST_PRIVILEGE = (
+    "--cap-drop", "ALL", "--cap-add", "CHOWN", "--cap-add", "SETUID", "--cap-add", "SETGID", "--cap-add", "KILL",
+    "--security-opt", "no-new-privileges:true", "--read-only",
+    "--tmpfs", "/opt/nut/etc:mode=0755", "--tmpfs", "/var/run/nut:mode=0770", "--tmpfs", "/tmp",
+)  # fmt: skip
+
+
+def test_the_kernels_uevents_wake_the_agent_in_the_container(image: str, container_name: str, tmp_path: Path) -> None:
+    """Real uevents from the host (a virtual device's, subsystem mem: no USB here) reach the
+    agent in its own network namespace with compose.yaml's privileges; with the periodic
+    pass an hour away, only they can make it look at the bus."""
+    bus = container_sim(tmp_path)
+    port = free_port()
+    wake = ("-e", "UEVENT_SUBSYSTEM=mem", "-e", "RESCAN_INTERVAL=3600", "-e", "DEBUG=1")
+    run_container(image, container_name, port, *LEAST_PRIVILEGE, "-v", f"{tmp_path}:{SIM_MOUNT}", *SIM_ENV, *wake)
+    assert await_true(lambda: upsc(port) == NOT_CONNECTED, AWAIT), docker("logs", container_name).stdout
+    assert "event=uevents.on subsystem=mem" in docker("logs", container_name).stdout
+    bus.plug("1-1")
+    synthetic_uevent()
+    assert await_true(lambda: upsc(port, "battery.charge") == "77", AWAIT), docker("logs", container_name).stdout
+    bus.unplug("1-1")
+    synthetic_uevent()
+    assert await_true(lambda: upsc(port) == NOT_CONNECTED, AWAIT), docker("logs", container_name).stdout
+    assert "event=uevent action=change devpath=/devices/virtual/mem/null" in docker("logs", container_name).stdout
 
 
 def test_docker_stop_is_clean_within_10s_with_exit_0(image: str, container_name: str, tmp_path: Path) -> None:

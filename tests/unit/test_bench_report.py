@@ -119,3 +119,31 @@ def test_the_readme_quotes_the_headline_between_its_markers(tmp_path: Path) -> N
     plain = tmp_path / "OTHER.md"
     plain.write_text("no markers\n")
     assert not report.quote_in_readme(plain, results()) and plain.read_text() == "no markers\n"
+
+
+def wake_results(agent: float = 0.04) -> dict[str, Any]:
+    idle = {
+        "agent_percent": agent, "upsd_percent": 0.02, "upsmon_percent": 0.01, "driver_percent": 0.02,
+        "health_percent": 0.01, "total_percent": agent + 0.06, "agent_inside_percent": agent,
+        "agent_ms_per_pass": 1.6, "agent_rss_mb": 25.0, "healthy": 1.0,
+    }  # fmt: skip
+    return {
+        "latency": {
+            "uevents": {"plug": [1.9, 2.0, 2.1], "unplug": [0.6, 0.7, 0.8]},
+            "polling": {"plug": [3.9, 4.0, 4.1], "unplug": [3.5, 3.6, 3.7]},
+        },
+        "idle": {"uevents": idle, "polling": {**idle, "agent_percent": 0.07, "total_percent": 0.9}},
+        "window": 60.0,
+    }
+
+
+def test_the_wake_section_compares_uevents_with_polling_and_marks_a_miss(tmp_path: Path) -> None:
+    headline = report.write({**results(), "wake": wake_results()}, tmp_path)
+    text = (tmp_path / "benchmarks.md").read_text()
+    assert "## Wake on uevents" in text and "| plug, uevents (defaults) | 3 | 2.00 s |" in text
+    assert "| uevents, nut-health (as shipped) | 0.100 | 0.040 |" in text
+    assert "polling, old health check: 0.90 %" in headline and "**missed**" not in headline
+    headline = report.write({**results(), "wake": wake_results(agent=0.08)}, tmp_path)
+    rows = {line.split("|")[1].strip(): line for line in headline.splitlines()[2:]}
+    assert "**missed**" in rows["idle CPU, uevents (as shipped; one core, 60 s)"]
+    assert "**Idle CPU with uevents**" in (tmp_path / "benchmarks.md").read_text()

@@ -138,3 +138,29 @@ def test_a_ups_that_does_not_power_this_host_is_never_held() -> None:
     other = Ups(DEV, "usbhid-ups", "rule", True, rule=rule)
     names = {other.key: "my-ups"}
     assert remember({}, {other.key: other}, names, {"my-ups": Served("ok", "OB DISCHRG")}, MON, UPSD, {}) == {}
+
+
+def test_a_confirmed_process_is_answered_from_its_pidfd_until_it_exits() -> None:
+    import subprocess
+    import sys
+
+    from reconcile.observe import processes
+
+    alive = processes.Pidfds()
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        name = processes.stat(child.pid)
+        assert name is not None
+        first = alive.proc_id(child.pid, name[0])
+        assert first is not None and first == processes.proc_id(child.pid, name[0])
+        alive.refresh()
+        assert alive.proc_id(child.pid, name[0]) == first  # still there: from the pidfd
+        assert alive.proc_id(child.pid, "upsd") is None  # asked as another program: /proc says no
+        child.kill()
+        child.wait(10)
+        alive.refresh()  # exited: the pidfd turned readable, so /proc is read again
+        assert alive.proc_id(child.pid, name[0]) is None
+    finally:
+        child.kill()
+        child.wait(10)
+        alive.close()

@@ -95,3 +95,32 @@ def test_a_drill_pins_the_simulated_ups_and_auto_gives_the_cycle_back(tmp_path: 
     assert sim.step(10.0) == state_at(10.0, 120.0)
     (tmp_path / "drill").write_text("anything else\n")  # not a drill: the cycle goes on
     assert sim.step(10.0) == state_at(10.0, 120.0)
+
+
+def test_runs_lock_stays_open_between_passes_and_follows_a_replaced_file(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from reconcile.store import Lock
+
+    probe = f"from reconcile.store import locked\nwith locked(__import__('pathlib').Path({str(tmp_path)!r}), 0.3): pass"
+    lock = Lock(tmp_path)
+    try:
+        with lock.held():
+            first = lock.fd
+            held = subprocess.run(
+                [sys.executable, "-c", probe], capture_output=True, text=True, timeout=30, check=False
+            )
+            assert held.returncode != 0 and "held it for 0.3s" in held.stderr
+        assert subprocess.run([sys.executable, "-c", probe], timeout=30, check=False).returncode == 0  # released
+        with lock.held():
+            assert lock.fd == first  # the same open file: no reopen per pass
+        (tmp_path / "lock").unlink()  # a wiped volume: `apply` would lock a new file
+        with lock.held():
+            assert (tmp_path / "lock").exists()
+            held = subprocess.run(
+                [sys.executable, "-c", probe], capture_output=True, text=True, timeout=30, check=False
+            )
+            assert held.returncode != 0  # the new file is the one held
+    finally:
+        lock.close()
