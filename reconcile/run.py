@@ -151,11 +151,12 @@ class Runner:
         settle_min = self.settings.settle_min if self.listening else None
         while not self.stopping.is_set():
             now = time.monotonic()
-            if now >= timer.due(self.settle.deadline(self.settings.settle_time, settle_min)):
+            due = timer.due(self.settle.deadline(self.settings.settle_time, settle_min))
+            if now >= due:
                 timer = timer.passed(now)
                 self.safe_tick()
                 continue
-            heard = wakeups.wait(timer.due(self.settle.deadline(self.settings.settle_time, settle_min)) - now)
+            heard = wakeups.wait(due - now)
             if heard.nudge:
                 timer = timer.nudge(time.monotonic())
             if self.listening and not wakeups.listening:  # the socket broke: poll from now on
