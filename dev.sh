@@ -161,7 +161,7 @@ start_lane() {
   (
     t0=$(date +%s.%N)
     set +e
-    PHASES_FILE="$LANE_DIR/$lane.phases" "$VENV/bin/python" -m pytest -p no:cacheprovider $(lane_args "$lane") \
+    PHASES_FILE="$LANE_DIR/$lane.phases" "$VENV/bin/python" -m pytest -p no:cacheprovider --durations=12 $(lane_args "$lane") \
       >"$LANE_DIR/$lane.log" 2>&1
     echo "$?" >"$LANE_DIR/$lane.rc"
     awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}' >"$LANE_DIR/$lane.seconds"

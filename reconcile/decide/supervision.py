@@ -84,6 +84,11 @@ def track_stale(
         # during a stale episode it is the restart, which goes on counting.
         if state.state == "DATA-STALE" or (state.state in _STALE_STATES and ups in began):
             new[ups] = began.get(ups, now)
+        elif state.state == "ok" and state.status == "WAIT" and ups in began:
+            # Why WAIT goes on counting: upsd answers WAIT right after a restarted driver
+            # connects, before its first data (nut-facts), so nothing is fresh yet; "fresh
+            # again" said then would come with no charge or runtime to report.
+            new[ups] = began[ups]
         elif state.state == "ok" and ups in began:
             healed.append((ups, now - began[ups]))
     return new, tuple(healed)

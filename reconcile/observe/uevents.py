@@ -84,6 +84,10 @@ class Listener:
             socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC, NETLINK_KOBJECT_UEVENT
         )
         try:
+            # Why again, after SOCK_NONBLOCK: a green-thread library's socket (gevent's, which
+            # pyinfra patches in) keeps its own timeout and waits for data on EAGAIN unless
+            # told; setblocking(False) tells it, so drain() can never block.
+            sock.setblocking(False)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, buffer)
             sock.bind((0, KERNEL_GROUP))  # port 0: the kernel picks our port
         except OSError:
@@ -100,7 +104,7 @@ class Listener:
         overflowed = False
         while True:
             try:
-                message, (sender, _group) = self.sock.recvfrom(MESSAGE_MAX)
+                message, (sender, _group) = self.sock.recvfrom(MESSAGE_MAX, socket.MSG_DONTWAIT)
             except BlockingIOError:
                 break
             except OSError as exc:

@@ -32,14 +32,23 @@ def rss_kb(pid: int) -> int:
     raise AssertionError(f"no VmRSS for {pid}")
 
 
-def fds_at_rest(pid: int) -> int:
-    """The agent's open descriptors between passes: the fewest seen over a second (a pass
-    holds a few more for a moment: the lock, a socket, a pipe)."""
-    counts = []
+def fds_at_rest(pid: int) -> tuple[int, int]:
+    """The agent's open descriptors between passes, as (pidfds, the rest): the fewest seen
+    over a second (a pass holds a few more for a moment: the lock, a socket, a pipe). The
+    pidfds are one per daemon it watches (observe/processes.Pidfds), so they follow how
+    many UPSes are plugged in; the rest must not grow."""
+    samples = []
     for _ in range(20):
-        counts.append(len(os.listdir(f"/proc/{pid}/fd")))
+        links = []
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                links.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+            except FileNotFoundError:  # closed between the listing and the read
+                pass
+        pidfds = sum(link == "anon_inode:[pidfd]" for link in links)
+        samples.append((pidfds, len(links) - pidfds))
         time.sleep(0.05)  # sampling, not waiting for a condition
-    return min(counts)
+    return min(s[0] for s in samples), min(s[1] for s in samples)
 
 
 def zombies_of(pid: int) -> list[int]:
@@ -76,7 +85,7 @@ def test_soak_random_hotplug_and_kills(sandbox: Sandbox) -> None:
         del bus[port]
 
     start = time.monotonic()
-    warm: tuple[int, int] | None = None
+    warm: tuple[int, tuple[int, int]] | None = None
     for i in range(EVENTS):
         free_ports = [p for p in PORTS if p not in bus]
         free_units = [u for u in UNITS if u not in bus.values()]
@@ -133,6 +142,9 @@ def test_soak_random_hotplug_and_kills(sandbox: Sandbox) -> None:
     rss, fds = rss_kb(agent.pid), fds_at_rest(agent.pid)
     print(f"soak: {dict(done)}; agent RSS {warm[0]} -> {rss} kB; fds {warm[1]} -> {fds}")
     assert abs(rss - warm[0]) <= 5 * 1024, (warm, rss)
-    assert fds <= warm[1], (warm, fds)
+    pidfds, others = fds
+    assert others <= warm[1][1], (warm, fds)
+    # No pidfd outlives its daemon: at most one per daemon running now.
+    assert pidfds <= sum(sandbox.processes().values()), (fds, sandbox.processes())
     assert zombies_of(agent.pid) == []
     assert "event=tick.failed" not in sandbox.run_output()

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 
 import pytest
+from gevent import socket as gsocket  # pyinfra's dependency, so always here
 
 from reconcile.observe import uevents
 from testbed import await_true
@@ -35,6 +37,20 @@ def test_a_real_uevent_reaches_the_listener_and_an_overflow_is_reported() -> Non
     finally:
         listener.close()
         small.close()
+
+
+def test_drain_never_blocks_under_a_green_thread_socket(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pyinfra patches gevent's socket in wherever it is imported (tests run both in one
+    process): drain() must still return when nothing more is queued, not wait for data."""
+    monkeypatch.setattr(socket, "socket", gsocket.socket)
+    listener = uevents.Listener.open("mem")
+    try:
+        assert isinstance(listener.sock, gsocket.socket)
+        assert listener.drain().events == ()  # nothing sent: returns at once (a wait would hit pytest's timeout)
+        synthetic_uevent()
+        assert await_true(lambda: bool(listener.drain().events), 5)
+    finally:
+        listener.close()
 
 
 def test_a_uevent_wakes_the_agent_for_a_plug_and_an_unplug(sandbox: Sandbox) -> None:

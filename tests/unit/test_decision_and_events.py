@@ -125,6 +125,9 @@ def test_stale_data_healed_says_how_long_it_was_stale_across_a_restart() -> None
     assert began == {"my-ups": 10.0} and healed == ()
     began, healed = supervision.track_stale({"my-ups": Served("DRIVER-NOT-CONNECTED", None)}, began, 40.0)
     assert began == {"my-ups": 10.0}  # the restart does not reset when it began
+    # upsd's WAIT (a restarted driver connected, no data yet) is not fresh data: it goes on counting.
+    began, healed = supervision.track_stale({"my-ups": Served("ok", "WAIT")}, began, 50.0)
+    assert began == {"my-ups": 10.0} and healed == ()
     began, healed = supervision.track_stale({"my-ups": Served("ok", "OL")}, began, 52.5)
     assert began == {} and healed == (("my-ups", 42.5),)
     assert report.healed(healed) == [events.DriverHealed("my-ups", "42")]
