@@ -74,10 +74,21 @@ cleanup_trixie() {
     fi
 }
 WORK_TMP=""
+# Why: debootstrap mounts proc inside the root it builds, and a run cut off mid-way (a timeout, a
+# killed job) leaves that mount behind. A plain rm -rf would then walk into the host's /proc.
+# Unmount what lies below the root (deepest first), and never cross into another file system.
+drop_root() {
+    local root=$1 mnt
+    [ -n "$root" ] && [ -d "$root" ] || return 0
+    while read -r mnt; do
+        timeout 30 umount -l "$mnt" || log "WARNING: cannot unmount $mnt"
+    done < <(awk -v r="$root/" 'index($2, r) == 1 { print $2 }' /proc/mounts | sort -r)
+    rm -rf --one-file-system "$root" "$root.log"
+}
 on_exit() {
     local rc=$?
     cleanup_trixie
-    if [ -n "$WORK_TMP" ] && [ -d "$WORK_TMP" ]; then rm -rf "$WORK_TMP"; fi
+    drop_root "$WORK_TMP"
     if [ "$rc" -ne 0 ]; then
         if [ -n "$CURRENT_STEP" ]; then
             log "FAILED: step '$CURRENT_STEP' (exit $rc) after $(elapsed "$STEP_T0") s"
@@ -289,7 +300,7 @@ EOF
     chmod 0755 "$root"
     tar --numeric-owner --xattrs -C "$root" -cf "$out.tmp" . || die "tar of $arch rootfs failed"
     mv "$out.tmp" "$out"
-    rm -rf "$root"
+    drop_root "$root"
     WORK_TMP=""
     log "rootfs $out: $(du -h "$out" | cut -f1)"
 }
@@ -301,10 +312,22 @@ rootfs_tar() { echo "$CACHE_DIR/$SUITE-minbase-$1-r2.tar"; }  # r2: root dir 075
 # stage runs under qemu on one core for minutes, so two of them at once take little longer
 # than one. Each writes its own log; a failure names the architecture.
 rootfs_tarballs() {
-    local arch pids=() arches=() failed=() i
+    local arch pids=() arches=() failed=() i stale
+    # Why: a run killed outright (SIGKILL) runs no trap; its half-built roots, mounts and all,
+    # would stay in the cache for good. Two hours is well past debootstrap's own 30 min timeout,
+    # so no live run's root is taken.
+    while read -r stale; do
+        log "removing a half-built root left by an earlier run: $stale"
+        drop_root "$stale"
+    done < <(find "$CACHE_DIR" -maxdepth 1 -type d -name 'rootfs-*.*' -mmin +120 2>/dev/null)
     for arch in "$@"; do
         [ -s "$(rootfs_tar "$arch")" ] && continue
-        (make_rootfs_tar "$arch" "$(rootfs_tar "$arch")") &
+        # Why its own traps: a subshell does not inherit the EXIT trap, so its root would be left.
+        (
+            trap 'drop_root "$WORK_TMP"' EXIT
+            trap 'exit 143' TERM HUP
+            make_rootfs_tar "$arch" "$(rootfs_tar "$arch")"
+        ) &
         pids+=("$!")
         arches+=("$arch")
     done
