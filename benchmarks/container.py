@@ -52,7 +52,7 @@ def image_sizes() -> dict[str, dict[str, float]]:
     return sizes
 
 
-def _answer(port: int, with_ups: bool) -> bool:
+def upsc_answers(port: int, with_ups: bool) -> bool:
     code, text = upsc(port, "my-ups", "ups.status")
     return code == 0 if with_ups else text == "Error: Driver not connected"
 
@@ -71,14 +71,14 @@ def startup(image: str, rounds: int = 5) -> dict[str, list[float]]:
                 start = time.monotonic()
                 run_container(image, name, port, "-v", f"{tmp}:{SIM_MOUNT}", *SIM_ENV)
                 try:
-                    measure(functools.partial(_answer, port, with_ups), 60)
+                    measure(functools.partial(upsc_answers, port, with_ups), 60)
                     out["ups" if with_ups else "no_ups"].append(time.monotonic() - start)
                 finally:
                     docker("rm", "-f", name, check=False, timeout=60)
     return out
 
 
-def _cgroup_file(container_id: str, controller: str, name: str) -> Path:
+def cgroup_file(container_id: str, controller: str, name: str) -> Path:
     """A file of the container's cgroup: v1 (<controller>/docker/<id>) or v2 (one tree)."""
     for candidate in (
         Path(f"/sys/fs/cgroup/{controller}/docker/{container_id}/{name}"),
@@ -90,12 +90,12 @@ def _cgroup_file(container_id: str, controller: str, name: str) -> Path:
     raise SystemExit(f"no cgroup file {name} for container {container_id}")
 
 
-def _container_cpu(container_id: str) -> float:
+def container_cpu(container_id: str) -> float:
     """The container's CPU seconds so far (all its processes, also those already gone)."""
     try:
-        return int(_cgroup_file(container_id, "cpuacct", "cpuacct.usage").read_text()) / 1e9
+        return int(cgroup_file(container_id, "cpuacct", "cpuacct.usage").read_text()) / 1e9
     except SystemExit:
-        stat = _cgroup_file(container_id, "cpu", "cpu.stat").read_text()
+        stat = cgroup_file(container_id, "cpu", "cpu.stat").read_text()
         return next(int(line.split()[1]) for line in stat.splitlines() if line.startswith("usage_usec ")) / 1e6
 
 
@@ -103,17 +103,17 @@ def _memory_mb(container_id: str) -> float:
     """What `docker stats` shows: the cgroup's memory less its inactive file cache. Read
     from the cgroup because this machine's engine (20.10 on a hybrid cgroup host) reports 0."""
     try:
-        usage = int(_cgroup_file(container_id, "memory", "memory.usage_in_bytes").read_text())
+        usage = int(cgroup_file(container_id, "memory", "memory.usage_in_bytes").read_text())
         inactive_key = "total_inactive_file"
     except SystemExit:
-        usage = int(_cgroup_file(container_id, "memory", "memory.current").read_text())
+        usage = int(cgroup_file(container_id, "memory", "memory.current").read_text())
         inactive_key = "inactive_file"
-    stat = _cgroup_file(container_id, "memory", "memory.stat").read_text()
+    stat = cgroup_file(container_id, "memory", "memory.stat").read_text()
     inactive = next((int(line.split()[1]) for line in stat.splitlines() if line.split()[0] == inactive_key), 0)
     return (usage - inactive) / 1048576
 
 
-def _process_cpu(pids: list[int]) -> dict[int, tuple[str, float]]:
+def process_cpu(pids: list[int]) -> dict[int, tuple[str, float]]:
     """Each live process's name and CPU time so far (schedstat: nanoseconds, exact)."""
     out = {}
     for pid in pids:
@@ -136,15 +136,15 @@ def resources(image: str, window: float = 60.0) -> dict[str, float]:
         docker("rm", "-f", name, check=False)
         run_container(image, name, port, "-v", f"{tmp}:{SIM_MOUNT}", *SIM_ENV, "-e", "SCAN_INTERVAL=2")
         try:
-            measure(lambda: _answer(port, True), 60)
+            measure(lambda: upsc_answers(port, True), 60)
             time.sleep(10)  # settle down after start before measuring rest
             container_id = docker("inspect", "-f", "{{.Id}}", name).stdout.strip()
             agent_pid = int(docker("inspect", "-f", "{{.State.Pid}}", name).stdout.strip())
-            pids = [int(p) for p in _cgroup_file(container_id, "pids", "cgroup.procs").read_text().split()]
-            before, procs_before = _container_cpu(container_id), _process_cpu(pids)
+            pids = [int(p) for p in cgroup_file(container_id, "pids", "cgroup.procs").read_text().split()]
+            before, procs_before = container_cpu(container_id), process_cpu(pids)
             time.sleep(window)  # the measurement itself: the container at rest for the window
-            total = _container_cpu(container_id) - before
-            procs_after = _process_cpu(pids)
+            total = container_cpu(container_id) - before
+            procs_after = process_cpu(pids)
             agent = procs_after[agent_pid][1] - procs_before[agent_pid][1]
             nut = sum(
                 procs_after[pid][1] - procs_before[pid][1]

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.container import _answer, _cgroup_file, _container_cpu, _process_cpu
+from benchmarks.container import cgroup_file, container_cpu, process_cpu, upsc_answers
 from benchmarks.hotplug import NOT_CONNECTED, latency_ours, measure, sandbox, summary
 from benchmarks.markdown import ok, table
 from testbed.docker import SIM_ENV, SIM_MOUNT, container_sim, docker, run_container
@@ -74,16 +74,16 @@ def idle(image: str, mode: str, window: float) -> dict[str, float]:
         docker("rm", "-f", name, check=False)
         run_container(image, name, port, "-v", f"{tmp}:{SIM_MOUNT}", *SIM_ENV, *MODES[mode])
         try:
-            measure(lambda: _answer(port, True), 60)
+            measure(lambda: upsc_answers(port, True), 60)
             time.sleep(10)  # settle down after the start before measuring the rest
             container_id = docker("inspect", "-f", "{{.Id}}", name).stdout.strip()
             agent_pid = int(docker("inspect", "-f", "{{.State.Pid}}", name).stdout.strip())
-            pids = [int(p) for p in _cgroup_file(container_id, "pids", "cgroup.procs").read_text().split()]
+            pids = [int(p) for p in cgroup_file(container_id, "pids", "cgroup.procs").read_text().split()]
             inside_before = _inside_cpu(name)
-            before, procs_before = _container_cpu(container_id), _process_cpu(pids)
+            before, procs_before = container_cpu(container_id), process_cpu(pids)
             time.sleep(window)  # the measurement itself: the container at rest for the window
-            total = _container_cpu(container_id) - before
-            procs_after = _process_cpu(pids)
+            total = container_cpu(container_id) - before
+            procs_after = process_cpu(pids)
             inside = _inside_cpu(name) - inside_before
             status = docker("exec", name, "cat", "/proc/1/status").stdout
             rss = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")) / 1024

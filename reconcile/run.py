@@ -52,6 +52,7 @@ class Runner:
         self.last_scan: float | None = None
         self.outputs: list[outputs.Output] = []  # started outputs, stopped last at shutdown
         self.listening = False  # uevents are heard: settle early, rescan at RESCAN_INTERVAL
+        self.settle_min: float | None = None  # SETTLE_MIN while uevents are heard; polling settles by SETTLE_TIME alone
         self.lock = store.Lock(self.settings.agent_dir)  # each pass holds it; kept open between passes
         self.verdicts = VerdictFile(self.settings.health_file)  # health verdict: the image's HEALTHCHECK reads it
 
@@ -65,8 +66,9 @@ class Runner:
         bus = self.agent.observer.scan_bus()
         before = self.settle.settled
         pending_before = self.settle.pending
-        settle_min = self.settings.settle_min if self.listening else None
-        self.settle = self.settle.observe(bus, now, self.settings.settle_time, self._changed_at(bus, now), settle_min)
+        self.settle = self.settle.observe(
+            bus, now, self.settings.settle_time, self._changed_at(bus, now), self.settle_min
+        )
         if self.settle.pending is not None and self.settle.pending != pending_before:
             logfmt.info(
                 "bus.change",
@@ -140,6 +142,7 @@ class Runner:
     def _loop(self, wakeups: Wakeups) -> None:
         """Tick when due (decide/wake.py), sleep on the wake-ups in between."""
         self.listening = wakeups.listening
+        self.settle_min = self.settings.settle_min if self.listening else None
         timer = wake.Timer(wake.interval(self.listening, self.settings.scan_interval, self.settings.rescan_interval))
         if wake.too_slow(timer.interval, self.agent.inputs.user.pollfreq):
             logfmt.warning(
@@ -148,10 +151,9 @@ class Runner:
                 pollfreq=f"{self.agent.inputs.user.pollfreq:g}s",
                 why="a UPS that goes on battery and vanishes between two passes is let go, not held",
             )
-        settle_min = self.settings.settle_min if self.listening else None
         while not self.stopping.is_set():
             now = time.monotonic()
-            due = timer.due(self.settle.deadline(self.settings.settle_time, settle_min))
+            due = timer.due(self.settle.deadline(self.settings.settle_time, self.settle_min))
             if now >= due:
                 timer = timer.passed(now)
                 self.safe_tick()
@@ -160,7 +162,7 @@ class Runner:
             if heard.nudge:
                 timer = timer.nudge(time.monotonic())
             if self.listening and not wakeups.listening:  # the socket broke: poll from now on
-                self.listening, settle_min = False, None
+                self.listening, self.settle_min = False, None
                 timer = wake.Timer(self.settings.scan_interval, timer.last, timer.nudged)
 
     def run(self) -> int:
