@@ -158,7 +158,7 @@ def headline(r: dict[str, Any]) -> tuple[list[list[str]], dict[str, bool]]:
             f"{PUBLISHED['size']} published (whether image or memory is not said: both rows are here)",
         ],
         [
-            "idle CPU (one core, 60 s, SCAN_INTERVAL 2)",
+            "idle CPU (one core, 60 s, the default image: uevents)",
             f"{res['idle_cpu_percent']:.2f} % (agent {res['idle_cpu_agent_percent']:.2f}, "
             f"NUT {res['idle_cpu_nut_percent']:.2f}, health checks {res['idle_cpu_other_percent']:.2f})",
             f"≤ 0.5 %: {ok(met['cpu'])}",
