@@ -405,23 +405,47 @@ def _topic(env: Mapping[str, str], var: str, default: str) -> str:
     return raw
 
 
+_URL_SCHEME = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]{0,31}")
+
+
+def broker_url(text: str) -> urllib.parse.SplitResult:
+    """An MQTT broker URL: mqtt:// or mqtts://, a host, maybe user, password and port, no path
+    or query. The one check for the agent's MQTT_URL and the fleet's host data mqtt_url, so
+    what one takes the other takes too. Raises ValueError; its message never shows the URL (it
+    may hold a password), at most its scheme."""
+    bad = "not a broker URL such as mqtt://user:password@broker:1883 (or mqtts:// for TLS)"
+    # Why reject white space inside: urlsplit() silently drops tabs and newlines, so
+    # "mqtt://broker\n:1883" would reach a broker other than the one written.
+    if not text.isprintable() or any(ch.isspace() for ch in text):
+        raise ValueError(bad)
+    try:
+        url = urllib.parse.urlsplit(text)
+        url.port  # noqa: B018 - a port that is not a number raises here
+    except ValueError:
+        raise ValueError(bad) from None
+    if url.scheme not in ("mqtt", "mqtts"):
+        # The scheme alone may be shown, when it is one (before "://"), never other text.
+        shown = f", not {url.scheme!r}" if _URL_SCHEME.fullmatch(url.scheme) and "://" in text else ""
+        raise ValueError(f"the scheme must be mqtt or mqtts{shown}")
+    # A fragment too: the client would drop it, so the URL would not be the one written.
+    if not url.hostname or url.path not in ("", "/") or url.query or url.fragment:
+        raise ValueError(bad)
+    return url
+
+
 def _mqtt(env: Mapping[str, str]) -> Mqtt | None:
     found = _secret_value(env, "MQTT_URL", "mqtt_url")
     if found is None:
         return None
     text, source = found
-    bad = "is not a broker URL such as mqtt://user:password@broker:1883 (or mqtts:// for TLS)"
     try:
-        url = urllib.parse.urlsplit(text)
-        port = url.port
-    except ValueError:
-        raise SettingsError(source, bad) from None
-    if url.scheme not in ("mqtt", "mqtts") or not url.hostname or url.path not in ("", "/") or url.query:
-        raise SettingsError(source, bad)
+        url = broker_url(text)
+    except ValueError as exc:
+        raise SettingsError(source, str(exc)) from None
     tls = url.scheme == "mqtts"
     return Mqtt(
-        host=url.hostname,
-        port=port or (8883 if tls else 1883),
+        host=url.hostname or "",  # never empty: broker_url() checked it
+        port=url.port or (8883 if tls else 1883),
         tls=tls,
         username=urllib.parse.unquote(url.username) if url.username else None,
         password=urllib.parse.unquote(url.password) if url.password else None,

@@ -428,6 +428,7 @@ def test_the_host_name_the_agent_is_given_is_one_it_accepts() -> None:
         ({"mqtt_url": "mqtt://user:pa55word@broker/topic"}, "data mqtt_url: not a broker URL"),
         ({"mqtt_url": "mqtt://user:pa55word@"}, "data mqtt_url: not a broker URL"),
         ({"mqtt_url": "mqtt://broker\n:1883"}, "data mqtt_url: not a broker URL"),
+        ({"mqtt_url": "mqtt://user:pa55word@broker#x"}, "data mqtt_url: not a broker URL"),
     ],
 )
 def test_a_bad_url_names_the_host_the_key_and_the_index_never_the_url(given: dict[str, Any], message: str) -> None:
@@ -441,8 +442,8 @@ def test_a_bad_url_names_the_host_the_key_and_the_index_never_the_url(given: dic
 
 
 def test_what_the_fleet_accepts_the_agent_accepts_too() -> None:
-    """The fleet's URL checks are its own (the agent reads the URLs from a secrets file on
-    the Pi), so each accepted value is given to the agent's settings here."""
+    """The fleet's Apprise URL check is its own (stricter: no comma), the MQTT one is the
+    agent's (settings.broker_url); each accepted value is given to the agent's settings here."""
     from reconcile import settings
 
     for urls in (["ntfy://my-topic"], [SECRET_URL, "json://10.0.0.2:8080/hook", "mailtos://u:p@mail.lan"]):
@@ -453,6 +454,20 @@ def test_what_the_fleet_accepts_the_agent_accepts_too() -> None:
         config = load(mqtt_url=url)
         mqtt = settings.load({"MQTT_URL": config.secrets["mqtt_url"]}).mqtt
         assert mqtt is not None and mqtt.host in ("broker.lan", "fd00::1", "b"), url
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://user:pa55word@broker", "mqtt://user:pa55word@broker/topic", "mqtt://broker\n:1883", "mqtt://b#x"],
+)
+def test_what_the_fleet_refuses_as_mqtt_url_the_agent_refuses_too(url: str) -> None:
+    from reconcile import settings
+
+    with pytest.raises(data.DataError):
+        load(mqtt_url=url)
+    with pytest.raises(settings.SettingsError) as err:
+        settings.load({"MQTT_URL": url})
+    assert err.value.variable == "MQTT_URL" and "pa55word" not in str(err.value)
 
 
 def test_the_wake_up_settings_reach_the_env_file_only_when_given() -> None:
