@@ -260,7 +260,7 @@ def shutdown_view(agent: Agent, decision: Decision) -> dict[str, Any]:
     }
 
 
-READINGS = {"status": "ups.status", "charge": "battery.charge", "runtime": "battery.runtime", "model": "device.model"}
+READINGS = {"status": "ups.status", "charge": "battery.charge", "runtime": "battery.runtime"}
 
 
 def ups_readings(agent: Agent, served: dict[str, Any] | None) -> tuple[str | None, dict[str, dict[str, Any]]]:
@@ -276,6 +276,7 @@ def ups_readings(agent: Agent, served: dict[str, Any] | None) -> tuple[str | Non
         for key, variable in READINGS.items():
             raw = (values or {}).get(variable)
             row[key] = upsd_client.number(raw) if key in ("charge", "runtime") else raw
+        row["model"] = upsd_client.model_of(values or {})
         out[name] = row
     return session.ask(upsd_client.version) or None, out
 

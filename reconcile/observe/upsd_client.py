@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 from reconcile.model import Served
@@ -122,6 +122,16 @@ def number(value: str | None) -> float | None:
         return None
     out = float(text)
     return out if math.isfinite(out) else None
+
+
+def model_of(variables: Mapping[str, str]) -> str | None:
+    """The UPS's model: device.model, or ups.model where a driver serves only the older name."""
+    return variables.get("device.model") or variables.get("ups.model") or None
+
+
+def mfr_of(variables: Mapping[str, str]) -> str | None:
+    """The UPS's maker: device.mfr, or ups.mfr where a driver serves only the older name."""
+    return variables.get("device.mfr") or variables.get("ups.mfr") or None
 
 
 def ups_names(conn: Connection) -> list[str]:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from reconcile import __version__
+from reconcile.observe import upsd_client
 
 ORIGIN = "ups-nut-smart"
 ON, OFF = "online", "offline"
@@ -41,7 +42,6 @@ _BEEPER = re.compile(r"beeper\.[a-z]+(\.[a-z]+)*")
 _NEVER = ("load.", "shutdown.", "outlet.", "driver.")  # checked even for a beeper.* look-alike
 _TOPIC_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
-_NUMBER = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)")
 
 
 # --- names and topics (pure) ---------------------------------------------------------
@@ -113,20 +113,12 @@ class Topics:
 
 
 def number(value: str | None) -> int | float | None:
-    """A NUT value as a JSON number ("91" -> 91, "13.60" -> 13.6), or None."""
-    text = (value or "").strip()
-    if not _NUMBER.fullmatch(text):
+    """A NUT value as a JSON number, parsed by upsd_client.number, and whole where it is
+    written whole ("91" -> 91, "13.60" -> 13.6), or None."""
+    out = upsd_client.number(value)
+    if out is None:
         return None
-    out = float(text)
-    return int(out) if out.is_integer() and "." not in text else out
-
-
-def model_of(variables: Mapping[str, str]) -> str | None:
-    return variables.get("device.model") or variables.get("ups.model") or None
-
-
-def mfr_of(variables: Mapping[str, str]) -> str | None:
-    return variables.get("device.mfr") or variables.get("ups.mfr") or None
+    return int(out) if (value or "").strip().lstrip("+-").isdigit() else out
 
 
 def state_record(variables: Mapping[str, str], connected: bool) -> dict[str, Any]:
@@ -145,7 +137,7 @@ def state_record(variables: Mapping[str, str], connected: bool) -> dict[str, Any
         "low_battery": None if flags is None else "LB" in flags,
         "replace_battery": None if flags is None else "RB" in flags,
         "connected": connected,
-        "model": model_of(variables),
+        "model": upsd_client.model_of(variables),
     }
 
 

@@ -48,6 +48,7 @@ import paho.mqtt.client as mqtt
 
 from reconcile import events, logfmt
 from reconcile.observe import upsd_client
+from reconcile.observe.upsd_client import mfr_of, model_of
 from reconcile.outputs.homeassistant import (
     OFF,
     ON,
@@ -60,8 +61,6 @@ from reconcile.outputs.homeassistant import (
     buttons_for,
     discovery,
     dumps,
-    mfr_of,
-    model_of,
     next_outage,
     number,
     object_id,

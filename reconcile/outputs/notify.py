@@ -211,7 +211,7 @@ class Notifier:
         # Why the last known values fill the gaps: a driver just (re)started serves its
         # status as WAIT and no model for a moment, which tells the reader nothing.
         found = Readings(
-            model=values.get("device.model") or values.get("ups.model") or known.model,
+            model=upsd_client.model_of(values) or known.model,
             charge=upsd_client.number(values.get("battery.charge")),
             runtime=upsd_client.number(values.get("battery.runtime")),
             status=status if status and status != "WAIT" else None,

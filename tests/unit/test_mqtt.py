@@ -13,6 +13,7 @@ import jinja2
 import pytest
 
 from reconcile import events
+from reconcile.observe import upsd_client
 from reconcile.outputs import homeassistant as ha
 from reconcile.outputs import mqtt
 from reconcile.outputs.homeassistant import Device, Outage, Topics
@@ -115,11 +116,18 @@ def test_the_state_json_from_upsds_variables() -> None:
     assert {k for k, v in nothing.items() if v is not None} == {"connected"}
     assert ha.state_record({"ups.status": "OL RB", "ups.model": "X"}, True)["replace_battery"] is True
     assert ha.state_record({"ups.model": "X"}, True)["model"] == "X"  # ups.model without device.model
-    assert [ha.number(v) for v in ("91", "13.60", "-2", " 7 ", "1e3", "OL", "", None)] == [
+    both = {"device.model": "New", "ups.model": "Old", "device.mfr": "Maker", "ups.mfr": "Older"}
+    assert (upsd_client.model_of(both), upsd_client.mfr_of(both)) == ("New", "Maker")
+    assert upsd_client.mfr_of({"ups.mfr": "Older"}) == "Older" and upsd_client.model_of({"device.model": ""}) is None
+    # The one parser of a NUT number (upsd_client.number, as metrics and notices read it), kept
+    # whole where written whole: an exponent is a number there too, inf and nan are not.
+    assert [ha.number(v) for v in ("91", "13.60", "-2", " 7 ", "1e3", "inf", "nan", "OL", "", None)] == [
         91,
         13.6,
         -2,
         7,
+        1000.0,
+        None,
         None,
         None,
         None,
