@@ -51,8 +51,8 @@ class Runner:
         self.last_bus: tuple[UsbDevice, ...] = ()
         self.last_scan: float | None = None
         self.outputs: list[outputs.Output] = []  # started outputs, stopped last at shutdown
-        self.listening = False  # uevents are heard: settle early, rescan at RESCAN_INTERVAL
-        self.settle_min: float | None = None  # SETTLE_MIN while uevents are heard; polling settles by SETTLE_TIME alone
+        # SETTLE_MIN while uevents are heard (set by the loop); polling settles by SETTLE_TIME alone.
+        self.settle_min: float | None = None
         self.lock = store.Lock(self.settings.agent_dir)  # each pass holds it; kept open between passes
         self.verdicts = VerdictFile(self.settings.health_file)  # health verdict: the image's HEALTHCHECK reads it
 
@@ -141,9 +141,9 @@ class Runner:
 
     def _loop(self, wakeups: Wakeups) -> None:
         """Tick when due (decide/wake.py), sleep on the wake-ups in between."""
-        self.listening = wakeups.listening
-        self.settle_min = self.settings.settle_min if self.listening else None
-        timer = wake.Timer(wake.interval(self.listening, self.settings.scan_interval, self.settings.rescan_interval))
+        listening = wakeups.listening  # uevents are heard: settle early, rescan at RESCAN_INTERVAL
+        self.settle_min = self.settings.settle_min if listening else None
+        timer = wake.Timer(wake.interval(listening, self.settings.scan_interval, self.settings.rescan_interval))
         if wake.too_slow(timer.interval, self.agent.inputs.user.pollfreq):
             logfmt.warning(
                 "interval.slow",
@@ -161,8 +161,8 @@ class Runner:
             heard = wakeups.wait(due - now)
             if heard.nudge:
                 timer = timer.nudge(time.monotonic())
-            if self.listening and not wakeups.listening:  # the socket broke: poll from now on
-                self.listening, self.settle_min = False, None
+            if listening and not wakeups.listening:  # the socket broke: poll from now on
+                listening, self.settle_min = False, None
                 timer = wake.Timer(self.settings.scan_interval, timer.last, timer.nudged)
 
     def run(self) -> int:
