@@ -210,8 +210,7 @@ def _devices(value: Any) -> tuple[dict[str, Any], ...]:
 
 # What the agent takes as an Apprise URL (reconcile/settings.py), less the comma: the agent
 # splits NOTIFY_URLS at commas and white space, so a URL holding one would arrive as two.
-_SCHEME = r"[a-zA-Z][a-zA-Z0-9+.-]{0,31}"
-_APPRISE_URL = re.compile(_SCHEME + r"://[^\s,]+")
+_APPRISE_URL = re.compile(settings.URL_SCHEME + r"://[^\s,]+")
 _NOT_SHOWN = "the URL is not shown: it may hold a token or password"
 
 

@@ -75,7 +75,8 @@ AGENT_NOTICES = (
     "power_cycle",
 )
 DEFAULT_NOTICES = frozenset(UPSMON_NOTICES + AGENT_NOTICES) - {"COMMBAD", "COMMOK"}
-_APPRISE_URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]{0,31}://[^\s]+")
+URL_SCHEME = r"[a-zA-Z][a-zA-Z0-9+.-]{0,31}"  # a URL scheme (RFC 3986), at most 32 long
+_APPRISE_URL = re.compile(URL_SCHEME + r"://[^\s]+")
 _HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62})")
 
 
@@ -405,9 +406,6 @@ def _topic(env: Mapping[str, str], var: str, default: str) -> str:
     return raw
 
 
-_URL_SCHEME = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]{0,31}")
-
-
 def broker_url(text: str) -> urllib.parse.SplitResult:
     """An MQTT broker URL: mqtt:// or mqtts://, a host, maybe user, password and port, no path
     or query. The one check for the agent's MQTT_URL and the fleet's host data mqtt_url, so
@@ -425,7 +423,7 @@ def broker_url(text: str) -> urllib.parse.SplitResult:
         raise ValueError(bad) from None
     if url.scheme not in ("mqtt", "mqtts"):
         # The scheme alone may be shown, when it is one (before "://"), never other text.
-        shown = f", not {url.scheme!r}" if _URL_SCHEME.fullmatch(url.scheme) and "://" in text else ""
+        shown = f", not {url.scheme!r}" if re.fullmatch(URL_SCHEME, url.scheme) and "://" in text else ""
         raise ValueError(f"the scheme must be mqtt or mqtts{shown}")
     # A fragment too: the client would drop it, so the URL would not be the one written.
     if not url.hostname or url.path not in ("", "/") or url.query or url.fragment:
