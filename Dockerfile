@@ -42,7 +42,7 @@ ENV DEBIAN_FRONTEND=noninteractive \
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
         python3 python3-usb python3-jinja2 python3-prometheus-client \
-        apprise python3-paho-mqtt \
+        apprise python3-paho-mqtt python3-schedule \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt/* /var/log/dpkg.log
 
 # --------------------------------------------------------------------------------------------
@@ -159,7 +159,8 @@ WORKDIR /src
 COPY . .
 RUN pip install --root /staging --break-system-packages --no-deps --no-build-isolation \
         --no-index --no-cache-dir --no-warn-script-location . \
- && test -x /staging/usr/local/bin/nut-reconcile
+ && test -x /staging/usr/local/bin/nut-reconcile \
+ && test -x /staging/usr/local/bin/nut-reconcile-notify
 
 # --------------------------------------------------------------------------------------------
 # final: whichever runtime NUT_SOURCE selects (BuildKit skips the unused stages).
@@ -167,6 +168,8 @@ FROM runtime-${NUT_SOURCE} AS final
 COPY --from=pybuild /staging/ /
 # The HEALTHCHECK (below): a POSIX sh script that reads the verdict the agent records.
 COPY docker/nut-health.sh /usr/local/bin/nut-health
+# The image's OpenVEX statements (docs/security.md): CVE-2026-54161 in NUT 2.8.4's upsmon.
+COPY docs/vex/ups-nut-smart.openvex.json /usr/share/doc/ups-nut-smart/ups-nut-smart.openvex.json
 RUN set -eu; \
     if [ ! -e /opt/nut/bin/upsdrvctl ]; then ln -s ../sbin/upsdrvctl /opt/nut/bin/upsdrvctl; fi; \
     # NUT's state dir: group nut may write (upsd runs as nut); setgid, so driver sockets are group nut.
@@ -181,13 +184,20 @@ RUN set -eu; \
     test -s /opt/nut/share/nut/62-nut-usbups.rules; \
     /opt/nut/sbin/upsd -V; \
     nut-reconcile --version; \
+    # upsmon's NOTIFYCMD (reconcile/outputs/relay.py): the path the agent writes into upsmon.conf
+    # is this script's, and it runs (no agent listens here: it says where it looked, exit 0).
+    test "$(python3 -c 'from reconcile.settings import notify_program; print(notify_program())')" \
+        = /usr/local/bin/nut-reconcile-notify; \
+    NUT_STATEPATH=/nonexistent /usr/local/bin/nut-reconcile-notify "image build check" 2>&1 \
+        | grep -qx "nut-reconcile-notify: cannot reach the agent at /nonexistent/nut-reconcile-notify.sock: .*"; \
     # Why a run here: the check needs this image's sh and find (GNU -newermt), on every platform.
     chmod 0755 /usr/local/bin/nut-health; \
     echo "healthy: built" >/tmp/nut-health-check; \
     HEALTH_FILE=/tmp/nut-health-check /usr/local/bin/nut-health; \
     rm /tmp/nut-health-check
 LABEL org.opencontainers.image.title="ups-nut-smart" \
-      org.opencontainers.image.description="Network UPS Tools with a self-healing reconcile agent"
+      org.opencontainers.image.description="Network UPS Tools with a self-healing reconcile agent" \
+      io.ups-nut-smart.openvex="/usr/share/doc/ups-nut-smart/ups-nut-smart.openvex.json"
 EXPOSE 3493
 # NUT's state dir (/var/run/nut: sockets, PID files) is rebuilt at every start: compose.yaml
 # puts it on a tmpfs. What must survive a restart is the agent's dir and the log.

@@ -61,10 +61,10 @@ def ours(n: int, ticks: int = 40, changes: int = 20, profile: bool = False) -> d
                 store.prepare(settings)
                 runner = Runner(Agent.load(settings))
                 for _ in range(3):
-                    runner.tick()  # converge: upsd, upsmon, the driver
+                    runner.ticker.tick()  # converge: upsd, upsmon, the driver
                 start = cpu()
                 for _ in range(ticks):
-                    runner.tick()
+                    runner.ticker.tick()
                 no_change = (cpu() - start) / ticks
                 # The same ticks as `run` makes them, SCAN_INTERVAL apart: on some machines a
                 # tick after an idle gap costs far more CPU than back to back (cold caches).
@@ -72,7 +72,7 @@ def ours(n: int, ticks: int = 40, changes: int = 20, profile: bool = False) -> d
                 for _ in range(SPACED_TICKS):
                     time.sleep(GAP)  # the idle gap between two ticks is what is measured here
                     start = cpu()
-                    runner.tick()
+                    runner.ticker.tick()
                     spaced_cpu += cpu() - start
                 if profile:
                     from pyinstrument import Profiler
@@ -80,7 +80,7 @@ def ours(n: int, ticks: int = 40, changes: int = 20, profile: bool = False) -> d
                     profiler = Profiler(interval=0.0001)
                     with profiler:
                         for _ in range(ticks * 25):
-                            runner.tick()
+                            runner.ticker.tick()
                     print(profiler.output_text(unicode=True, color=False, show_all=False), flush=True)
                 new = Device("9-99", 9, 99, "abcd", "1234", "Unseen", "Gadget", "NEW")
                 start = cpu()
@@ -89,7 +89,7 @@ def ours(n: int, ticks: int = 40, changes: int = 20, profile: bool = False) -> d
                         write_sysfs(box.bus.root, [new])
                     else:
                         box.bus.unplug(new.port)
-                    runner.tick()
+                    runner.ticker.tick()
                 change = (cpu() - start) / changes
                 runner.shutdown()
             finally:

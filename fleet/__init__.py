@@ -1,4 +1,4 @@
-"""The fleet rollout: `pyinfra inventory/hosts.py deploy.py` brings every Pi to the same
+"""The fleet rollout: `pyinfra inventory deploy.py` brings every Pi to the same
 state (see steps.py for what a run converges, docs/fleet.md for how to use it).
 
   config.py    HostConfig: one host's data, validated

@@ -14,7 +14,9 @@ Host data of a client (every key but ups_server has a default):
 
 The Pi gets, for each client pointing at it, an upsd user `client-<host>` (upsmon
 secondary) whose password is derived like the Pi's own (fleet/keys.py): the client's
-upsmon.conf and the Pi's Docker secret hold the same one, and no output shows it.
+upsmon.conf and the Pi's Docker secret hold the same one, and no output shows it. Two
+clients of one Pi whose names give the same user (or the same secret's name) fail, the
+Pi and those clients alike, naming both, before anything changes (`unique`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fleet import keys
+from fleet.config import client_secret
 from reconcile.nutsyntax import NutSyntaxError, encode, validate_name, validate_user
 
 CLIENT_GROUP = "nut_clients"
@@ -41,6 +44,10 @@ _ADDRESS = re.compile(r"[A-Za-z0-9][A-Za-z0-9.:-]{0,252}", re.ASCII)
 class ClientError(ValueError):
     def __init__(self, host: str, key: str, message: str) -> None:
         super().__init__(f"host {host}: data {key}: {message}")
+
+
+class ClashError(ValueError):
+    """Two nut_clients hosts of one Pi would be one upsd user (or one Docker secret) there."""
 
 
 @dataclass(frozen=True)
@@ -68,10 +75,38 @@ def client_user(host: str) -> str:
     return validate_user(f"client-{word}"[:41].rstrip("-."), "user")
 
 
-def load_client(host: str, raw: Callable[[str], Any], server: Callable[[str, Any], Any] | None) -> ClientConfig:
+def unique(pi: str, clients: Iterable[tuple[str, Any]], involving: str | None = None) -> None:
+    """Raises ClashError, naming both hosts, when two clients of `pi` (clients: (host name,
+    its ups_server)) would log in to its upsd as one user (client_user folds case, makes
+    "-" of other characters and cuts at 41: NAS and nas, nas+1 and nas-1), or would have
+    one Docker secret (config.client_secret makes "_" of "." and "-": nas.lan and nas-lan).
+    `involving`: only a clash of that host counts (a client fails for its own clash only).
+    Why an error and not a suffix: a name that depends on the other hosts would change,
+    with its password, when one of them is added or removed."""
+    names = sorted({name for name, server in clients if server == pi})
+    for what, key_of in (("upsd user", client_user), ("Docker secret", lambda n: client_secret(client_user(n)))):
+        taken: dict[str, str] = {}
+        for name in names:
+            key = key_of(name)
+            other = taken.setdefault(key, name)
+            if other != name and involving in (None, other, name):
+                raise ClashError(
+                    f"nut_clients hosts {other!r} and {name!r} would both have the {what} {key!r} on {pi} "
+                    "(case folded, characters other than letters, digits and _ . - made -, cut at 41; "
+                    "a secret's name has _ for . and -): rename one in the inventory"
+                )
+
+
+def load_client(
+    host: str,
+    raw: Callable[[str], Any],
+    server: Callable[[str, Any], Any] | None,
+    members: Iterable[tuple[str, Any]] = (),
+) -> ClientConfig:
     """A client's data, validated (a key `raw` gives None for has its default).
     `server(key, default)`: the named Pi's host data, or None when ups_server names no
-    host of the inventory."""
+    host of the inventory. `members`: (name, ups_server) of every nut_clients host, for
+    `unique`."""
 
     def get(key: str) -> Any:
         value = raw(key)
@@ -98,6 +133,10 @@ def load_client(host: str, raw: Callable[[str], Any], server: Callable[[str, Any
     after = get("shutdown_after")
     if after is not None and (not isinstance(after, int) or isinstance(after, bool) or not 1 <= after <= 86400):
         raise ClientError(host, "shutdown_after", f"{after!r} is not a whole number of seconds from 1 to 86400")
+    try:
+        unique(name, [*members, (host, name)], involving=host)
+    except ClashError as exc:
+        raise ClientError(host, "ups_server", str(exc)) from None
     user = client_user(host)
     try:
         password = keys.password(name, user)
@@ -108,7 +147,10 @@ def load_client(host: str, raw: Callable[[str], Any], server: Callable[[str, Any
 
 def users_for(pi: str, clients: Iterable[tuple[str, Any]]) -> tuple[tuple[str, str], ...]:
     """(user, password) for each client whose ups_server is `pi` (clients: (host name,
-    its ups_server)), sorted: the Pi's upsd users and Docker secrets for them."""
+    its ups_server)), sorted: the Pi's upsd users and Docker secrets for them. Raises
+    ClashError (`unique`)."""
+    clients = list(clients)
+    unique(pi, clients)
     return tuple(
         sorted((client_user(name), keys.password(pi, client_user(name))) for name, server in clients if server == pi)
     )

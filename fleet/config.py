@@ -14,6 +14,9 @@ HOST_SECRET = "nut_host_password"  # its Docker secret: /run/secrets/<this> in t
 NOTIFY_SECRET = "notify_urls"
 MQTT_SECRET = "mqtt_url"
 _HOST_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+# Where a Pi publishes /metrics without metrics_listen: the Pi itself only. Why not the
+# LAN, as upsd: /metrics needs no login, and says which UPS feeds what, and how full it is.
+METRICS_LOOPBACK = "127.0.0.1"
 
 
 def host_name(inventory_name: str) -> str:
@@ -58,8 +61,10 @@ class HostConfig:
     clients: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # (user, password): nut_clients hosts
     nut_source: str = "tarball"
     synology_compat: bool = False
+    nut_maxconn: int | None = None  # upsd's MAXCONN; None: the agent's default (1024)
     gate_timeout: int = 120
     metrics_port: int | None = None
+    metrics_listen: str | None = None  # where metrics_port is published (None: METRICS_LOOPBACK)
     notify_urls: tuple[str, ...] = field(default=(), repr=False)  # Apprise URLs: they hold tokens
     notify_events: str | None = None
     mqtt_url: str | None = field(default=None, repr=False)  # may hold the broker's password
@@ -86,6 +91,11 @@ class HostConfig:
         return out
 
     @property
+    def metrics_address(self) -> str:
+        """The Pi's address metrics_port is published on (compose.yaml's ports)."""
+        return self.metrics_listen or METRICS_LOOPBACK
+
+    @property
     def outputs(self) -> bool:
         """Whether an output that names the Pi is on (notifications, MQTT, /metrics)."""
         return bool(self.notify_urls) or self.mqtt_url is not None or self.metrics_port is not None
@@ -101,7 +111,9 @@ class HostConfig:
             "DEBUG": "1" if self.debug else "0",
             "SIMULATE": "1" if self.simulate else "0",
             "SIMULATE_CYCLE": self.simulate_cycle,
-            # Only when asked for: the env file of a Pi without metrics stays as it was.
+            # Only when asked for: the env file of a Pi without metrics stays as it was. Every
+            # address inside the container, so that Docker's published port reaches it: which
+            # of the Pi's addresses serve it is compose.yaml's (metrics_address).
             **({"METRICS_LISTEN": f"0.0.0.0:{self.metrics_port}"} if self.metrics_port else {}),
             # The same for these: a Pi without outputs keeps its env file byte for byte (no
             # recreate on upgrade). HOST_NAME: messages name the Pi, not the container's ID.

@@ -1,5 +1,5 @@
 """Host data for the rollout: every key has a default here (DEFAULTS, given to pyinfra as
-the deploy's data_defaults), so any inventory works, one outside inventory/ included, and
+the deploy's data_defaults), so any inventory works, not only the example `inventory`, and
 group_data/ only overrides. Each host's data is validated before anything on it changes.
 
 The agent's own settings are validated by the agent's own code (reconcile.settings for
@@ -32,6 +32,7 @@ DEFAULTS: dict[str, Any] = {
     "simulate_cycle": 120,
     "nut_port": 3493,
     "nut_listen": "0.0.0.0",
+    "nut_maxconn": None,  # upsd's MAXCONN ([upsd] maxconn); None: the agent's 1024, nothing written
     "image": "ups-nut-smart:latest",
     "image_source": "load",
     "install_docker": True,
@@ -50,7 +51,10 @@ DEFAULTS: dict[str, Any] = {
     "synology_compat": False,
     # Seconds the health gate waits for a healthy container (the image's start period is 30).
     "gate_timeout": 120,
-    "metrics_port": None,  # a port: Prometheus /metrics there (METRICS_LISTEN), published on nut_listen
+    "metrics_port": None,  # a port: Prometheus /metrics there (METRICS_LISTEN), published on metrics_listen
+    # Where the Pi publishes metrics_port: None is 127.0.0.1, the Pi itself only (config.py);
+    # "0.0.0.0" (every address) or one of the Pi's addresses opens it to the LAN.
+    "metrics_listen": None,
     # The agent's outputs, all off by default. The URLs are secrets (Docker secrets files).
     "notify_urls": None,  # Apprise URLs (a list, or one string): notifications (NOTIFY_URLS)
     "notify_events": None,  # which ones (NOTIFY_EVENTS), e.g. "default,-held"
@@ -137,6 +141,15 @@ def _ip(value: Any) -> str:
         raise ValueError(f"{value!r} is not an IP address (e.g. 0.0.0.0 or 192.168.1.10)") from None
 
 
+def _metrics_port(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, str) and ":" in value:
+        # "0.0.0.0:9199", as METRICS_LISTEN says it: the fleet keeps the address apart.
+        raise ValueError(f"{value!r} is not a port: give the port alone, and the address as metrics_listen")
+    return _port(value)
+
+
 def _image(value: Any) -> str:
     if not isinstance(value, str) or not _IMAGE.fullmatch(value):
         raise ValueError(f"{value!r} is not a Docker image reference (e.g. ups-nut-smart:latest)")
@@ -190,6 +203,19 @@ def _agent_toml_int(key: str) -> Callable[[Any], int]:
             parse_agent_config({"shutdown": {key: value}})
         except ConfigError as exc:
             # "shutdown.fsd_clear_after must be ..." -> "must be ...": DataError names the key.
+            raise ValueError("must " + str(exc).split(" must ", 1)[-1]) from None
+        return int(value)
+
+    return check
+
+
+def _agent_upsd_int(key: str) -> Callable[[Any], int]:
+    """A whole number of the agent's [upsd] table, checked by the agent's own parser."""
+
+    def check(value: Any) -> int:
+        try:
+            parse_agent_config({"upsd": {key: value}})
+        except ConfigError as exc:
             raise ValueError("must " + str(exc).split(" must ", 1)[-1]) from None
         return int(value)
 
@@ -268,6 +294,7 @@ KEYS: dict[str, Callable[[Any], Any]] = {
     "simulate_cycle": _agent_env("SIMULATE_CYCLE"),
     "nut_port": _port,
     "nut_listen": _ip,
+    "nut_maxconn": lambda value: None if value is None else _agent_upsd_int("maxconn")(value),
     "image": _image,
     "image_source": _image_source,
     "install_docker": _bool,
@@ -282,7 +309,8 @@ KEYS: dict[str, Callable[[Any], Any]] = {
     "fsd_clear_after": _agent_toml_int("fsd_clear_after"),
     "synology_compat": _bool,
     "gate_timeout": _gate_timeout,
-    "metrics_port": lambda value: None if value is None else _port(value),
+    "metrics_port": _metrics_port,
+    "metrics_listen": lambda value: None if value is None else _ip(value),
     "notify_urls": _notify_urls,
     "notify_events": _notify_events,
     "mqtt_url": _mqtt_url,
@@ -335,6 +363,9 @@ def load(
         raise DataError(
             host, "metrics_port", f"{values['metrics_port']} is nut_port already: choose another (e.g. 9199)"
         )
+    if values["metrics_listen"] is not None and values["metrics_port"] is None:
+        message = f"{values['metrics_listen']!r} given, but no metrics_port: /metrics is off (give both)"
+        raise DataError(host, "metrics_listen", message)
     if values["host_shutdown"] and values["host_password"] is None:
         try:
             values["host_password"] = keys.password(host, HOST_USER)
@@ -342,7 +373,7 @@ def load(
             raise DataError(host, "host_password", f"none given, and {exc}") from None
     try:
         users = clients_mod.users_for(host, clients)
-    except keys.FleetKeyError as exc:
+    except (keys.FleetKeyError, clients_mod.ClashError) as exc:
         raise DataError(host, "nut_clients", str(exc)) from None
     config = HostConfig(host=host, nut_source=nut_source, clients=users, **values)
     try:

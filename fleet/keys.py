@@ -19,9 +19,12 @@ import hashlib
 import hmac
 import os
 import secrets
+import tempfile
+import time
 from pathlib import Path
 
 KEY_BYTES = 32
+STALE_TMP = 60.0  # seconds: a temp key file this old was left by a run that was killed
 
 
 class FleetKeyError(ValueError):
@@ -33,23 +36,39 @@ def key_file() -> Path:
     return Path(given) if given else Path.home() / ".config" / "ups-nut-smart" / "fleet-key"
 
 
+def _sweep(path: Path) -> None:
+    """Remove the temp key files killed runs left beside `path` (none was ever the key),
+    once they are too old to be another run's at work."""
+    now = time.time()
+    for pattern in (f".{path.name}.tmp", f".{path.name}.*.tmp"):  # the first: earlier versions' one name
+        for old in path.parent.glob(pattern):
+            try:
+                if now - old.lstat().st_mtime > STALE_TMP:
+                    old.unlink()
+            except OSError:
+                pass  # gone already (another run swept it), or not ours to remove: in no one's way
+
+
 def _create(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.tmp")
-    # Why O_EXCL and a rename: two controller runs at once must not each make a key (the
-    # second would silently change every password); the loser reads the winner's.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    _sweep(path)
+    # Why a temp file of this run's own (mkstemp: a new name, O_EXCL, 0600), then a link:
+    # two controller runs at once must not each make a key (the second would silently
+    # change every password): link() fails for the loser, who reads the winner's. Why not
+    # one fixed temp name: a run killed between its open and its unlink left that file
+    # behind, and every later run's O_EXCL open of it failed.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.write(fd, secrets.token_hex(KEY_BYTES).encode() + b"\n")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
+        try:
+            os.write(fd, secrets.token_hex(KEY_BYTES).encode() + b"\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.link(tmp, path)  # fails if another run made it first
     except FileExistsError:
         pass
     finally:
-        tmp.unlink()
+        os.unlink(tmp)
 
 
 def fleet_key() -> bytes:

@@ -21,7 +21,7 @@ import jinja2
 from fleet import digest
 from fleet.clients import ClientConfig
 from fleet.config import HOST_SECRET, HOST_USER, HostConfig, client_secret
-from reconcile.nutsyntax import bare, encode, name_token, number
+from reconcile.nutsyntax import NOTIFY_TYPES, bare, encode, name_token, number
 from reconcile.userconfig import ConfigError
 from reconcile.userconfig import parse as parse_agent_config
 
@@ -93,6 +93,8 @@ def _env() -> jinja2.Environment:
     env.filters["nutname"] = _quoted(name_token)
     env.filters["bare"] = _quoted(bare)
     env.filters["number"] = _quoted(number)
+    # The upsmon.conf files set a NOTIFYFLAG for each: none may fall back to NUT's SYSLOG+WALL.
+    env.globals["notify_types"] = NOTIFY_TYPES
     return env
 
 

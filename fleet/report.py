@@ -278,12 +278,13 @@ class Target:
     groups: tuple[str, ...] = ()  # its inventory groups
 
 
-def address(name: str, nut_listen: str, ssh_hostname: Any) -> str:
-    """Where Prometheus reaches a Pi's /metrics: it is published on nut_listen, so that
-    address when it is one; published on every address (0.0.0.0), the Pi's ssh_hostname,
-    else its inventory name (as nut_clients hosts find its upsd: fleet/clients.py)."""
-    if nut_listen not in UNSPECIFIED:
-        return nut_listen
+def address(name: str, listen: str, ssh_hostname: Any) -> str:
+    """Where Prometheus reaches a Pi's /metrics: it is published on `listen` (its
+    metrics_listen), so that address when it is one; published on every address (0.0.0.0),
+    the Pi's ssh_hostname, else its inventory name (as nut_clients hosts find its upsd:
+    fleet/clients.py)."""
+    if listen not in UNSPECIFIED:
+        return listen
     return ssh_hostname if isinstance(ssh_hostname, str) and ssh_hostname else name
 
 

@@ -2,11 +2,11 @@
 whether the Pi's shutdown path is armed, the agent's and NUT's versions), read from each
 Pi's agent with pyinfra facts (fleet/facts.py AgentStatus, HostUpsmon). docs/fleet.md:
 
-    python -m fleet.status inventory/hosts.py                 # the table
-    python -m fleet.status inventory/hosts.py --json          # the same data, as JSON
-    python -m fleet.status inventory/hosts.py --file-sd prometheus/targets.json
-    pyinfra -y inventory/hosts.py fleet/status.py             # the table from pyinfra's CLI
-    STATUS_FORMAT=json pyinfra -y inventory/hosts.py fleet/status.py
+    python -m fleet.status inventory                 # the table
+    python -m fleet.status inventory --json          # the same data, as JSON
+    python -m fleet.status inventory --file-sd prometheus/targets.json
+    pyinfra -y inventory fleet/status.py             # the table from pyinfra's CLI
+    STATUS_FORMAT=json pyinfra -y inventory fleet/status.py
 
 Why a command of its own: pyinfra's CLI keeps --json for its own output and passes no
 option to a deploy file. `python -m fleet.status` drives pyinfra's API the way its CLI
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import ipaddress
 import logging
 import os
 import sys
@@ -54,6 +55,7 @@ from pyinfra_cli.log import setup_logging  # type: ignore[import-untyped]
 
 from fleet import data, ops, report
 from fleet.clients import CLIENT_GROUP
+from fleet.config import METRICS_LOOPBACK
 from fleet.facts import AgentStatus, HostUpsmon
 from fleet.report import Reading, Row, Target
 
@@ -118,23 +120,31 @@ def render(rows: Sequence[Row], form: str) -> str:
 # --- Prometheus file_sd ----------------------------------------------------------------------
 
 
-def targets(hosts: Iterable[Host]) -> tuple[list[Target], list[str]]:
-    """The Pis with metrics_port, as Prometheus targets, and the problems (bad data: that
-    host is left out; the rollout refuses the same data)."""
-    found, problems = [], []
+def targets(hosts: Iterable[Host]) -> tuple[list[Target], list[str], list[str]]:
+    """The Pis with metrics_port, as Prometheus targets; the problems (bad data: that host
+    is left out; the rollout refuses the same data); and the notes: the Pis whose metrics
+    are published on loopback only (no metrics_listen), which no Prometheus elsewhere can
+    scrape, so they are left out too."""
+    found, problems, notes = [], [], []
     for host in pis(hosts):
         try:
             port = value(host, "metrics_port")
-            listen = value(host, "nut_listen")
+            listen = value(host, "metrics_listen") or METRICS_LOOPBACK
         except data.DataError as exc:
             problems.append(str(exc))
             continue
         if port is None:
             continue
+        if ipaddress.ip_address(listen).is_loopback:
+            notes.append(
+                f"host {host.name}: /metrics is published on {listen} only (the Pi itself): not a target; "
+                'set metrics_listen (e.g. "0.0.0.0") for a Prometheus elsewhere'
+            )
+            continue
         where = report.address(host.name, listen, host.data.get("ssh_hostname"))
         groups = tuple(sorted(set(host.groups) - {"all"}))
         found.append(Target(host.name, where, port, groups))
-    return found, problems
+    return found, problems, notes
 
 
 def write_if_changed(path: Path, text: str) -> bool:
@@ -168,11 +178,11 @@ def write_if_changed(path: Path, text: str) -> bool:
     return True
 
 
-def write_file_sd(hosts: Iterable[Host], path: Path) -> tuple[bool, list[str]]:
-    """The inventory's file_sd list written to `path` if it changed: (written, problems).
-    Raises OSError when it cannot be written."""
-    found, problems = targets(hosts)
-    return write_if_changed(path, report.file_sd_text(found)), problems
+def write_file_sd(hosts: Iterable[Host], path: Path) -> tuple[bool, list[str], list[str]]:
+    """The inventory's file_sd list written to `path` if it changed: (written, problems,
+    notes), as `targets` says them. Raises OSError when it cannot be written."""
+    found, problems, notes = targets(hosts)
+    return write_if_changed(path, report.file_sd_text(found)), problems, notes
 
 
 _DONE: weakref.WeakSet[State] = weakref.WeakSet()  # runs that wrote FLEET_FILE_SD already
@@ -192,10 +202,12 @@ def file_sd_in_deploy() -> None:
         logger.info(f"--> Prometheus targets (FLEET_FILE_SD): {path} is not written by a dry run")
         return
     try:
-        written, _ = write_file_sd(hosts, Path(path))
+        written, _, notes = write_file_sd(hosts, Path(path))
     except OSError as exc:
         # In deploy code, before any host is changed: the run stops, naming the setting.
         raise PyinfraError(f"FLEET_FILE_SD={path}: cannot write it: {exc}") from None
+    for note in notes:
+        logger.info(f"--> Prometheus targets (FLEET_FILE_SD): {note}")
     if written:
         logger.info(f"--> Prometheus targets (FLEET_FILE_SD): wrote {path}")
 
@@ -236,13 +248,13 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m fleet.status",
         description="The fleet's status: a row per Pi and UPS. Exit 1 when a Pi could not be read.",
     )
-    parser.add_argument("inventory", help="a pyinfra inventory (e.g. inventory/hosts.py), as pyinfra takes it")
+    parser.add_argument("inventory", help="a pyinfra inventory (e.g. inventory, or site-b.py), as pyinfra takes it")
     parser.add_argument("--json", action="store_true", help="the same data as JSON")
     parser.add_argument(
         "--file-sd",
         type=Path,
         metavar="PATH",
-        help="also write Prometheus's file_sd targets there (each Pi with metrics_port), if they changed",
+        help="also write Prometheus's file_sd targets there (each Pi with metrics_port off loopback), if they changed",
     )
     parser.add_argument(
         "--limit", action="append", default=[], metavar="NAME", help="only these hosts or groups (globs), as pyinfra's"
@@ -288,6 +300,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.inventory.endswith(".py") and not Path(args.inventory).is_file():
         print(f"fleet.status: error: no inventory file {args.inventory}", file=sys.stderr)
         return 2
+    if Path(args.inventory).is_dir():
+        # pyinfra would open it as an inventory file (IsADirectoryError): say so instead.
+        print(f"fleet.status: error: {args.inventory} is a directory, not an inventory file", file=sys.stderr)
+        return 2
     # pyinfra's own log on stderr, from warnings up (a host not reached, a fact that failed).
     setup_logging(logging.WARNING)
     # As pyinfra's CLI: the state and config in pyinfra's context, then the inventory (its
@@ -305,13 +321,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     rc = 0
     if args.file_sd is not None:
         try:
-            written, problems = write_file_sd(inventory, args.file_sd)
+            written, problems, notes = write_file_sd(inventory, args.file_sd)
         except OSError as exc:
             print(f"fleet.status: error: --file-sd {args.file_sd}: cannot write it: {exc}", file=sys.stderr)
             return 2
         for problem in problems:
             print(f"fleet.status: {problem} (left out of {args.file_sd})", file=sys.stderr)
             rc = 1
+        for note in notes:
+            print(f"fleet.status: {note}", file=sys.stderr)  # as asked for: exit 0
         print(f"fleet.status: {args.file_sd}: {'written' if written else 'unchanged'}", file=sys.stderr)
     hosts = pis(limited(inventory, args.limit))
     if not hosts:

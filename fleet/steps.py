@@ -216,8 +216,9 @@ def nut_client() -> None:
     def get(key: str) -> Any:
         return host.data.get(key, clients.CLIENT_DEFAULTS[key])
 
+    members = [(h.name, h.data.get("ups_server")) for h in inventory.get_group(clients.CLIENT_GROUP, [])]
     try:
-        client = clients.load_client(host.name, get, None if server is None else server.data.get)
+        client = clients.load_client(host.name, get, None if server is None else server.data.get, members)
     except clients.ClientError as exc:
         fail(str(exc))
         return

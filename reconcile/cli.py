@@ -16,6 +16,7 @@ Exit codes: 0 ok; 1 failure; 2 bad settings or config (nothing written), or `pla
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import difflib
 import functools
 import json
@@ -24,7 +25,7 @@ import sys
 import time
 from typing import Any
 
-from reconcile import __version__, logfmt, store
+from reconcile import __version__, logfmt, nofile, store
 from reconcile.act.files import DirError
 from reconcile.cycle import Agent, simulator_for
 from reconcile.decide import health
@@ -322,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
             warning = logfmt.setup(settings.debug, settings.log_file, max_bytes=settings.log_file_max)
             if warning:
                 logfmt.warning("log.file", error=warning, why="logging to stdout only")
+            nofile.log(agent.maxconn)
         if args.command == "plan":
             return cmd_plan(agent, args.json)
         if args.command == "apply":
@@ -334,13 +336,23 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_health(agent)
         if args.command == "drill":
             return cmd_drill(agent, args.state)
-        if settings.notify is not None:
-            # Why before anything runs: a URL Apprise refuses is bad input, like a bad setting.
-            notify.check(settings.notify)
+        refused = None if settings.notify is None else notify.refusal(settings.notify)
+        if refused:
+            # Why not exit 2 as for a bad setting: which URLs Apprise takes is the image's
+            # Apprise's say (an upgrade may drop or change a service), and no output may ever
+            # stop NUT. All off, so that none is half-working unseen; loaded again without
+            # them, so that upsmon.conf gets no NOTIFYCMD for a socket nobody opens.
+            logfmt.error(
+                "notify.off",
+                refused=refused,
+                why="notifications are off until NOTIFY_URLS is fixed; NUT is served all the same",
+            )
+            settings = dataclasses.replace(settings, notify=None)
+            agent = Agent.load(settings)
         with store.locked(settings.agent_dir):
             store.prepare(settings)
         return Runner(agent).run()
-    except (SettingsError, ConfigError, NutSyntaxError, StoreError, notify.CheckError) as exc:
+    except (SettingsError, ConfigError, NutSyntaxError, StoreError) as exc:
         print(f"nut-reconcile: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (DirError, TimeoutError) as exc:

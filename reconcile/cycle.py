@@ -18,7 +18,7 @@ import dataclasses
 import functools
 from dataclasses import dataclass
 
-from reconcile import events, store
+from reconcile import events, nofile, store
 from reconcile.act import apply, powercycle
 from reconcile.decide import ownership, report
 from reconcile.decide.decision import Bus, Decision, Inputs, decide, reuse
@@ -56,11 +56,14 @@ class Agent:
     status: StatusFile
     reported: frozenset[events.Event] = frozenset()  # the problems reported, while they last
     last: Decision | None = None
+    maxconn: nofile.Fit | None = None  # upsd's MAXCONN against the open-files limit (nofile.log)
 
     @classmethod
     def load(cls, settings: Settings) -> Agent:
-        """Raises userconfig.ConfigError, store.StoreError or OSError (driver table) with a clear message."""
+        """Raises userconfig.ConfigError, store.StoreError, SettingsError (nofile) or OSError (driver table)."""
         user = load_user_config(settings.config_file, settings.ups_name)
+        maxconn = nofile.fit_maxconn(user.maxconn)  # before any NUT daemon starts: they inherit it
+        user = dataclasses.replace(user, maxconn=maxconn.maxconn)
         if settings.simulate:
             user = dataclasses.replace(user, rules=(simulator_for(settings).rule(), *user.rules))
         if settings.notify is not None:  # upsmon hands its notices to the agent (outputs/relay.py)
@@ -74,7 +77,7 @@ class Agent:
         inputs = Inputs(
             user, table, s.ups_name, str(s.statepath), s.run_user, s.names_forget_days, hz, generate_password
         )
-        return cls(settings, observer, inputs, StatusFile(st))
+        return cls(settings, observer, inputs, StatusFile(st), maxconn=maxconn)
 
     @property
     def store(self) -> store.Store:
@@ -129,6 +132,7 @@ class Agent:
             *problems,
             *report.power(d.obs.memory, d.memory),
             *report.healed(d.healed),
+            *report.stale(d),
             *report.no_power_cycle(self.last, d),
             *report.fsd_cleared(d),
         ]:

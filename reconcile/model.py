@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
+from reconcile.nutsyntax import NOTIFY_TYPES
+
 
 @dataclass(frozen=True)
 class UsbDevice:
@@ -139,6 +141,7 @@ class NutConfig:
     statepath: str
     run_user: str
     maxage: int
+    maxconn: int  # upsd's MAXCONN, already fitted to the open-files limit (decide/limits.py)
     pollfreq: int = 5
     deadtime: int = 15
     notify_cmd: str | None = None  # upsmon's NOTIFYCMD (notifications on), else none written
@@ -150,6 +153,15 @@ class NutConfig:
         return tuple(s.name for s in self.sections if s.no_driver)
 
     notices = UPSMON_NOTICES
+
+    @property
+    def notify_flags(self) -> tuple[tuple[str, bool], ...]:
+        """(notify type, EXEC) for a NOTIFYFLAG line each: every type NUT knows, each with
+        SYSLOG and never WALL (NUT's default when a type has no line: nutsyntax.NOTIFY_TYPES),
+        and EXEC only for our notices while notifications are on. Why only those: their
+        text is NUT's own with our UPS's name; ALARM's and OTHER's carry what the UPS
+        server sent, which NUT 2.8.3-2.8.5 hand to a shell (CVE-2026-54161)."""
+        return tuple((t, self.notify_cmd is not None and t in self.notices) for t in NOTIFY_TYPES)
 
     @property
     def minsupplies(self) -> int:

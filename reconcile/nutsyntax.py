@@ -31,6 +31,19 @@ PASSWORD_CHARS = "A-Z a-z 0-9 . _ ~ + % , -"
 # POSIX extended regex metacharacters (NUT compiles USB match values with REG_EXTENDED).
 _ERE_SPECIAL = set(".[]()*+?{}|^$\\")
 
+# Every notify type upsmon knows (clients/upsmon.h, notifylist[]), in its order: NUT 2.8.4's,
+# plus SHUTDOWN_HOSTSYNC (2.8.5) and SUSPEND_TIMEJUMP_UNEXPECTED (2.8.6). Why every upsmon.conf
+# we write (the agent's, the fleet's hosts' and clients') sets a NOTIFYFLAG for each: a type
+# left out gets NUT's default, SYSLOG+WALL, and NUT 2.8.3-2.8.5 hand notice text the UPS
+# server chose (ALARM's ups.alarm) to a shell through wall() (CVE-2026-54161, docs/security.md).
+# An upsmon older than a type logs "invalid notify type" for that line and goes on.
+NOTIFY_TYPES = (
+    *("ONLINE", "ONBATT", "LOWBATT", "FSD", "COMMOK", "COMMBAD", "SHUTDOWN", "SHUTDOWN_HOSTSYNC"),
+    *("REPLBATT", "NOCOMM", "NOPARENT", "CAL", "NOTCAL", "OFF", "NOTOFF", "BYPASS", "NOTBYPASS"),
+    *("ECO", "NOTECO", "ALARM", "NOTALARM", "OVER", "NOTOVER", "TRIM", "NOTTRIM", "BOOST", "NOTBOOST"),
+    *("OTHER", "NOTOTHER", "SUSPEND_TIMEJUMP_UNEXPECTED", "SUSPEND_STARTING", "SUSPEND_FINISHED"),
+)
+
 
 class NutSyntaxError(ValueError):
     """A value that cannot be written safely; the message names the culprit."""

@@ -10,12 +10,13 @@ import pwd
 import re
 import shutil
 import socket
-import sys
+import sysconfig
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from reconcile import notifycmd
 from reconcile.model import UPSMON_NOTICES
 from reconcile.nutsyntax import NutSyntaxError, validate_name
 from reconcile.userconfig import ConfigError, address
@@ -90,7 +91,7 @@ class Notify:
     debounce: float  # seconds: one message per UPS per window while a device flaps
     timeout: float  # seconds one message may take to every service before its sender is killed
     socket: Path  # where upsmon's notices reach the agent (outputs/notify.Relay)
-    notify_cmd: str  # upsmon's NOTIFYCMD: the relay (outputs/relay.py) and the socket
+    notify_cmd: str  # upsmon's NOTIFYCMD: the relay's program (outputs/relay.py), a bare path
 
     @property
     def schemes(self) -> str:
@@ -358,9 +359,6 @@ def notify_events(env: Mapping[str, str]) -> frozenset[str]:
     return frozenset(chosen)
 
 
-NOTIFY_SOCKET = "nut-reconcile-notify.sock"
-
-
 def _notify(env: Mapping[str, str], settle_time: float, statepath: Path) -> Notify | None:
     found = _secret_value(env, "NOTIFY_URLS", "notify_urls")
     if found is None:
@@ -380,18 +378,43 @@ def _notify(env: Mapping[str, str], settle_time: float, statepath: Path) -> Noti
     if not urls:
         return None
     debounce = _number(env, "NOTIFY_DEBOUNCE", max(30.0, settle_time), 0, 86400)
-    sock = statepath / NOTIFY_SOCKET
+    # Where the relay looks: from the NUT_STATEPATH upsmon runs with (nut_env, notifycmd.py).
+    sock = Path(notifycmd.socket_path({"NUT_STATEPATH": str(statepath)}))
     if len(str(sock).encode()) > 107:
         raise SettingsError("NUT_STATEPATH", f"{str(sock)!r} is longer than a Unix socket's path may be (107 bytes)")
-    # Why this Python's full path first: NUT 2.8.6 runs NOTIFYCMD's program only by its path.
-    cmd = f"{sys.executable} -m reconcile.outputs.relay {sock}"
-    # upsmon runs NOTIFYCMD through the shell: nothing in it may need quoting.
-    if not sys.executable.startswith("/") or not re.fullmatch(r"[A-Za-z0-9/._+ -]+", cmd):
-        raise SettingsError(
-            "NOTIFY_URLS", f"upsmon's NOTIFYCMD {cmd!r} would need shell quoting (path of Python or NUT_STATEPATH)"
-        )
     timeout = _number(env, "NOTIFY_TIMEOUT", 30.0, 1, 600)
+    cmd = check_notify_program(notify_program())
     return Notify(urls=urls, events=notify_events(env), debounce=debounce, timeout=timeout, socket=sock, notify_cmd=cmd)
+
+
+def notify_program() -> Path:
+    """The relay's console script (outputs/relay.py): pip installs it beside the agent's own
+    `nut-reconcile`, in this Python's scripts dir (a venv's bin/; /usr/local/bin in the image)."""
+    return Path(sysconfig.get_path("scripts")) / notifycmd.PROGRAM
+
+
+# What upsmon.conf's NOTIFYCMD may be: an absolute path and nothing the shell or NUT's
+# parser reads as more than one word. NUT 2.8.4 runs it through the shell, 2.8.6 execs it.
+_NOTIFY_PROGRAM = re.compile(r"/[A-Za-z0-9/._+-]{1,400}")
+
+
+def check_notify_program(path: Path) -> str:
+    """upsmon's NOTIFYCMD, or SettingsError naming NOTIFY_URLS (what turned it on) and the path."""
+    text = str(path)
+    if not _NOTIFY_PROGRAM.fullmatch(text):
+        raise SettingsError(
+            "NOTIFY_URLS",
+            f"upsmon's NOTIFYCMD would be {text!r}: it must be an absolute path of A-Z a-z 0-9 / . _ + - only "
+            "(NUT 2.8.4 runs it through the shell, NUT 2.8.6 as one program path): install the agent where "
+            "its path has no spaces or shell characters",
+        )
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        raise SettingsError(
+            "NOTIFY_URLS",
+            f"upsmon's NOTIFYCMD {text!r} is not an executable file: install the package (pip install .), "
+            f"which puts {notifycmd.PROGRAM} beside nut-reconcile",
+        )
+    return text
 
 
 _TOPIC = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_/-]{0,63}")
@@ -483,7 +506,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     log_file = None if log_raw == "" else _path(env, "LOG_FILE", "/var/log/nut/hotplug.log")
 
     simulate = _bool(env, "SIMULATE")
-    statepath = _path(env, "NUT_STATEPATH", "/var/run/nut")
+    statepath = _path(env, "NUT_STATEPATH", notifycmd.DEFAULT_STATEPATH)
     agent_dir = _path(env, "RECONCILE_STATE", DEFAULT_STATE)
     if agent_dir == statepath or statepath in agent_dir.parents:
         raise SettingsError(

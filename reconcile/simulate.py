@@ -98,6 +98,11 @@ class Simulator:
             desc=MODEL,
         )
 
+    @property
+    def plugged(self) -> bool:
+        """Whether the last step left the simulated UPS on the bus."""
+        return self._last is not None and self._last.plugged
+
     def drill(self) -> str | None:
         try:
             text = (self.root / DRILL_FILE).read_text(encoding="ascii").strip()

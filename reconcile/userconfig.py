@@ -5,6 +5,7 @@ Example:
     [upsd]
     listen = ["0.0.0.0:3493"]      # "address:port"; "[::1]:3493" for IPv6
     maxage = 15
+    maxconn = 1024                 # upsd's MAXCONN (16 to 1048576): kept within the open-files limit
     synology_compat = false        # true: monuser's password is Synology DSM's fixed "secret"
                                    # (and UPS_NAME must be "ups"): see docs/fleet.md for the risk
 
@@ -69,6 +70,14 @@ RESERVED_USERS = frozenset({"upsmon", *ROLES})
 # What Synology DSM's "Network UPS server" client insists on, fixed in DSM: the UPS name
 # `ups`, the user `monuser`, the password `secret`. Known to everyone: see upsd.synology_compat.
 SYNOLOGY_UPS, SYNOLOGY_PASSWORD = "ups", "secret"
+# upsd's MAXCONN unless upsd.maxconn says otherwise: the Home Assistant NUT add-on's and
+# instantlinux/nut-upsd's figure, far more than a Pi's dashboards and upsmons. Never left
+# out: without it upsd sizes its table from the open-files limit (decide/limits.py).
+DEFAULT_MAXCONN = 1024
+# Why at most 2^20: the kernel's default ceiling of open files per process (fs.nr_open), so a
+# larger MAXCONN could never be met. Why at least 16 (decide/limits.LOWEST): every UPS,
+# LISTEN address and client takes one; fewer starves the clients.
+MAXCONN_RANGE = (16, 1 << 20)
 
 
 def reachable(host: str) -> str:
@@ -84,6 +93,7 @@ class ConfigError(ValueError):
 class UserConfig:
     listen: tuple[tuple[str, int], ...] = (("0.0.0.0", 3493),)
     maxage: int = 15
+    maxconn: int = DEFAULT_MAXCONN  # upsd's MAXCONN as configured; the agent fits it to RLIMIT_NOFILE
     upsmon_enabled: bool = True
     shutdown_cmd: str = "/bin/echo nut-reconcile: upsmon asked for a system shutdown"
     pollfreq: int = 5
@@ -267,7 +277,7 @@ def _whole(table: dict[str, Any], key: str, default: int, low: int, high: int, w
 def parse(data: dict[str, Any]) -> UserConfig:
     _unknown(data, {"upsd", "upsmon", "users", "device", "shutdown"}, "top level")
     upsd = _table(data, "upsd", "")
-    _unknown(upsd, {"listen", "maxage", "synology_compat"}, "upsd")
+    _unknown(upsd, {"listen", "maxage", "maxconn", "synology_compat"}, "upsd")
     upsmon = _table(data, "upsmon", "")
     _unknown(upsmon, {"enabled", "shutdown_cmd", "pollfreq", "deadtime"}, "upsmon")
     users = _table(data, "users", "")
@@ -284,6 +294,7 @@ def parse(data: dict[str, Any]) -> UserConfig:
         secondaries.append((name, _password(name, entry)))
 
     maxage = _whole(upsd, "maxage", defaults.maxage, 5, 3600, "upsd")
+    maxconn = _whole(upsd, "maxconn", defaults.maxconn, *MAXCONN_RANGE, "upsd")
     pollfreq = _whole(upsmon, "pollfreq", defaults.pollfreq, 1, 60, "upsmon")
     deadtime = _whole(upsmon, "deadtime", defaults.deadtime, 3, 3600, "upsmon")
     if deadtime < 3 * pollfreq:
@@ -319,6 +330,7 @@ def parse(data: dict[str, Any]) -> UserConfig:
     return UserConfig(
         listen=_listen(upsd["listen"]) if "listen" in upsd else defaults.listen,
         maxage=maxage,
+        maxconn=maxconn,
         upsmon_enabled=enabled,
         shutdown_cmd=shutdown_cmd,
         pollfreq=pollfreq,

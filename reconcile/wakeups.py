@@ -1,5 +1,6 @@
 """What the run loop sleeps on: the kernel's uevents (when they can be heard), a
-self-pipe that a signal writes to, and a deadline (decide/wake.py computes it).
+self-pipe that a signal writes to, and a timeout (the `schedule` package's idle time
+until the next timed job, timers.py).
 
 One select() for all three, so the agent uses no CPU between wake-ups: no timer thread,
 no polling of the bus while the kernel speaks for it.

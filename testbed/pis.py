@@ -18,6 +18,8 @@ from testbed import REPO, await_true
 from testbed.docker import docker
 
 PIHOST = REPO / "testbed" / "pihost"
+# The hosts of the example inventory (the top-level file `inventory`), each SSH as pi with sudo.
+EXAMPLE_PIS = ("pi-rack.lan", "pi-shop.lan", "pi-cabin.lan")
 DEBS = Path(os.environ.get("UPS_NUT_CACHE_DIR", "/var/cache/ups-nut-smart")) / "debs"
 
 
@@ -73,7 +75,7 @@ class Fleet:
     clients: set[str] = field(default_factory=set)  # hosts of group nut_clients, not pis
 
     def inventory(self, hosts: tuple[str, ...] = ("pi1", "pi2", "pi3")) -> Path:
-        """An inventory file outside inventory/: group pis (and canary: pi1)."""
+        """An inventory file of the tests' own, in a temp dir: group pis (and canary: pi1)."""
         entries = []
         for name in hosts:
             pi = self.pis[name]
@@ -118,6 +120,29 @@ class Fleet:
         python = REPO / ".venv" / "bin" / "python"
         command = [str(python if python.exists() else sys.executable), "-m", "fleet.status", str(self.inventory(hosts))]
         return self._run([*command, *args], env, 300)
+
+    def ssh_home(self) -> Path:
+        """A home directory whose ~/.ssh/config takes each Pi's name to its SSH port on
+        127.0.0.1 with the fleet's key: a controller that reaches its Pis by the names its
+        inventory gives them, as a Pi owner's ssh config or DNS does (pyinfra's SSH connector
+        reads ~/.ssh/config). The user stays the inventory's (its ssh_user wins)."""
+        home = self.root / "home"
+        ssh = home / ".ssh"
+        ssh.mkdir(parents=True, exist_ok=True)
+        entries = [
+            f"Host {pi.name}\n  HostName 127.0.0.1\n  Port {pi.port}\n  IdentityFile {self.key}\n  ConnectTimeout 30\n"
+            for pi in self.pis.values()
+        ]
+        (ssh / "config").write_text("\n".join(entries))
+        (ssh / "known_hosts").touch()  # accept-new, pyinfra's default, records each Pi's key here
+        return home
+
+    def controller(self, *words: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+        """`words` run as written, from the repo's root, as a Pi owner runs them with the venv
+        active (`pyinfra inventory deploy.py --dry --diff`), with HOME = ssh_home()."""
+        venv = REPO / ".venv" / "bin"
+        path = f"{venv}{os.pathsep}{os.environ.get('PATH', '')}" if venv.is_dir() else os.environ.get("PATH", "")
+        return self._run(list(words), {"HOME": str(self.ssh_home()), "PATH": path}, timeout)
 
     def _run(self, command: list[str], env: dict[str, str] | None, timeout: float) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

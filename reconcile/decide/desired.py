@@ -141,6 +141,7 @@ def build(
         statepath=statepath,
         run_user=run_user,
         maxage=user.maxage,
+        maxconn=user.maxconn,
         pollfreq=user.pollfreq,
         deadtime=user.deadtime,
         notify_cmd=user.notify_cmd,

@@ -75,6 +75,11 @@ def fsd_clear_due(since: float | None, now: float, clear_after: float) -> bool:
     return since is not None and now - since >= clear_after
 
 
+def clear_at(since: float | None, clear_after: float | None) -> float | None:
+    """When FSD may be called off (monotonic), if the clock for it runs."""
+    return None if since is None or clear_after is None else since + clear_after
+
+
 def power_cycle_now(
     fsd: frozenset[str], shutdown_ran: bool, stopping: bool, sent: frozenset[str], off_delay: int
 ) -> tuple[str, ...]:

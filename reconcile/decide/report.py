@@ -116,6 +116,11 @@ def no_power_cycle(before: Decision | None, d: Decision) -> list[ev.Event]:
     ]
 
 
+def stale(d: Decision) -> list[ev.Event]:
+    """The drivers this pass restarts because upsd called their data stale too long."""
+    return [ev.DriverStale(ups) for ups in sorted(d.restart)]
+
+
 def fsd_cleared(d: Decision) -> list[ev.Event]:
     """FSD called off in this pass (its upsd restart follows as steps)."""
     if not d.forced.clear:

@@ -100,10 +100,15 @@ def after_pass(
     stopped: Iterable[str],
     started: Iterable[str],
     failed: Iterable[str],
+    power_cycled: Iterable[str] = (),
 ) -> Supervision:
     """The backoff after a pass (`on_bus`: the names of the UPSes attached or held;
     `stopped`: drivers the pass stopped; `started`/`failed`: the backoff keys of the
-    starts that succeeded and failed)."""
+    starts that succeeded and failed), and the UPSes sent the power cycle in this FSD
+    (`power_cycled`: by this pass), so that none is sent it twice."""
+    cycled = sup.power_cycled | frozenset(power_cycled)
+    if cycled != sup.power_cycled:
+        sup = replace(sup, power_cycled=cycled)
     backoff = sup.backoff
     # A driver the agent stopped, or whose UPS has left the bus, did not die: its next
     # start (the UPS plugged back) is a first start, not a retry held back by backoff.

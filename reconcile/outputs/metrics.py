@@ -2,8 +2,10 @@
 
 Two kinds of series, from two sources, neither of them the reconcile core:
 
-- **The UPSes**, read from upsd at each scrape (LIST VAR, on the scrape's own thread and
-  connection, with a timeout), under DRuggeri's nut_exporter names so that its dashboards
+- **The UPSes**, read from upsd at a scrape (LIST VAR, on the scrape's own thread and
+  connection, with a timeout), at most once per second: the scrapes of that second (two
+  Prometheus servers, a dashboard's refresh) share that read. Under DRuggeri's nut_exporter
+  names so that its dashboards
   keep working: `network_ups_tools_<variable>` for every numeric variable (dots and dashes
   become underscores), `network_ups_tools_ups_status{flag}` with every flag of
   nut_exporter's default list present (0 when not set), and
@@ -21,8 +23,9 @@ consumer only updates prometheus_client's (thread-safe) values.
 from __future__ import annotations
 
 import re
+import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, start_http_server
@@ -54,6 +57,7 @@ STATUS_FLAGS = (
 )
 DEVICE_LABELS = ("model", "mfr", "serial", "type", "description", "contact", "location", "part", "macaddr")
 SCRAPE_TIMEOUT = 3.0  # seconds for upsd's answers during one scrape
+READ_EVERY = 1.0  # seconds one upsd read serves every scrape that comes in them
 _NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 HOTPLUG = {"ups.plugged": "plugged", "ups.unplugged": "unplugged", "ups.swapped": "swapped", "ups.renamed": "renamed"}
 
@@ -89,12 +93,56 @@ def ups_samples(ups: str, variables: Mapping[str, str]) -> list[Sample]:
     return out
 
 
+@dataclass(frozen=True)
+class UpsdReading:
+    """What one read of upsd gave: NUT's version and each UPS's variables (None: no fresh
+    data, or its driver not connected); answered False when upsd did not answer."""
+
+    answered: bool
+    nut_version: str = ""
+    upses: tuple[tuple[str, Mapping[str, str] | None], ...] = ()
+
+
+def read_upsd(host: str, port: int) -> UpsdReading:
+    """One read of upsd: a connection, VER, LIST UPS and each UPS's LIST VAR."""
+    upses: list[tuple[str, Mapping[str, str] | None]] = []
+    try:
+        with upsd_client.Connection(host, port, timeout=SCRAPE_TIMEOUT) as conn:
+            nut_version = upsd_client.version(conn)
+            for ups in upsd_client.ups_names(conn):
+                try:
+                    upses.append((ups, upsd_client.variables(conn, ups)))
+                except upsd_client.UpsdError:
+                    upses.append((ups, None))  # data stale, or its driver not connected
+    except upsd_client.UpsdError as exc:
+        logfmt.debug("metrics.upsd", error=str(exc))
+        return UpsdReading(answered=False)
+    return UpsdReading(True, nut_version, tuple(upses))
+
+
 class UpsdCollector(Collector):
     """Reads upsd at scrape time: the UPS series above, whether upsd answered, each UPS's
-    data freshness and NUT's driver.state, and the build info (with upsd's version)."""
+    data freshness and NUT's driver.state, and the build info (with upsd's version).
 
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
+    One read serves every scrape within READ_EVERY seconds of it (by `clock`, monotonic;
+    the tests give their own), one that failed too: upsd is not asked more often however
+    many scrape, and scrapes that come at once wait for the one read under way."""
+
+    def __init__(self, host: str, port: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.host, self.port, self.clock = host, port, clock
+        self.lock = threading.Lock()  # prometheus_client serves each scrape on a thread of its own
+        self.last: tuple[float, UpsdReading] | None = None
+
+    def reading(self) -> UpsdReading:
+        with self.lock:
+            now = self.clock()
+            if self.last is not None and 0 <= now - self.last[0] < READ_EVERY:
+                return self.last[1]
+            found = read_upsd(self.host, self.port)
+            # Why the time before the read: the reads start at most once per READ_EVERY,
+            # however long each takes.
+            self.last = (now, found)
+            return found
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily(f"{OURS}_upsd_up", "1 when upsd answered this scrape")
@@ -105,35 +153,26 @@ class UpsdCollector(Collector):
             labels=["ups", "state"],
         )
         families: dict[str, GaugeMetricFamily] = {}
-        nut_version = ""
-        try:
-            with upsd_client.Connection(self.host, self.port, timeout=SCRAPE_TIMEOUT) as conn:
-                nut_version = upsd_client.version(conn)
-                for ups in upsd_client.ups_names(conn):
-                    try:
-                        variables = upsd_client.variables(conn, ups)
-                    except upsd_client.UpsdError:
-                        stale.add_metric([ups], 1.0)  # data stale, or its driver not connected
-                        continue
-                    stale.add_metric([ups], 0.0)
-                    if "driver.state" in variables:
-                        state.add_metric([ups, variables["driver.state"]], 1.0)
-                    for sample in ups_samples(ups, variables):
-                        family = families.get(sample.name)
-                        if family is None:
-                            labels = [k for k, _ in sample.labels]
-                            family = families[sample.name] = GaugeMetricFamily(
-                                sample.name, f"NUT variable, as upsd serves it ({sample.name})", labels=labels
-                            )
-                        family.add_metric([v for _, v in sample.labels], sample.value)
-            up.add_metric([], 1.0)
-        except upsd_client.UpsdError as exc:
-            logfmt.debug("metrics.upsd", error=str(exc))
-            up.add_metric([], 0.0)
+        found = self.reading()
+        for ups, variables in found.upses:
+            stale.add_metric([ups], 1.0 if variables is None else 0.0)
+            if variables is None:
+                continue
+            if "driver.state" in variables:
+                state.add_metric([ups, variables["driver.state"]], 1.0)
+            for sample in ups_samples(ups, variables):
+                family = families.get(sample.name)
+                if family is None:
+                    labels = [k for k, _ in sample.labels]
+                    family = families[sample.name] = GaugeMetricFamily(
+                        sample.name, f"NUT variable, as upsd serves it ({sample.name})", labels=labels
+                    )
+                family.add_metric([v for _, v in sample.labels], sample.value)
+        up.add_metric([], 1.0 if found.answered else 0.0)
         info = GaugeMetricFamily(
             f"{OURS}_build_info", "The agent's and NUT's versions", labels=["version", "nut_version"]
         )
-        info.add_metric([__version__, nut_version], 1.0)
+        info.add_metric([__version__, found.nut_version], 1.0)
         yield from (up, stale, state, info, *families.values())
 
 

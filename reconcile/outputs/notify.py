@@ -14,7 +14,9 @@ Three parts, none of them on the reconcile pass's path:
   the recent-event record and the notifier all see it.
 
 Every message is logged as `notify.sent` or `notify.failed` with the notice and the
-services' schemes, never a URL.
+services' schemes, never a URL. Before `run` starts anything, `refusal` asks Apprise
+whether it takes every URL: one it refuses turns notifications off (reconcile/cli.py),
+logged, and NUT is served all the same.
 """
 
 from __future__ import annotations
@@ -47,10 +49,6 @@ REFRESH = 30.0  # seconds between readings of the attached UPSes (for the unplug
 SENDER = "reconcile.outputs.send"
 
 
-class CheckError(ValueError):
-    """Apprise does not accept a URL of NOTIFY_URLS (named by its index)."""
-
-
 def _child(args: list[str], payload: Mapping[str, object], timeout: float) -> dict[str, object]:
     """Run the sender child with `payload` on stdin; its JSON answer, or why there is none."""
     try:
@@ -74,19 +72,31 @@ def _child(args: list[str], payload: Mapping[str, object], timeout: float) -> di
     return answer if isinstance(answer, dict) else {"ok": False, "error": "the sender's answer is not an object"}
 
 
-def check(config: Notify) -> None:
-    """Ask Apprise (in the child) whether it takes every URL; raises CheckError naming
-    the refused ones by index. Does not raise when the check itself cannot run (logged):
-    that is not the user's input."""
+def refusal(config: Notify) -> str | None:
+    """Ask Apprise (in the child) whether it takes every URL: None when it does, else which
+    ones it refuses and why, each by its index and scheme, never the URL (it holds tokens).
+    None too when the check itself cannot run (logged: that is not the user's input, and
+    each send will say what fails)."""
     answer = _child(["--check"], {"urls": list(config.urls)}, CHECK_TIMEOUT)
-    refused = answer.get("refused")
-    if isinstance(refused, list) and refused:
-        raise CheckError(
-            f"NOTIFY_URLS: Apprise does not accept URL {', '.join(map(str, refused))} "
-            f"(of {len(config.urls)}; schemes given: {config.schemes})"
-        )
+    refused, unknown = answer.get("refused"), answer.get("unknown")
+    # Only indexes of the list given count: the answer is the child's, checked like input.
+    indexes = [i for i in refused if type(i) is int and 1 <= i <= len(config.urls)] if isinstance(refused, list) else []
+    if indexes:
+        version = answer.get("version")
+        apprise = f"Apprise {version[:20]}" if isinstance(version, str) and version else "Apprise"
+        parts = []
+        for index in indexes:
+            # The scheme only: settings.URL_SCHEME checked it (at most 32 letters, digits, + . -).
+            scheme = config.urls[index - 1].split("://", 1)[0].lower()
+            if isinstance(unknown, list) and index in unknown:
+                why = f"a service {apprise} does not know"
+            else:
+                why = f"{apprise} refuses it (a part missing or malformed, or a service that cannot run here)"
+            parts.append(f"URL {index} of {len(config.urls)} ({scheme}://): {why}")
+        return "; ".join(parts)
     if not answer.get("ok"):
         logfmt.error("notify.check", services=config.schemes, error=str(answer.get("error", "")))
+    return None
 
 
 @dataclass(frozen=True)

@@ -1,17 +1,25 @@
 """upsmon's NOTIFYCMD when notifications are on: hands upsmon's notice to the agent.
 
-    NOTIFYCMD "/usr/bin/python3 -m reconcile.outputs.relay /var/run/nut/nut-reconcile-notify.sock"
+    NOTIFYCMD /usr/local/bin/nut-reconcile-notify
+
+`nut-reconcile-notify` is this module's console script (pyproject.toml): one program at a
+path without spaces, taking nothing but what upsmon gives it. Why that shape: NUT 2.8.4
+runs NOTIFYCMD's one word through the shell (`system("<cmd> \\"<notice>\\"")`), NUT 2.8.6
+execs its first token as a program path (no shell, no words split off it); a bare path
+works in both, a `python -m ... <socket>` line only in the first.
 
 upsmon runs it (forked, as its RUN_AS_USER) with the notice's text as the last argument,
 and NOTIFYTYPE (ONBATT, LOWBATT ...) and UPSNAME (my-ups@127.0.0.1:3493) in the
 environment. It sends one datagram to the agent's socket and exits; the agent checks it,
 adds the UPS's charge and runtime and what happens next, and sends it (outputs/notify.py).
 
+The socket is `$NUT_STATEPATH/nut-reconcile-notify.sock` (reconcile/notifycmd.py says why).
+
 Why a relay and not the sender itself: the notification URLs hold tokens and stay with
-the agent (root), never in upsmon's environment or its user's reach. Why so small (only
-the standard library, no reconcile import beyond this package): upsmon may run it at
-the start of a shutdown, on a Pi. It never fails upsmon: any error is one line on stderr
-and exit 0 (upsmon ignores NOTIFYCMD's exit code anyway).
+the agent (root), never in upsmon's environment or its user's reach. Why so small (the
+standard library and reconcile.notifycmd only): upsmon may run it at the start of a
+shutdown, on a Pi. It never fails upsmon: any error is one line on stderr and exit 0
+(upsmon ignores NOTIFYCMD's exit code anyway).
 """
 
 from __future__ import annotations
@@ -21,15 +29,19 @@ import os
 import socket
 import sys
 
+from reconcile.notifycmd import PROGRAM, socket_path
+
 TIMEOUT = 2.0
 LIMIT = 4096  # bytes of one datagram (the agent reads no more)
 
 
-def main(argv: list[str]) -> int:
-    if len(argv) < 3:
-        print("usage: python -m reconcile.outputs.relay SOCKET MESSAGE", file=sys.stderr)
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv if argv is None else argv
+    if len(args) < 2:
+        print(f"usage: {PROGRAM} MESSAGE (upsmon's NOTIFYCMD; NOTIFYTYPE, UPSNAME in the environment)", file=sys.stderr)
         return 0
-    path, message = argv[1], argv[-1]
+    # Why the last argument: it is where upsmon puts the notice, however it was started.
+    path, message = socket_path(os.environ), args[-1]
     notice = {
         "type": os.environ.get("NOTIFYTYPE", ""),
         "ups": os.environ.get("UPSNAME", ""),
@@ -41,9 +53,9 @@ def main(argv: list[str]) -> int:
             sock.settimeout(TIMEOUT)
             sock.sendto(data, path)
     except OSError as exc:
-        print(f"nut-reconcile relay: cannot reach the agent at {path}: {exc}", file=sys.stderr)
+        print(f"{PROGRAM}: cannot reach the agent at {path}: {exc}", file=sys.stderr)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    sys.exit(main())

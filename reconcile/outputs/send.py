@@ -8,8 +8,10 @@ Reads one JSON object on stdin (never argv: argv is readable by every user throu
 /proc, and the URLs hold tokens):
   {"urls": [...], "title": "...", "body": "...", "type": "info|success|warning|failure"}
 or, with `--check`, {"urls": [...]} only: which URLs Apprise does not accept.
-Writes one JSON object on stdout: {"ok": bool, "refused": [1-based indexes], "error": "..."}.
-It never prints a URL: a refused one is named by its index.
+Writes one JSON object on stdout: {"ok": bool, "refused": [1-based indexes], "error": "..."};
+a check also gives "unknown" (those of the refused whose scheme this Apprise does not
+know at all) and "version" (Apprise's). It never prints a URL: a refused one is named by
+its index.
 """
 
 from __future__ import annotations
@@ -28,6 +30,25 @@ def _load(raw: str) -> dict[str, Any]:
     if not all(isinstance(u, str) for u in data["urls"]):
         raise ValueError("urls: not strings")
     return data
+
+
+def _scheme(url: str) -> str:
+    return url.split("://", 1)[0].lower()
+
+
+def _schemes(sender: Any) -> set[str] | None:
+    """Every scheme this Apprise has a service for (its public details()), or None when it
+    cannot say: then a refused URL is not told apart as an unknown scheme."""
+    try:
+        found: set[str] = set()
+        for service in sender.details(show_disabled=True)["schemas"]:
+            for key in ("protocols", "secure_protocols"):
+                given = service.get(key) or ()
+                # Why both: a service lists one protocol as a string, several as a list.
+                found.update(p.lower() for p in ([given] if isinstance(given, str) else given) if isinstance(p, str))
+        return found
+    except Exception:  # noqa: BLE001 - Apprise's details() differ between versions; the check goes on without them
+        return None
 
 
 def main(argv: list[str]) -> int:
@@ -49,7 +70,12 @@ def main(argv: list[str]) -> int:
     refused = [i for i, url in enumerate(data["urls"], 1) if not sender.add(url)]
     if check or refused:
         error = f"Apprise does not accept URL {', '.join(map(str, refused))}" if refused else ""
-        print(json.dumps({"ok": not refused, "refused": refused, "error": error}))
+        schemes = _schemes(sender) if refused else None
+        unknown = [] if schemes is None else [i for i in refused if _scheme(data["urls"][i - 1]) not in schemes]
+        version = str(getattr(apprise, "__version__", ""))
+        print(
+            json.dumps({"ok": not refused, "refused": refused, "unknown": unknown, "version": version, "error": error})
+        )
         return 0 if not refused else 1
     kinds = {"info", "success", "warning", "failure"}
     kind = str(data.get("type")) if data.get("type") in kinds else "info"

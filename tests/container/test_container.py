@@ -194,6 +194,8 @@ def test_compose_up_and_down_with_the_shipped_file_and_least_privilege(image: st
         assert host["SecurityOpt"] == ["no-new-privileges:true"]
         assert host["ReadonlyRootfs"] is True
         assert set(host["Tmpfs"]) == {"/opt/nut/etc", "/var/run/nut", "/tmp"}
+        # Docker's log capped (compose.yaml's logging:), as the engine took it: an SD card never fills.
+        assert host["LogConfig"] == {"Type": "json-file", "Config": {"max-file": "3", "max-size": "10m"}}
         # ... and what it means inside: upsd runs as nut, the root filesystem takes no write,
         # the agent's dir is root's alone, and no admin user exists unless asked for.
         run = ["exec", "ups-nut-smart", "sh", "-c"]

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from reconcile.nutsyntax import tokenize
+from reconcile.settings import notify_program
 from testbed import await_true
 from testbed.nut import Sandbox
 from testbed.webhook import Receiver
@@ -297,10 +299,14 @@ def test_a_real_low_battery_shutdown_sends_upsmons_notices_with_charge_runtime_a
     sandbox.start_run(env={"NOTIFY_URLS": receiver.url, "HOST_NAME": "pi-test"})
     assert sandbox.await_log("event=notify.ready", timeout=AWAIT), sandbox.run_output()
     assert sandbox.await_log("event=start.upsmon", timeout=AWAIT), sandbox.run_output()
-    upsmon_conf = (sandbox.conf / "upsmon.conf").read_text()
-    assert "NOTIFYCMD" in upsmon_conf and "NOTIFYFLAG ONBATT SYSLOG+EXEC" in upsmon_conf
-    # NUT 2.8.6 runs NOTIFYCMD's program by its full path: the first word is one.
-    program = upsmon_conf.split("NOTIFYCMD ", 1)[1].strip('"').split()[0]
+    lines = tokenize((sandbox.conf / "upsmon.conf").read_text())
+    assert ["NOTIFYFLAG", "ONBATT", "SYSLOG+EXEC"] in lines and ["NOTIFYFLAG", "ALARM", "SYSLOG"] in lines
+    # NOTIFYCMD is one token, the relay's program (NUT 2.8.4 and 2.8.6 alike): what this real
+    # upsmon runs below for every notice, with NUT_STATEPATH telling it the agent's socket.
+    commands = [words[1:] for words in lines if words[0] == "NOTIFYCMD"]
+    assert len(commands) == 1 and len(commands[0]) == 1, commands
+    program = commands[0][0]
+    assert program == str(notify_program()) and program.endswith("/nut-reconcile-notify"), program
     assert os.path.isabs(program) and os.access(program, os.X_OK), program
     sandbox.bus.plug("1-1")
     assert sandbox.await_upsc("OL", timeout=AWAIT), sandbox.run_output()

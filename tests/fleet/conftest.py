@@ -9,6 +9,9 @@ connector on 127.0.0.1 ports only (nothing is sent to any other address).
   pi6  compose v2, root: image_source = pull, from registry.py on its own loopback
   nas1 another machine on pi1's UPS (group nut_clients): only its NUT client
 
+and, apart (example_fleet), the example inventory's own three: pi-rack.lan, pi-shop.lan and
+pi-cabin.lan, compose v2, SSH as pi with sudo, reached by those names (testbed/pis.py ssh_home).
+
 Without a Docker engine the tests skip, saying why; under CI (which starts one through
 docker/engine-setup.sh) a missing engine fails.
 """
@@ -26,7 +29,7 @@ import pytest
 
 from testbed.docker import docker
 from testbed.images import TARGETS
-from testbed.pis import DEBS, Fleet, pihost_image, start_pi
+from testbed.pis import DEBS, EXAMPLE_PIS, Fleet, Pi, pihost_image, start_pi
 from tests.container.conftest import IMAGE, build
 
 BROKEN = "ups-nut-smart:broken"
@@ -76,6 +79,25 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         "nas1": start_pi("nas1", images["v2"], key, "root"),  # a NUT client host (group nut_clients)
     }
     try:
+        yield Fleet(root, key, pis)
+    finally:
+        for pi in pis.values():
+            docker("rm", "-f", pi.container, check=False, timeout=120)
+            docker("volume", "rm", f"{pi.container}-docker", check=False)
+
+
+@pytest.fixture(scope="module")
+def example_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    """Fresh Pis for the example `inventory` as it stands: its host names, user pi with sudo."""
+    _engine_or_skip()
+    root = tmp_path_factory.mktemp("example-fleet")
+    key = root / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True, timeout=30)
+    image = pihost_image("v2")
+    pis: dict[str, Pi] = {}
+    try:
+        for name in EXAMPLE_PIS:
+            pis[name] = start_pi(name, image, key, "pi")
         yield Fleet(root, key, pis)
     finally:
         for pi in pis.values():

@@ -1,6 +1,8 @@
 """The status command's Prometheus file_sd list, read by a real Prometheus with the scrape
 config docs/fleet.md gives: each Pi with metrics_port is a target, its series carry the
-`host` label, and the inventory groups select targets in relabelling. Loopback only."""
+`host` label, and the inventory groups select targets in relabelling; a Pi whose metrics
+are published on its loopback only is no target. Loopback only (a target on another
+address is one that relabelling drops: never scraped)."""
 
 from __future__ import annotations
 
@@ -85,18 +87,19 @@ def test_prometheus_scrapes_the_file_sd_list_with_the_docs_scrape_config(
     inventory = Inventory(  # type: ignore[no-untyped-call]  # pyinfra's constructor has no hints
         (
             [
-                ("pi1", {"metrics_port": canary_port, "ssh_hostname": "127.0.0.1"}),
-                ("pi2", {"metrics_port": other_port, "nut_listen": "127.0.0.1"}),
+                ("pi1", {"metrics_port": canary_port, "metrics_listen": "0.0.0.0", "ssh_hostname": "127.0.0.1"}),
+                ("pi2", {"metrics_port": other_port, "metrics_listen": "192.0.2.10"}),  # TEST-NET-1: dropped
                 "pi3",  # no metrics_port: not a target
+                ("pi4", {"metrics_port": other_port}),  # on the Pi's loopback only: not a target
             ],
             {},
         ),
         canary=(["pi1"], {}),
-        pis=(["pi1", "pi2", "pi3"], {}),
+        pis=(["pi1", "pi2", "pi3", "pi4"], {}),
     )
     targets = tmp_path / "targets" / "ups-nut-smart.json"
-    written, problems = status.write_file_sd(inventory, targets)
-    assert written and problems == []
+    written, problems, notes = status.write_file_sd(inventory, targets)
+    assert written and problems == [] and [note.split(":")[0] for note in notes] == ["host pi4"]
     assert [group["labels"]["host"] for group in json.loads(targets.read_text())] == ["pi1", "pi2"]
     (tmp_path / "prometheus.yml").write_text(docs_scrape_config(targets))
     port, log = free_port(), tmp_path / "prometheus.log"
@@ -124,7 +127,7 @@ def test_prometheus_scrapes_the_file_sd_list_with_the_docs_scrape_config(
         seen = api(port, "targets")
         assert [t["labels"]["host"] for t in seen["activeTargets"]] == ["pi1"]
         assert "__meta_fleet_groups" not in seen["activeTargets"][0]["labels"]  # never on a series
-        assert [t["discoveredLabels"]["__address__"] for t in seen["droppedTargets"]] == [f"127.0.0.1:{other_port}"]
+        assert [t["discoveredLabels"]["__address__"] for t in seen["droppedTargets"]] == [f"192.0.2.10:{other_port}"]
     finally:
         prometheus.terminate()
         prometheus.wait(30)

@@ -44,6 +44,9 @@ def test_first_deploy_ships_the_image_and_every_pi_serves_the_demo(fleet: Fleet)
         assert pi.sh("stat -c '%a %U' /opt/ups-nut-smart/secrets/nut_monuser_password").strip() == "600 root"
         assert pi.sh("stat -c %a /opt/ups-nut-smart/secrets").strip() == "700"
         assert pi.sh("stat -c %a /opt/ups-nut-smart/compose.yaml /opt/ups-nut-smart/.env").split() == ["644", "644"]
+        # Docker's log capped (the fleet's compose.yaml), as the Pi's engine took it.
+        logging = json.loads(pi.sh("docker inspect -f '{{json .HostConfig.LogConfig}}' ups-nut-smart"))
+        assert logging == {"Type": "json-file", "Config": {"max-file": "3", "max-size": "10m"}}, name
     # compose v1 on pi3, v2 on pi1 and pi2: both served
     assert "docker-compose version 1." in fleet.pis["pi3"].sh("docker-compose version")
 
@@ -508,19 +511,29 @@ def test_a_rotated_password_does_not_linger_in_the_rollback_snapshot(fleet: Flee
     assert {"ups-nut-agent", "ups-nut-logs"} <= set(pi3.sh("docker volume ls -q").split())
 
 
-def test_metrics_port_turns_on_the_pis_metrics_and_publishes_them(fleet: Fleet) -> None:
+def test_metrics_port_turns_on_the_pis_metrics_on_its_loopback_and_metrics_listen_opens_them(fleet: Fleet) -> None:
     """Host data metrics_port: METRICS_LISTEN in the Pi's env file and the port published
-    on nut_listen, so that Prometheus reaches /metrics at <pi>:<port>."""
+    on the Pi's loopback only; with metrics_listen = 0.0.0.0, on its other addresses too,
+    so that Prometheus reaches /metrics at <pi>:<port>."""
     pi3 = fleet.pis["pi3"]
     fleet.data["pi3"] = {**fleet.data.get("pi3", {}), "metrics_port": 9199}
     result = fleet.pyinfra("-y", hosts=("pi3",), env={"NUT_MONUSER_PASSWORD": SECRET})
     assert result.returncode == 0, result.stdout + result.stderr
     assert "METRICS_LISTEN=0.0.0.0:9199" in pi3.sh("cat /opt/ups-nut-smart/.env")
-    scrape = (
-        "python3 -c \"import urllib.request as u; print(u.urlopen('http://127.0.0.1:9199/metrics').read().decode())\""
-    )
+    assert '- "127.0.0.1:9199:9199"' in pi3.sh("cat /opt/ups-nut-smart/compose.yaml")
+    lan = pi3.sh("hostname -i").split()[0]  # the Pi's address on its network (not loopback)
+
+    def scrape(address: str) -> str:
+        get = f"u.urlopen('http://{address}:9199/metrics', timeout=5).read().decode()"
+        return pi3.sh(f'python3 -c "import urllib.request as u; print({get})" 2>&1', check=False)
+
     series = 'network_ups_tools_battery_charge{ups="my-ups"}'
-    assert await_true(lambda: series in pi3.sh(scrape, check=False), 60), pi3.sh(scrape, check=False)
+    assert await_true(lambda: series in scrape("127.0.0.1"), 60), scrape("127.0.0.1")
+    assert "Connection refused" in scrape(lan), scrape(lan)  # loopback only
+    fleet.data["pi3"] = {**fleet.data["pi3"], "metrics_listen": "0.0.0.0"}
+    result = fleet.pyinfra("-y", hosts=("pi3",), env={"NUT_MONUSER_PASSWORD": SECRET})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert await_true(lambda: series in scrape(lan), 60), scrape(lan)
 
 
 NOTIFY_SECRET = "fleet-notify-s3cret-token"
@@ -634,11 +647,13 @@ def test_the_fleet_status_shows_each_pis_ups_and_one_not_running_fails_the_comma
     as_json = fleet.pyinfra("-y", deploy="fleet/status.py", env={"STATUS_FORMAT": "json"})
     assert as_json.returncode == 0 and sorted(by_host(json.loads(as_json.stdout))) == list(PIS), as_json.stdout
 
-    # Prometheus's targets: the Pis with metrics_port (as far as these tests set it).
+    # Prometheus's targets: the Pis with metrics_port published beyond their loopback (as
+    # far as these tests set it).
     targets = fleet.root / "status-targets.json"
     written = fleet.status("--file-sd", str(targets))
     assert written.returncode == 0 and f"{targets}: written" in written.stderr, written.stderr
-    want = sorted(name for name in PIS if fleet.data.get(name, {}).get("metrics_port"))
+    given = {name: fleet.data.get(name, {}) for name in PIS}
+    want = sorted(name for name, d in given.items() if d.get("metrics_port") and d.get("metrics_listen") == "0.0.0.0")
     assert [t["labels"]["host"] for t in json.loads(targets.read_text())] == want
     unchanged = fleet.status("--file-sd", str(targets))
     assert f"{targets}: unchanged" in unchanged.stderr, unchanged.stderr

@@ -3,11 +3,13 @@ Prometheus on loopback, queried through its HTTP API, and linted by promtool."""
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import urllib.parse
@@ -16,7 +18,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry, start_http_server
 
+from reconcile.outputs import metrics
 from testbed import REPO, await_true
 from testbed.nut import Sandbox, free_port, nut_processes
 
@@ -136,6 +140,72 @@ def test_metrics_serve_the_ups_under_nut_exporters_names_and_the_agents_own(
     assert await_true(lambda: prom.value('ups_nut_smart_ups_stale{ups="my-ups"}') == 1.0, AWAIT)
     assert prom.value('ups_nut_smart_hotplug_events_total{kind="unplugged"}') == 1.0
     assert await_true(lambda: prom.value('network_ups_tools_battery_charge{ups="my-ups"}') is None, AWAIT)
+
+
+class CountingRelay:
+    """A TCP relay in front of the sandbox's upsd that counts the connections made through
+    it: each read of upsd by the metrics is one connection (metrics.read_upsd)."""
+
+    def __init__(self, port: int) -> None:
+        self.upstream = ("127.0.0.1", port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        self.connections = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            self.connections += 1  # before any byte reaches upsd: counted by the time it answers
+            upstream = socket.create_connection(self.upstream, timeout=5)
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while chunk := source.recv(65536):
+                sink.sendall(chunk)
+        except OSError:
+            pass
+        for end in (source, sink):
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_scrapes_within_a_second_cost_one_read_of_the_real_upsd(sandbox: Sandbox) -> None:
+    sandbox.dummy_rule(sandbox.data_file())
+    sandbox.bus.plug("1-1")
+    sandbox.start_run()
+    assert sandbox.await_upsc("OL", timeout=AWAIT), sandbox.run_output()
+    relay = CountingRelay(sandbox.port)
+    # The clock the collector reads, held still between the first two scrapes: "within a
+    # second" without depending on how fast this machine scrapes.
+    now = [1000.0]
+    registry = CollectorRegistry()
+    registry.register(metrics.UpsdCollector("127.0.0.1", relay.port, clock=lambda: now[0]))
+    port = free_port()
+    server, _ = start_http_server(port, addr="127.0.0.1", registry=registry)
+    try:
+        series = 'network_ups_tools_battery_charge{ups="my-ups"} 91.0'
+        first = get(f"http://127.0.0.1:{port}/metrics")
+        now[0] += metrics.READ_EVERY - 0.001
+        second = get(f"http://127.0.0.1:{port}/metrics")
+        assert series in first and series in second, first
+        assert relay.connections == 1
+        now[0] += 0.001  # a second after the first read: the next scrape reads again
+        assert series in get(f"http://127.0.0.1:{port}/metrics")
+        assert relay.connections == 2
+    finally:
+        server.shutdown()
+        server.server_close()
+        relay.close()
 
 
 def test_a_metrics_address_that_cannot_be_bound_is_logged_and_nut_is_still_served(sandbox: Sandbox) -> None:

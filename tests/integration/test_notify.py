@@ -114,12 +114,30 @@ def test_a_receiver_that_hangs_never_slows_a_pass_and_its_sender_is_killed(
     assert receiver.find("my-ups: unplugged")
 
 
-def test_a_url_apprise_refuses_stops_the_start_naming_it_by_index_not_by_its_token(sandbox: Sandbox) -> None:
-    result = sandbox.cli("run", env={"NOTIFY_URLS": f"json://127.0.0.1:9/ok bogus://{TOKEN}@example"})
-    assert result.returncode == 2, result.stdout + result.stderr
-    assert "NOTIFY_URLS" in result.stderr and "URL 2" in result.stderr, result.stderr
-    assert TOKEN not in result.stdout + result.stderr
-    assert not (sandbox.conf / "upsd.conf").exists()  # nothing written before the check
+def test_urls_apprise_refuses_turn_notifications_off_logged_by_index_and_nut_is_served(
+    sandbox: Sandbox, receiver: Receiver
+) -> None:
+    sandbox.dummy_rule(sandbox.data_file())
+    # One Apprise takes, one whose scheme it does not know, one its Telegram service refuses
+    # (no bot token): every one holds the token, which must never reach a log.
+    urls = f"{receiver.url}?token={TOKEN} bogus://{TOKEN}@example tgram://{TOKEN}/"
+    sandbox.start_run(env=notify_env(receiver, NOTIFY_URLS=urls, NOTIFY_DEBOUNCE="0"))
+    assert sandbox.await_log("event=notify.off", timeout=AWAIT), sandbox.run_output()
+    assert sandbox.await_log("event=start.upsmon", timeout=AWAIT), sandbox.run_output()
+    sandbox.bus.plug("1-1")
+    assert sandbox.await_upsc("OL", timeout=AWAIT), sandbox.run_output()  # NUT is served all the same
+    assert "my-ups" in sandbox.served()
+    out = sandbox.run_output()
+    off = next(line for line in out.splitlines() if "event=notify.off" in line)
+    assert "level=error" in off and "notifications are off" in off, off
+    assert "URL 2 of 3 (bogus://): a service Apprise " in off and "does not know" in off, off
+    assert "URL 3 of 3 (tgram://): Apprise " in off and "refuses it" in off, off
+    assert "URL 1" not in off, off  # the one Apprise takes is not named
+    assert TOKEN not in out and TOKEN not in sandbox.log.read_text()
+    # Off as a whole: no notifier, and upsmon hands no notice to a socket nobody opens.
+    assert "event=notify.ready" not in out and "event=notify.sent" not in out, out
+    assert "NOTIFYCMD" not in (sandbox.conf / "upsmon.conf").read_text()
+    assert receiver.messages == []
 
 
 def test_a_bad_notify_events_value_is_refused_naming_it(sandbox: Sandbox, receiver: Receiver) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -35,8 +36,8 @@ def test_every_key_has_a_default_so_an_inventory_of_names_alone_works() -> None:
         "nut_listen", "image", "image_source", "install_docker", "project_dir", "monuser_password", "admin_password",
         "devices",
         "host_shutdown", "host_shutdown_cmd", "host_password", "ups_off_delay", "fsd_clear_after",
-        "synology_compat", "gate_timeout", "metrics_port", "notify_urls", "notify_events", "mqtt_url",
-        "uevents", "rescan_interval", "settle_min",
+        "synology_compat", "gate_timeout", "metrics_port", "metrics_listen", "notify_urls", "notify_events",
+        "mqtt_url", "uevents", "rescan_interval", "settle_min", "nut_maxconn",
     }  # fmt: skip
 
 
@@ -74,6 +75,7 @@ def test_every_key_has_a_default_so_an_inventory_of_names_alone_works() -> None:
         ({"gate_timeout": 5}, "gate_timeout"),
         ({"metrics_port": 0}, "metrics_port"),
         ({"metrics_port": 3493}, "metrics_port"),
+        ({"metrics_listen": "lan", "metrics_port": 9199}, "metrics_listen"),
         ({"synology_compat": True}, "synology_compat"),  # ups_name is still my-ups
         ({"notify_urls": 5}, "notify_urls"),
         ({"notify_urls": [{"url": "ntfy://t"}]}, "notify_urls"),
@@ -241,6 +243,33 @@ def test_a_fleet_key_others_can_read_is_refused(tmp_path: Path, monkeypatch: pyt
         load()
 
 
+def test_temp_key_files_left_by_killed_runs_are_in_no_later_runs_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from fleet import keys
+
+    key = tmp_path / "key"
+    monkeypatch.setenv("FLEET_KEY_FILE", str(key))
+    # A run killed just now, between its temp file's open and its unlink (the name earlier
+    # versions always used: every later run failed on it), and one killed long ago.
+    just_now, long_ago = tmp_path / ".key.tmp", tmp_path / ".key.k1ll3d.tmp"
+    for left in (just_now, long_ago):
+        left.write_text("00" * keys.KEY_BYTES + "\n")
+        left.chmod(0o600)
+    os.utime(long_ago, (1.0, 1.0))
+    first = keys.password("pi1", "pi-host")
+    assert key.stat().st_mode & 0o777 == 0o600 and key.read_text() != just_now.read_text()
+    assert keys.password("pi1", "pi-host") == first  # the key made is the one kept
+    # The old one swept; the fresh one left alone (it might be another run's at work).
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".key.tmp", "key"]
+    key.unlink()
+    os.utime(just_now, (1.0, 1.0))
+    load()  # a new key, and the leftover swept once it is old
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["key"]
+
+
 def test_a_nut_client_host_gets_its_own_user_on_its_pi_with_one_derived_password() -> None:
     from fleet import clients
 
@@ -263,6 +292,33 @@ def test_a_nut_client_host_gets_its_own_user_on_its_pi_with_one_derived_password
     plain = clients.load_client("desk", lambda k: {"ups_server": "pi1"}.get(k), lambda k, d: pi_data.get(k, d))
     assert set(render.client_files(plain)) == {"upsmon.conf"}
     assert client.password not in repr(client)
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "what"),
+    [
+        ("NAS", "nas", "upsd user 'client-nas'"),  # case folded
+        ("nas+1", "nas-1", "upsd user 'client-nas-1'"),  # other characters made -
+        ("n" * 40 + "-a", "n" * 40 + "-b", "upsd user 'client-" + "n" * 34 + "'"),  # cut at 41
+        ("nas-lan", "nas.lan", "Docker secret 'nut_client_nas_lan'"),  # two users, one secret's name
+    ],
+)
+def test_two_clients_of_a_pi_that_would_be_one_user_fail_that_pi_and_them_naming_both(
+    first: str, second: str, what: str
+) -> None:
+    from fleet import clients
+
+    members = [(first, "pi1"), (second, "pi1"), ("desk", "pi1")]
+    both = f"nut_clients hosts {first!r} and {second!r} would both have the {what} on pi1"
+    with pytest.raises(data.DataError, match=re.escape(f"host pi1: data nut_clients: {both}")):
+        data.load("pi1", lambda key: data.DEFAULTS[key], {}, members)
+    for host in (first, second):
+        with pytest.raises(clients.ClientError, match=re.escape(f"host {host}: data ups_server: {both}")):
+            clients.load_client(host, lambda k: {"ups_server": "pi1"}.get(k), lambda k, d: d, members)
+    # The one without a clash, and the same names on two Pis (two upsds), are fine.
+    assert clients.load_client("desk", lambda k: {"ups_server": "pi1"}.get(k), lambda k, d: d, members).user
+    apart = [(first, "pi1"), (second, "pi2")]
+    assert len(data.load("pi1", lambda key: data.DEFAULTS[key], {}, apart).clients) == 1
 
 
 @pytest.mark.parametrize(
@@ -335,26 +391,37 @@ def test_synology_compat_is_opt_in_and_tells_the_agent() -> None:
     assert config.env["UPS_NAME"] == "ups" and "nut_monuser_password" not in config.secrets
 
 
-def test_metrics_are_off_unless_a_port_is_given_then_published_and_set() -> None:
+def test_metrics_are_off_unless_a_port_is_given_then_on_loopback_unless_metrics_listen_says() -> None:
     plain = render.files(load())
     assert "METRICS_LISTEN" not in plain[".env"] and "9199" not in plain["compose.yaml"]
+    # A port alone: published on the Pi's loopback only, whatever nut_listen says.
     files = render.files(load(metrics_port=9199, nut_listen="192.168.1.10"))
-    assert "METRICS_LISTEN=0.0.0.0:9199" in files[".env"]
-    assert '- "192.168.1.10:9199:9199"' in files["compose.yaml"]
+    assert "METRICS_LISTEN=0.0.0.0:9199" in files[".env"]  # inside the container: for Docker's port
+    assert '- "127.0.0.1:9199:9199"' in files["compose.yaml"] and '- "192.168.1.10:3493:3493"' in files["compose.yaml"]
+    for listen in ("0.0.0.0", "192.168.1.10"):
+        files = render.files(load(metrics_port=9199, metrics_listen=listen))
+        assert f'- "{listen}:9199:9199"' in files["compose.yaml"] and "METRICS_LISTEN=0.0.0.0:9199" in files[".env"]
+    with pytest.raises(data.DataError, match=re.escape("data metrics_listen: '0.0.0.0' given, but no metrics_port")):
+        load(metrics_listen="0.0.0.0")
+    with pytest.raises(
+        data.DataError, match=r"data metrics_port: '0\.0\.0\.0:9199' is not a port: .* as metrics_listen"
+    ):
+        load(metrics_port="0.0.0.0:9199")
 
 
 # What a Pi without notify_urls, notify_events and mqtt_url is given, byte for byte, as
 # rendered before those keys existed (commit f83c7f2): a change here recreates the container
 # of every Pi at its next run. (compose.yaml without its label: that holds the digest of the
-# secrets, which derive from each controller's fleet key.)
+# secrets, which derive from each controller's fleet key.) compose.yaml changed once on
+# purpose since: Docker's log capped (`logging:`), which only a recreated container takes.
 UNCHANGED = {
     "default": {
-        "compose.yaml": "0abe01b0f88275037af84527fb7eaf2d88714ca874d9ab746919fc8c733fd9e3",
+        "compose.yaml": "dd05f0fcd35a1d099e6e665720d850508fee07d3a1d9bc4d8987c02533bc6be3",
         ".env": "c8debff515892e3eb054df57aa61bc740f3120285c9774d54aae7f3c1694f8f2",
         "config.toml": "d821637b6cd4dc776bfa973082d2f6ad3972dc4d83822d6666c2afd645308b09",
     },
     "host_shutdown off": {
-        "compose.yaml": "172c41044c8129a1622981bffc586532a668206bac36bfe5e5bedad89151e2bf",
+        "compose.yaml": "42728456cf732848e0efbf5bc0e563f6e3b1b7b3c8cdbbc7c671f0c906e39bdc",
         ".env": "c8debff515892e3eb054df57aa61bc740f3120285c9774d54aae7f3c1694f8f2",
         "config.toml": "6923905335ef4b60000bf709a0846f934d75143d9ed14ab30b18ceeb5a738f31",
     },

@@ -221,7 +221,7 @@ def test_file_sd_lists_each_pi_with_its_labels_sorted() -> None:
         {"targets": ["[fd00::2]:9199"], "labels": {"host": "pi2", "__meta_fleet_groups": ",pis,"}},
     ]
     assert report.file_sd([]) == [] and json.loads(report.file_sd_text([])) == []
-    # Published on nut_listen: that address, else where SSH reaches the Pi, else its name.
+    # Published on metrics_listen: that address, else where SSH reaches the Pi, else its name.
     assert report.address("pi1", "192.168.1.10", "10.0.0.1") == "192.168.1.10"
     assert report.address("pi1", "0.0.0.0", "10.0.0.1") == "10.0.0.1"
     assert report.address("pi-rack.lan", "0.0.0.0", None) == "pi-rack.lan"
@@ -235,16 +235,24 @@ class FakeHost:
         self.data = data
 
 
-def test_the_targets_of_an_inventory_are_its_pis_with_metrics_port() -> None:
+def test_the_targets_of_an_inventory_are_its_pis_with_metrics_port_published_beyond_loopback() -> None:
     hosts: list[Any] = [
-        FakeHost("pi1", ("all", "pis", "canary"), metrics_port=9199, ssh_hostname="10.0.0.1"),
+        FakeHost("pi1", ("all", "pis", "canary"), metrics_port=9199, metrics_listen="0.0.0.0", ssh_hostname="10.0.0.1"),
         FakeHost("pi2", ("pis",)),  # no metrics_port: not listed
         FakeHost("pi3", ("pis",), metrics_port="http"),  # bad: left out, and said
         FakeHost("nas", ("nut_clients",), metrics_port=9199),  # not a Pi
+        FakeHost("pi4", ("pis",), metrics_port=9199, metrics_listen="192.168.1.14"),  # that address
+        FakeHost("pi5", ("pis",), metrics_port=9199, ssh_hostname="10.0.0.5"),  # loopback only: left out, and said
+        FakeHost("pi6", ("pis",), metrics_port=9199, metrics_listen="::1"),  # the same
     ]
-    found, problems = status.targets(hosts)
-    assert found == [Target("pi1", "10.0.0.1", 9199, ("canary", "pis"))]
+    found, problems, notes = status.targets(hosts)
+    assert found == [Target("pi1", "10.0.0.1", 9199, ("canary", "pis")), Target("pi4", "192.168.1.14", 9199, ("pis",))]
     assert problems == ["host pi3: data metrics_port: 'http' is not a port from 1 to 65535"]
+    assert [note.split(": not a target")[0] for note in notes] == [
+        "host pi5: /metrics is published on 127.0.0.1 only (the Pi itself)",
+        "host pi6: /metrics is published on ::1 only (the Pi itself)",
+    ]
+    assert all('set metrics_listen (e.g. "0.0.0.0")' in note for note in notes)
 
 
 def test_the_file_sd_file_is_written_atomically_and_only_when_it_changes(tmp_path: Path) -> None:

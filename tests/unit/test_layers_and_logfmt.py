@@ -19,13 +19,17 @@ LAYERS = {
     "outputs": 2,  # consumers of the event stream and of what upsd serves (metrics, MQTT, notifications)
     "store": 3,
     "simulate": 3,
+    "nofile": 3,  # upsd's MAXCONN fitted to the open-files limit at start: observe, decide, act
     "observer": 4,  # the read caches and one frozen Observation
     "persist": 4,  # what a pass keeps on disk
     "cycle": 5,  # the wiring of one pass
     "wakeups": 5,  # what the run loop sleeps on (uevents, signals, a deadline)
-    "run": 6,
-    "cli": 7,
-    "__main__": 8,
+    "timers": 5,  # the run loop's timed jobs (the schedule package)
+    "ticker": 6,  # one tick of the run loop: settle, pass, verdict, supervision
+    "stopping": 6,  # how the run loop stops (the power cycle on the way down, the daemons)
+    "run": 7,
+    "cli": 8,
+    "__main__": 9,
 }
 
 

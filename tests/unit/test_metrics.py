@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from reconcile import events
@@ -93,3 +94,22 @@ def test_with_upsd_down_the_scrape_says_so_and_still_serves_the_build_info() -> 
     from reconcile import __version__
 
     assert registry.get_sample_value("ups_nut_smart_build_info", {"version": __version__, "nut_version": ""}) == 1.0
+
+
+def test_scrapes_within_a_second_share_one_upsd_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    reads: list[tuple[str, int]] = []
+    real = metrics.read_upsd
+
+    def counting(host: str, port: int) -> metrics.UpsdReading:
+        reads.append((host, port))
+        return real(host, port)  # a real read: upsd is down here, so the connection is refused
+
+    monkeypatch.setattr(metrics, "read_upsd", counting)
+    now = [100.0]
+    registry = CollectorRegistry()
+    registry.register(metrics.UpsdCollector("127.0.0.1", free_port(), clock=lambda: now[0]))
+    expected = {100.0: 1, 100.5: 1, 100.999: 1, 101.0: 2, 101.5: 2, 104.0: 3}
+    for at, count in expected.items():
+        now[0] = at
+        assert registry.get_sample_value("ups_nut_smart_upsd_up") == 0.0  # a failed read is shared too
+        assert len(reads) == count, at

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from reconcile import logfmt
-from reconcile.decide import wake
+from reconcile.decide import forced, wake
 from reconcile.decide.settle import Settle
 from reconcile.model import UsbDevice
 from reconcile.observe import uevents
@@ -39,19 +39,32 @@ def test_what_is_not_a_kernel_uevent_is_refused(message: bytes) -> None:
     assert uevents.parse(message) is None
 
 
-def test_the_first_pass_is_due_at_once_then_every_interval() -> None:
-    t = wake.Timer(4.0)
-    assert t.due() == float("-inf")
-    t = t.passed(10.0)
-    assert t.due() == 14.0 and t.due(settle_deadline=11.5) == 11.5
-
-
 def test_a_nudge_runs_a_pass_now_but_not_sooner_than_the_gap() -> None:
-    t = wake.Timer(30.0).passed(10.0)
-    assert t.nudge(12.0).due() == 12.0
-    assert t.nudge(10.01).due() == pytest.approx(10.0 + wake.MIN_GAP)  # a burst: one pass reads it all
-    assert t.nudge(12.0).nudge(13.0).nudged == 12.0  # the first nudge counts
-    assert t.nudge(12.0).passed(12.0).due() == 42.0  # served by the pass
+    assert wake.nudge_delay(12.0, None) == 0.0  # no pass yet
+    assert wake.nudge_delay(12.0, 10.0) == 0.0
+    assert wake.nudge_delay(10.01, 10.0) == pytest.approx(wake.MIN_GAP - 0.01)  # a burst: one pass reads it all
+
+
+def test_a_pass_asks_for_the_passes_its_deadlines_need() -> None:
+    assert wake.one_shots(10.0, None, None) == {wake.SETTLE: None, wake.FSD_CLEAR: None}
+    assert wake.one_shots(10.0, 11.5, 310.0) == {wake.SETTLE: 1.5, wake.FSD_CLEAR: 300.0}
+    assert wake.one_shots(10.0, 9.0, 10.0) == {wake.SETTLE: 0.0, wake.FSD_CLEAR: 0.0}  # due: at once
+
+
+def test_the_periodic_jobs_are_the_pass_and_with_simulate_its_clock() -> None:
+    assert wake.jobs(4.0, False) == (wake.Job(wake.PASS, 4.0),)
+    assert wake.jobs(2.0, True) == (wake.Job(wake.PASS, 2.0), wake.Job(wake.SIMULATE, wake.SIMULATE_STEP))
+
+
+def test_a_clock_set_is_a_jump_and_a_drift_is_not() -> None:
+    assert wake.clock_jump(100.0, 100.5) == 0.0
+    assert wake.clock_jump(100.0, -3500.0) == -3600.0  # NTP, or DST, set it back an hour
+    assert wake.clock_jump(100.0, 86500.0) == 86400.0
+
+
+def test_fsd_may_be_called_off_once_on_line_for_clear_after() -> None:
+    assert forced.clear_at(None, 300.0) is None and forced.clear_at(50.0, None) is None
+    assert forced.clear_at(50.0, 300.0) == 350.0
 
 
 def test_the_interval_depends_on_whether_uevents_are_heard() -> None:
