@@ -169,7 +169,7 @@ COPY --from=pybuild /staging/ /
 # The HEALTHCHECK (below): a POSIX sh script that reads the verdict the agent records.
 COPY docker/nut-health.sh /usr/local/bin/nut-health
 # The image's OpenVEX statements (docs/security.md): CVE-2026-54161 in NUT 2.8.4's upsmon.
-COPY docs/vex/ups-nut-smart.openvex.json /usr/share/doc/ups-nut-smart/ups-nut-smart.openvex.json
+COPY docker/ups-nut-smart.openvex.json /usr/share/doc/ups-nut-smart/ups-nut-smart.openvex.json
 RUN set -eu; \
     if [ ! -e /opt/nut/bin/upsdrvctl ]; then ln -s ../sbin/upsdrvctl /opt/nut/bin/upsdrvctl; fi; \
     # NUT's state dir: group nut may write (upsd runs as nut); setgid, so driver sockets are group nut.

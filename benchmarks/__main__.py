@@ -3,11 +3,13 @@ written to docs/benchmarks.md (tables, plots, the machine and the date) and docs
 the headline table is printed and quoted in the README (between its markers). Not part of
 the test run; no test asserts a time.
 
-    python -m benchmarks [--events 20] [--quick] [--only latency,resources]
+    python -m benchmarks [--events 20] [--quick] [--only latency,resources] [--previous d02fd0b]
 
 Needs what `sudo ./dev.sh test` sets up: NUT, umockdev, a Docker engine with buildx and
 arm64 emulation, the images (missing ones are built), and ../shared/nut-src for the
-source build. --quick takes fewer samples (a smoke run, not for the report).
+source build. --quick takes fewer samples (a smoke run, not for the report). The section
+"loops" runs the agent of an earlier commit (--previous) beside this tree's: it needs this
+repository's git history.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ def machine() -> dict[str, str]:
     }
 
 
-SECTIONS = ("tick", "latency", "interruption", "builds", "images", "startup", "resources", "outputs", "wake")
+SECTIONS = ("tick", "latency", "interruption", "builds", "images", "startup", "resources", "outputs", "wake", "loops")
 
 
 def main() -> int:
@@ -73,10 +75,15 @@ def main() -> int:
         help=f"measure again only these sections ({','.join(SECTIONS)}); the others are taken from "
         "docs/benchmarks.json (after a change that touches only them)",
     )
+    parser.add_argument(
+        "--previous", default=wake.PREVIOUS, help="loops: the commit whose run loop this tree's is compared with"
+    )
     args = parser.parse_args()
     only = set(args.only.split(","))
     if not only <= set(SECTIONS):
         parser.error(f"--only: unknown section(s) {', '.join(sorted(only - set(SECTIONS)))}")
+    if "loops" in only:
+        wake.resolve(args.previous)  # a bad commit is said before an hour of measuring, not after
     events = 3 if args.quick else args.events
     random.seed(2026)
     saved = DOCS / "benchmarks.json"
@@ -154,6 +161,11 @@ def main() -> int:
     if "wake" in only:
         print("wake on uevents against polling: latency on the host, idle in the container (2 x 60 s)", flush=True)
         results["wake"] = wake.run(image, events, 10.0 if args.quick else 60.0)
+
+    if "loops" in only:
+        window = 10.0 if args.quick else 60.0
+        print(f"run loop: this tree's against {args.previous}'s, on the host (2 x {window:g} s at rest)", flush=True)
+        results["loops"] = wake.loops(events, window, args.previous)
 
     DOCS.mkdir(exist_ok=True)
     saved.write_text(json.dumps(results, indent=2) + "\n")

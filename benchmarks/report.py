@@ -177,6 +177,9 @@ def headline(r: dict[str, Any]) -> tuple[list[list[str]], dict[str, bool]]:
     if r.get("wake"):
         met.update(wake.met(r))
         rows += wake.headline_rows(r)
+    if r.get("loops"):
+        met.update(wake.loops_met(r))
+        rows += wake.loops_headline_rows(r)
     if builds:
         cross, emulated = builds["cross"], builds.get("emulated_arm64")
         rows.append(
@@ -205,6 +208,7 @@ LABELS = {
     "wake_idle": "Idle CPU with uevents",
     "wake_latency": "Hotplug latency with uevents",
     "wake_rss": "Agent RSS with uevents",
+    "loops": "Run loop on `schedule` as good as the previous loop",
 }
 # What the profile showed where a target was missed in development runs (pyinstrument:
 # `python -m benchmarks.tick_cost --profile`), and what of it is not ours to fix.
@@ -268,6 +272,12 @@ WHY = {
         "SETTLE_MIN (0.5 s) from the uevent."
     ),
     "wake_rss": "Python with the agent's imports; see `nut-reconcile status`.",
+    "loops": (
+        "see the run loop section's table for the figure that is worse and by how much. On this "
+        "machine (a VM on a shared host) the agent's idle CPU moves by several percent from one "
+        "window to the next: `python -m benchmarks --only loops` again before reading much into a "
+        "small miss."
+    ),
     "build": (
         "a cold build installs the runtime stage's Debian packages under qemu (Python's byte-compiling "
         "is most of it) and the cross toolchain from the mirror; the compile itself runs natively. "
@@ -317,6 +327,7 @@ def write(r: dict[str, Any], docs: Path) -> str:
         container.render_images(r),
         outputs.render(r),
         wake.render(r),
+        wake.render_loops(r),
         build.render(r),
     )
     text = f"""# Benchmarks
