@@ -195,27 +195,14 @@ def _seconds(value: Any) -> int:
     return value
 
 
-def _agent_toml_int(key: str) -> Callable[[Any], int]:
-    """A whole number of the agent's [shutdown] table, checked by the agent's own parser."""
+def _agent_toml_int(table: str, key: str) -> Callable[[Any], int]:
+    """A whole number of the agent's config.toml table `table`, checked by the agent's own parser."""
 
     def check(value: Any) -> int:
         try:
-            parse_agent_config({"shutdown": {key: value}})
+            parse_agent_config({table: {key: value}})
         except ConfigError as exc:
             # "shutdown.fsd_clear_after must be ..." -> "must be ...": DataError names the key.
-            raise ValueError("must " + str(exc).split(" must ", 1)[-1]) from None
-        return int(value)
-
-    return check
-
-
-def _agent_upsd_int(key: str) -> Callable[[Any], int]:
-    """A whole number of the agent's [upsd] table, checked by the agent's own parser."""
-
-    def check(value: Any) -> int:
-        try:
-            parse_agent_config({"upsd": {key: value}})
-        except ConfigError as exc:
             raise ValueError("must " + str(exc).split(" must ", 1)[-1]) from None
         return int(value)
 
@@ -294,7 +281,7 @@ KEYS: dict[str, Callable[[Any], Any]] = {
     "simulate_cycle": _agent_env("SIMULATE_CYCLE"),
     "nut_port": _port,
     "nut_listen": _ip,
-    "nut_maxconn": lambda value: None if value is None else _agent_upsd_int("maxconn")(value),
+    "nut_maxconn": lambda value: None if value is None else _agent_toml_int("upsd", "maxconn")(value),
     "image": _image,
     "image_source": _image_source,
     "install_docker": _bool,
@@ -306,7 +293,7 @@ KEYS: dict[str, Callable[[Any], Any]] = {
     "host_shutdown_cmd": _command,
     "host_password": _password,
     "ups_off_delay": _seconds,
-    "fsd_clear_after": _agent_toml_int("fsd_clear_after"),
+    "fsd_clear_after": _agent_toml_int("shutdown", "fsd_clear_after"),
     "synology_compat": _bool,
     "gate_timeout": _gate_timeout,
     "metrics_port": _metrics_port,
