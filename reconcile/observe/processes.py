@@ -70,6 +70,10 @@ class Pidfds:
 
     def __init__(self) -> None:
         self._held: dict[int, tuple[ProcId, str, int]] = {}  # pid -> (proc, name, pidfd)
+        # started_for() of a held process, by (proc, marker, binary): how a process was
+        # started does not change while it lives, and a stranger (a host's own upsmon at
+        # NUT's fixed PID file) would otherwise have its environment read at every pass.
+        self._started: dict[tuple[ProcId, tuple[tuple[str, str], ...], str | None], bool | None] = {}
 
     def refresh(self) -> None:
         """Forget the processes that have exited: one poll() over every pidfd."""
@@ -104,10 +108,22 @@ class Pidfds:
         self._held[pid] = (proc, program[:15], fd)
         return proc
 
+    def started_for(self, proc: ProcId, marker: dict[str, str], binary: str | None = None) -> bool | None:
+        """started_for(), read once while the process's pidfd is held (and at every call
+        for a process not held: then the PID may already name another)."""
+        held = self._held.get(proc.pid)
+        if held is None or held[0] != proc:
+            return started_for(proc.pid, marker, binary)
+        key = (proc, tuple(sorted(marker.items())), binary)
+        if key not in self._started:
+            self._started[key] = started_for(proc.pid, marker, binary)
+        return self._started[key]
+
     def _forget(self, pid: int) -> None:
         held = self._held.pop(pid, None)
         if held is not None:
             os.close(held[2])
+            self._started = {key: v for key, v in self._started.items() if key[0] != held[0]}
 
     def close(self) -> None:
         for pid in list(self._held):

@@ -46,7 +46,11 @@ def _fact(
     if owned is not None and owned.program == program and (owned.proc == proc or owned.pid is None):
         # The record already tells (decide/ownership.py): its environment is not needed.
         return ProcFact(key, program, proc, source, None)
-    return ProcFact(key, program, proc, source, processes.started_for(pid, marker, binaries.get(program)))
+    binary = binaries.get(program)
+    started = (
+        alive.started_for(proc, marker, binary) if alive is not None else processes.started_for(pid, marker, binary)
+    )
+    return ProcFact(key, program, proc, source, started)
 
 
 def gather(

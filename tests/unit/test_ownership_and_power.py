@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from reconcile.decide.loaded import of_files, of_section, section_blocks
 from reconcile.decide.ownership import sort_out
 from reconcile.decide.power import Seen, changes, held, remember
@@ -160,6 +162,49 @@ def test_a_confirmed_process_is_answered_from_its_pidfd_until_it_exits() -> None
         child.wait(10)
         alive.refresh()  # exited: the pidfd turned readable, so /proc is read again
         assert alive.proc_id(child.pid, name[0]) is None
+    finally:
+        child.kill()
+        child.wait(10)
+        alive.close()
+
+
+def test_how_a_held_process_was_started_is_read_once_until_it_exits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stranger at a PID file (a host's own upsmon at NUT's fixed /run/nut/upsmon.pid)
+    has its environment read once, not at every pass; a new process at its PID is read anew."""
+    import os
+    import subprocess
+    import sys
+
+    from reconcile.observe import processes
+
+    reads: list[int] = []
+    real = processes.started_for
+
+    def counting(pid: int, marker: dict[str, str], binary: str | None = None) -> bool | None:
+        reads.append(pid)
+        return real(pid, marker, binary)
+
+    monkeypatch.setattr(processes, "started_for", counting)
+    marker = {"NUT_STATEPATH": "/nowhere-of-ours"}
+    alive = processes.Pidfds()
+    env = {**os.environ, "NUT_STATEPATH": "/elsewhere"}
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], env=env)
+    try:
+        name = processes.stat(child.pid)
+        assert name is not None
+        proc = alive.proc_id(child.pid, name[0])
+        assert proc is not None
+        for _ in range(3):
+            alive.refresh()
+            assert alive.started_for(proc, marker) is False  # not started for our directories
+        assert reads == [child.pid]  # read once while held
+        assert alive.started_for(proc, {"NUT_STATEPATH": "/elsewhere"}) is True  # another marker: read
+        assert len(reads) == 2
+        child.kill()
+        child.wait(10)
+        alive.refresh()  # exited: forgotten, so a later process at this PID is read again
+        assert alive.started_for(proc, marker) is False
+        assert len(reads) == 3
     finally:
         child.kill()
         child.wait(10)
