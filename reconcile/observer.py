@@ -151,7 +151,21 @@ class Observer:
             # upsmon's POWERDOWNFLAG (upsmon.conf): written when, as primary, it ran SHUTDOWNCMD.
             shutdown_ran=(self.settings.statepath / forced.POWERDOWNFLAG).exists(),
             commands=self.commands(facts.served, ledger),
+            logins=self.logins_of(facts.served),
         )
+
+    def logins_of(self, served: dict[str, Served] | None) -> dict[str, tuple[str, ...]] | None:
+        """upsd's LIST CLIENT for every UPS it serves (the address of each login), asked
+        only when a decision reads it: network secondaries are expected ([shutdown]), or a
+        UPS is on battery or in FSD (whether a host is really halting decides the power
+        cycle). None otherwise, or when upsd does not answer. Why not at every pass: one
+        request per UPS per pass is idle CPU that a Pi with no secondaries never needs."""
+        if not served or self.session is None:
+            return None
+        wanted = bool(self.user.expect_secondaries) or any(s.flags & {"OB", "FSD"} for s in served.values())
+        if not wanted:
+            return None
+        return self.session.ask(functools.partial(upsd_client.all_logins, upses=tuple(sorted(served))))
 
     def logins(self, d: Decision) -> dict[str, int]:
         """upsd's LIST CLIENT count for the first UPS (UPS_NAME), for decide/health.py: asked
@@ -161,6 +175,8 @@ class Observer:
         name = self.settings.ups_name
         if not self.user.expect_secondaries or name not in (d.obs.facts.served or {}):
             return {}
+        if d.obs.logins is not None and name in d.obs.logins:
+            return {name: len(d.obs.logins[name])}  # this pass's answer: not asked twice
         found = self.session.ask(functools.partial(upsd_client.clients, ups=name)) if self.session else None
         return {} if found is None else {name: found}
 

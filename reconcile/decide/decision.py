@@ -46,6 +46,9 @@ class Observation:
     today: int  # days since 1970 (UTC): for names not seen in a long time
     shutdown_ran: bool = False  # upsmon's POWERDOWNFLAG exists
     commands: Mapping[str, frozenset[str]] = dataclasses.field(default_factory=dict)  # upsd's LIST CMD per UPS
+    # upsd's LIST CLIENT per UPS it serves: the address of each login (observer.py says
+    # when it is asked); None when not asked or upsd did not answer.
+    logins: Mapping[str, tuple[str, ...]] | None = None
 
 
 @dataclass(frozen=True)

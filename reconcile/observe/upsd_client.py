@@ -163,7 +163,22 @@ def version(conn: Connection) -> str:
 
 def clients(conn: Connection, ups: str) -> int:
     """How many upsmons are logged in to the UPS (LIST CLIENT: one line per login)."""
-    return sum(line.startswith(f"CLIENT {ups} ") for line in conn.listing(f"CLIENT {ups}"))
+    return len(logins(conn, ups))
+
+
+def logins(conn: Connection, ups: str) -> tuple[str, ...]:
+    """The address of each upsmon logged in to the UPS (LIST CLIENT: one `CLIENT <ups>
+    <address>` line per login; upsd never names the user), repeats kept, sorted."""
+    prefix = f"CLIENT {ups} "
+    return tuple(
+        sorted(line[len(prefix) :].strip() for line in conn.listing(f"CLIENT {ups}") if line.startswith(prefix))
+    )
+
+
+def all_logins(conn: Connection, upses: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    """logins() for each of `upses`. Raises UpsdError for any ERR (a UPS gone since LIST
+    UPS, say): then the whole answer is unknown for this pass, never a UPS with no logins."""
+    return {ups: logins(conn, ups) for ups in upses}
 
 
 def _served(reply: str) -> Served:
