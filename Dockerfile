@@ -177,7 +177,8 @@ RUN set -eu; \
     # The agent's own state (names, generated credentials, process records): root only, never in NUT's.
     install -d -o root -g root -m 0700 /var/lib/nut-reconcile; \
     install -d -o root -g root -m 0750 /var/log/nut; \
-    for b in /opt/nut/sbin/upsd /opt/nut/sbin/upsmon /opt/nut/sbin/upsdrvctl /opt/nut/bin/upsc \
+    # upssched: a [[device]] rule's on_battery_max_seconds (the relay runs it).
+    for b in /opt/nut/sbin/upsd /opt/nut/sbin/upsmon /opt/nut/sbin/upsdrvctl /opt/nut/sbin/upssched /opt/nut/bin/upsc \
              /opt/nut/bin/nut-scanner /opt/nut/bin/usbhid-ups /opt/nut/bin/dummy-ups; do \
         [ -x "$b" ] || { echo "missing $b" >&2; exit 1; }; \
     done; \

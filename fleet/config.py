@@ -32,6 +32,25 @@ def client_secret(user: str) -> str:
     return "nut_" + "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in user)
 
 
+# The agent's [[shutdown.secondary]] `from` for the Pi's own upsmon: the container's own host.
+FROM_HOST = "host"
+
+
+@dataclass(frozen=True)
+class Secondary:
+    """A network upsmon the Pi's agent expects logged in ([[shutdown.secondary]] in its
+    config.toml): `name` for messages, `ups` the UPS it watches, `origin` where it logs in
+    from (FROM_HOST, its IP addresses, or None: any address but ours), `halt_seconds` how
+    long that host takes to halt (the UPS's off-delay must cover it); `own`: the Pi's own
+    upsmon (else a nut_clients host's)."""
+
+    name: str
+    ups: str
+    origin: str | tuple[str, ...] | None
+    halt_seconds: int = 60
+    own: bool = False
+
+
 @dataclass(frozen=True)
 class HostConfig:
     """One host's data, validated."""
@@ -59,6 +78,11 @@ class HostConfig:
     ups_off_delay: int = 120
     fsd_clear_after: int = 300
     clients: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # (user, password): nut_clients hosts
+    # The UPSes that power the Pi (fleet/hostups.py): its own upsmon's MONITOR lines.
+    host_ups: tuple[str, ...] = ("my-ups",)
+    host_minsupplies: int = 1
+    host_halt_seconds: int = 60
+    client_secondaries: tuple[Secondary, ...] = ()  # its nut_clients hosts' logins
     nut_source: str = "tarball"
     synology_compat: bool = False
     nut_maxconn: int | None = None  # upsd's MAXCONN; None: the agent's default (1024)
@@ -89,6 +113,32 @@ class HostConfig:
         if self.mqtt_url is not None:
             out[MQTT_SECRET] = self.mqtt_url + "\n"
         return out
+
+    @property
+    def secondaries(self) -> tuple[Secondary, ...]:
+        """Every network upsmon the agent expects logged in: the Pi's own (host_shutdown),
+        one per UPS that powers it, then its nut_clients hosts'."""
+        own = tuple(Secondary(self.host, ups, self.host_origin, self.host_halt_seconds, True) for ups in self.host_ups)
+        return (own if self.host_shutdown else ()) + self.client_secondaries
+
+    @property
+    def host_origin(self) -> str | tuple[str, ...]:
+        """Where the Pi's own upsmon arrives from, as the container's upsd sees it. Dialling
+        the loopback, it comes through Docker's proxy: from the container's gateway (the
+        agent's "host"). Dialling the one LAN address nut_listen publishes the port on, it is
+        Docker's DNAT of a local connection, which keeps its source: that address itself."""
+        if self.nut_listen in ("0.0.0.0", "::", "127.0.0.1", "::1"):
+            return FROM_HOST
+        return (self.nut_listen,)
+
+    @property
+    def monitor_address(self) -> str:
+        """Where the Pi's own upsmon reaches the container's upsd: the Pi's loopback when
+        nut_listen is a wildcard, else that one address (the port is published there only:
+        the loopback would not answer). IPv6 in brackets, as MONITOR wants it."""
+        if self.nut_listen in ("0.0.0.0", "::"):
+            return "127.0.0.1"
+        return f"[{self.nut_listen}]" if ":" in self.nut_listen else self.nut_listen
 
     @property
     def metrics_address(self) -> str:

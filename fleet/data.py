@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from fleet import clients as clients_mod
-from fleet import keys, render
+from fleet import hostups, keys, render
 from fleet.config import HOST_USER, HostConfig
 from reconcile import settings
 from reconcile.nutsyntax import NutSyntaxError, encode, validate_password
@@ -45,6 +45,11 @@ DEFAULTS: dict[str, Any] = {
     "host_shutdown": True,
     "host_shutdown_cmd": "/sbin/shutdown -h +0",
     "host_password": None,  # None: derived from the controller's fleet key (fleet/keys.py)
+    # The UPS (or list of UPSes) that powers the Pi: its upsmon's MONITOR lines; None: the
+    # one powers_host rule's pinned name, else ups_name (fleet/hostups.py).
+    "host_ups": None,
+    "host_minsupplies": None,  # with several host_ups: NUT's MINSUPPLIES (None: all of them)
+    "host_halt_seconds": 60,  # how long the Pi takes to halt: ups_off_delay must cover it + 30 s
     "ups_off_delay": 120,
     "fsd_clear_after": 300,  # seconds on line without LB before the agent calls FSD off
     # Synology DSM's fixed client (UPS `ups`, monuser/secret): opt-in, see docs/fleet.md.
@@ -209,6 +214,21 @@ def _agent_toml_int(table: str, key: str) -> Callable[[Any], int]:
     return check
 
 
+# Why at least 60: the hosts' upsmons wait HOSTSYNC (15 s) for the secondaries, then
+# FINALDELAY (5 s), then halt; an FSD called off sooner could stop the power cycle that is
+# to bring them back.
+FSD_CLEAR_MIN = 60
+
+
+def _fsd_clear_after(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value < FSD_CLEAR_MIN:
+        raise ValueError(
+            f"{value} is less than {FSD_CLEAR_MIN} s: FSD could be called off while the hosts are still "
+            f"halting, before the UPS's power cycle (give {FSD_CLEAR_MIN} or more)"
+        )
+    return _agent_toml_int("shutdown", "fsd_clear_after")(value)
+
+
 def _gate_timeout(value: Any) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 30 <= value <= 1800:
         raise ValueError(f"{value!r} is not a whole number of seconds from 30 to 1800")
@@ -293,7 +313,11 @@ KEYS: dict[str, Callable[[Any], Any]] = {
     "host_shutdown_cmd": _command,
     "host_password": _password,
     "ups_off_delay": _seconds,
-    "fsd_clear_after": _agent_toml_int("shutdown", "fsd_clear_after"),
+    "fsd_clear_after": _fsd_clear_after,
+    # Checked with the devices they depend on (fleet/hostups.py), in load().
+    "host_ups": lambda value: value,
+    "host_minsupplies": lambda value: value,
+    "host_halt_seconds": _seconds,
     "synology_compat": _bool,
     "gate_timeout": _gate_timeout,
     "metrics_port": _metrics_port,
@@ -309,11 +333,18 @@ assert set(KEYS) == set(DEFAULTS), "every key has a default and a validator"
 
 
 def load(
-    host: str, get: Callable[[str], Any], environ: Mapping[str, str], clients: Iterable[tuple[str, Any]] = ()
+    host: str,
+    get: Callable[[str], Any],
+    environ: Mapping[str, str],
+    clients: Iterable[clients_mod.Member | tuple[str, Any]] = (),
+    live_users: Callable[[str], Iterable[str]] | None = None,
 ) -> HostConfig:
     """Validate one host's data, key by key (KEYS), then what depends on several keys.
-    `get(key)` returns the host's value (or the default); `clients`: (name, ups_server) of
-    the inventory's nut_clients hosts (fleet/clients.py). Raises DataError."""
+    `get(key)` returns the host's value (or the default); `clients`: the inventory's
+    nut_clients hosts (fleet/clients.py Member, or (name, ups_server)), whose bad data
+    fails this host too when its files depend on it; `live_users(project_dir)`: the upsd
+    users of the config.toml that runs on the host (asked only when a client's ups_server
+    names no Pi). Raises DataError."""
     values: dict[str, Any] = {}
     for key, check in KEYS.items():
         raw = get(key)
@@ -353,18 +384,65 @@ def load(
     if values["metrics_listen"] is not None and values["metrics_port"] is None:
         message = f"{values['metrics_listen']!r} given, but no metrics_port: /metrics is off (give both)"
         raise DataError(host, "metrics_listen", message)
+    try:
+        values["host_ups"], values["host_minsupplies"] = hostups.resolve(
+            values["ups_name"], values["devices"], values["host_ups"], values["host_minsupplies"]
+        )
+    except hostups.SupplyError as exc:
+        raise DataError(host, exc.key, str(exc)) from None
     if values["host_shutdown"] and values["host_password"] is None:
         try:
             values["host_password"] = keys.password(host, HOST_USER)
         except keys.FleetKeyError as exc:
             raise DataError(host, "host_password", f"none given, and {exc}") from None
+
+    def server(key: str, default: Any) -> Any:
+        """This host's data as its nut_clients hosts read it (fleet/clients.py)."""
+        try:
+            value = get(key)
+        except KeyError:  # a getter of DEFAULTS alone (the unit tests'): not an inventory key
+            return default
+        return default if value is None else value
+
+    project_dir = values["project_dir"]
     try:
-        users = clients_mod.users_for(host, clients)
+        mine = clients_mod.of_pi(host, server, clients, None if live_users is None else lambda: live_users(project_dir))
     except (keys.FleetKeyError, clients_mod.ClashError) as exc:
         raise DataError(host, "nut_clients", str(exc)) from None
-    config = HostConfig(host=host, nut_source=nut_source, clients=users, **values)
+    except clients_mod.ClientError as exc:
+        # Why this host fails too: its files would be made without that host's user, and the
+        # host that was protected a minute ago could no longer log in.
+        raise DataError(
+            host, "nut_clients", f"{exc} (nothing is changed on {host} either: its files hold that host's user)"
+        ) from None
+    secondaries = tuple(s for client in mine for s in client.secondaries)
+    config = HostConfig(
+        host=host,
+        nut_source=nut_source,
+        clients=tuple((c.user, c.password) for c in mine),
+        client_secondaries=secondaries,
+        **values,
+    )
+    off_delay = config.ups_off_delay
+    slowest = max(config.secondaries, key=lambda s: s.halt_seconds, default=None)
+    if off_delay and slowest is not None and off_delay < slowest.halt_seconds + clients_mod.HALT_MARGIN:
+        # Why: the UPS counts ups_off_delay down from the power-cycle command, sent once the
+        # hosts log out; a host still halting then loses power with its disks mounted.
+        who, key = (
+            ("this Pi", "host_halt_seconds") if slowest.own else (f"nut_clients host {slowest.name}", "halt_seconds")
+        )
+        raise DataError(
+            host,
+            "ups_off_delay",
+            f"{off_delay} s is less than {who}'s {key} ({slowest.halt_seconds} s) + {clients_mod.HALT_MARGIN} s: "
+            f"the UPS would cut {slowest.name}'s power before it has halted; give ups_off_delay = "
+            f"{slowest.halt_seconds + clients_mod.HALT_MARGIN} or more, or a smaller {key}",
+        )
     try:
         render.check_agent_config(config)
     except ValueError as exc:
-        raise DataError(host, "devices", str(exc)) from None
+        # Named by the agent's table: device[0]... is the devices key; anything else (a
+        # [shutdown] value the agent refuses) by its own name.
+        table = re.split(r"[.\[ :]", str(exc), maxsplit=1)[0]
+        raise DataError(host, "devices" if table == "device" else table, str(exc)) from None
     return config

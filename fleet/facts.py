@@ -82,6 +82,18 @@ class FilesDigest(FactBase[str]):
         return text if len(text) == 64 else ""
 
 
+class ClientUsers(FactBase[list[str]]):
+    """The nut_clients users (`[users."client-..."]`) of the config.toml that runs on the Pi:
+    whose clients it serves now (fleet/clients.py of_pi). [] when there is none."""
+
+    def command(self, project_dir: str) -> str:
+        path = shlex.quote(f"{project_dir}/config.toml")
+        return f"grep -o '^\\[users\\.\"\\?client-[A-Za-z0-9_.-]*' {path} 2>/dev/null || true"
+
+    def process(self, output: list[str]) -> list[str]:
+        return sorted({line.strip().removeprefix("[users.").lstrip('"') for line in output if line.strip()})
+
+
 class AgentStatus(FactBase[Reading]):
     """The agent's `nut-reconcile status --json` in the container (fleet/report.py reads
     it), or why there is none: no Docker, the engine not answering, no container, the

@@ -5,6 +5,7 @@ and the rollback are in fleet/rollback.py."""
 from __future__ import annotations
 
 import hashlib
+import json
 import shlex
 from collections.abc import Callable
 from io import BytesIO
@@ -114,36 +115,45 @@ def _upload_and_load(state: Any, host: Any, ref: str, local: images.LocalImage, 
     _run(host, command, sudo, f"docker load of {ref}")
 
 
-CONTAINER = "ups-nut-smart"
+CONTAINER = "ups-nut-smart"  # the container's name, and its service's in compose.yaml
 PROJECT = "ups-nut-smart"
 STAGE = ".next"  # <project_dir>/.next: the files of this run until they go live
 
 
-def compose_up(project_dir: str, compose: str, build: bool = False) -> str:
-    """compose's `up -d --force-recreate` for the project (with --build for image_source = build)."""
+def compose_up(project_dir: str, compose: str, recreate: bool = True) -> str:
+    """compose's `up -d` for the project: with --force-recreate (compose sees a new image or
+    env, not a changed config.toml or secret), or, with recreate=False, only what compose
+    itself finds changed (a container that runs as its files say is left running)."""
     here = shlex.quote(project_dir)
     up = f"{compose} --project-directory {here} --project-name {PROJECT} -f {here}/compose.yaml up -d"
-    return f"timeout 900 {up} --force-recreate --remove-orphans" + (" --build" if build else "")
+    return f"timeout 900 {up}" + (" --force-recreate" if recreate else "") + " --remove-orphans"
+
+
+def compose_build(project_dir: str, compose: str) -> str:
+    """compose's `build` of the staged compose.yaml, before anything goes live. Why the
+    staged dir as the project's: compose reads a service's env_file and secrets when it loads
+    the file, and on a first deploy only the staged ones exist. Why the second file: the build
+    context (<project_dir>/build) is not staged, so it is given by its absolute path."""
+    here, stage = shlex.quote(project_dir), shlex.quote(f"{project_dir}/{STAGE}")
+    context = f"services:\\n  {CONTAINER}:\\n    build:\\n      context: %s\\n"
+    where = shlex.quote(json.dumps(f"{project_dir}/build"))  # a JSON string is a YAML string
+    files = f"-f {stage}/compose.yaml -f {stage}/build.yaml"
+    return (
+        f"cd {here} && printf '{context}' {where} > {stage}/build.yaml"
+        f" && timeout 3600 {compose} --project-directory {stage} --project-name {PROJECT} {files} build"
+    )
 
 
 @operation(is_idempotent=False)
-def swapped_in_and_recreated(project_dir: str, compose: str, build: bool = False) -> Any:
+def image_built(project_dir: str, compose: str) -> Any:
     """
-    The staged files (<project_dir>/.next) moved into place and the container recreated, in
-    one command: the live files are never new while the container still is old.
+    The image built on the host (image_source = build) from the staged compose.yaml and
+    <project_dir>/build, tagged with the name compose.yaml gives it; nothing live changes.
 
     + project_dir: the project dir on the host
     + compose: how compose is invoked on the host
-    + build: compose builds the image (image_source = build)
     """
-    here, stage = shlex.quote(project_dir), shlex.quote(f"{project_dir}/{STAGE}")
-    yield StringCommand(
-        f"cd {here} && cp -a {stage}/compose.yaml {stage}/.env {stage}/config.toml ."
-        # The secrets dir swapped whole: a secret no longer given is gone from it too.
-        f" && rm -rf .secrets.old && {{ [ ! -d secrets ] || mv secrets .secrets.old; }}"
-        f" && cp -a {stage}/secrets secrets && rm -rf .secrets.old"
-        f" && {compose_up(project_dir, compose, build)}"
-    )
+    yield StringCommand(compose_build(project_dir, compose))
 
 
 @operation()

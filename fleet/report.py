@@ -96,17 +96,27 @@ def _count(value: Any) -> int:
 
 
 def armed(shutdown: Mapping[str, Any], host_upsmon: str | None) -> tuple[bool | None, tuple[str, ...]]:
-    """Whether a low battery halts this Pi, and why not. The container's `shutdown.armed`
-    (its upsmon runs and watches every UPS, and with host_shutdown the Pi's own upsmon is
-    logged in: expect_secondaries) AND, with host_shutdown, the Pi's own upsmon running
-    (`host_upsmon`, the HostUpsmon fact; None: host_shutdown off, not part of the path).
-    Why both: another secondary (a NAS) logged in could stand in for the Pi's in the count."""
+    """Whether a low battery halts this Pi (and its nut_clients hosts), and why not. The
+    container's `shutdown.armed`, the one rule of decide/health.shutdown_path: its upsmon
+    runs and watches every UPS, and each expected secondary is logged in to the UPS it must
+    watch from where it must come (the Pi's own upsmon from the Pi, each nut_clients host
+    from its addresses), none on a placeholder. AND, with host_shutdown (`host_upsmon`, the
+    HostUpsmon fact; None: host_shutdown off, not part of the path), the Pi's own upsmon
+    running, and the agent checking its login (a secondary `from` the host in its
+    `secondaries`). An agent that lists no `secondaries` only counted logins, so any NAS
+    logged in stood in for the Pi's upsmon: with host_shutdown its word is not enough."""
     said = shutdown.get("armed")
     why = [str(b) for b in shutdown.get("broken") or () if isinstance(b, str)]
     if host_upsmon is not None and host_upsmon != "running":
         why.append(f"the Pi's own upsmon (nut-client) is {host_upsmon}")
     if not isinstance(said, bool):
         return (False, tuple(why)) if why else (None, ("the agent does not say (an older agent?)",))
+    listed = shutdown.get("secondaries")
+    if host_upsmon is not None and said and not why:
+        if not isinstance(listed, list):
+            return None, ("the agent counts logins: it cannot tell the Pi's own upsmon from another (an older agent)",)
+        if not any(isinstance(s, dict) and s.get("from") == "host" for s in listed):
+            why.append("the agent does not check the Pi's own upsmon's login (no [[shutdown.secondary]] from the host)")
     if said and not why:
         return True, ()
     return False, tuple(why or ["the agent's upsmon is not running"])

@@ -2,16 +2,20 @@
 
 1. its data is valid (else the host fails before anything on it changes)
 2. a Docker engine and compose are there (Debian's packages, if install_docker)
-3. a snapshot of what runs now, if this run will change anything (for the rollback)
-4. the project dir with the compose file, env file and the agent's TOML, every mode
-   explicit, and the Docker secrets files (0600), whose content is never printed
+3. a snapshot of what runs now, if this run will change anything (for the rollback),
+   the host's own NUT files included
+4. the project dir's files staged in .next/: the compose file, env file and the agent's
+   TOML, every mode explicit, and the Docker secrets files (0600), never printed
 5. the image, by image_source: load (shipped from the controller when the host's ID
-   differs), build (on the host), or pull
+   differs), build (on the host, from the staged compose file), or pull; all before
+   anything live changes
 6. the host's own NUT client (host_shutdown: fleet/host_nut.py), a secondary of the
    container's upsd that halts the host on FSD
 7. the container, recreated only when its image or files changed (or started if it is
-   not running), then the health gate: healthy (which includes the shutdown path: the
-   host's upsmon logged in), or rolled back to the snapshot and reported failed
+   not running): the staged files go live with the recreate, and come back out, the
+   host's own files too, when `compose up` fails (the previous container started again);
+   then the health gate: healthy (which includes the shutdown path: the host's upsmon
+   logged in), or rolled back to the snapshot and reported failed
 
 A second run with nothing to do changes nothing: no upload, no recreate, no gate.
 """
@@ -34,7 +38,7 @@ from pyinfra.operations import apt, docker, files, server, systemd
 from fleet import clients, data, digest, host_nut, ops, render, rollback
 from fleet import image as images
 from fleet.config import HOST_SECRET, HostConfig
-from fleet.facts import ComposeCommand, DockerCE, DockerReady, FilesDigest, OnBattery
+from fleet.facts import ClientUsers, ComposeCommand, DockerCE, DockerReady, FilesDigest, OnBattery
 
 SECRET_NAMES = ("nut_monuser_password", "nut_admin_password", HOST_SECRET)
 BUILD_CONTEXT = ("Dockerfile", ".dockerignore", "pyproject.toml", "README.md", "reconcile", "templates", "docker")
@@ -78,7 +82,7 @@ def docker_engine(config: HostConfig) -> str | None:
 
 
 def project_files(config: HostConfig, wanted: dict[str, str]) -> list[OperationMeta]:
-    """The files, staged in <project_dir>/.next: ops.swapped_in_and_recreated moves them
+    """The files, staged in <project_dir>/.next: rollback.swapped_in_or_put_back moves them
     into place in the command that recreates the container. Why staged: written in place,
     a later failure (an image that does not ship) left new, unrun files live, for the next
     restart to run untested. Whether they are to go live is not told by these writes (a
@@ -125,7 +129,9 @@ def files_differ(config: HostConfig, wanted: dict[str, str], container: Any) -> 
     return live != want or (bool(container) and digest.label_of(container) != want)
 
 
-def image(config: HostConfig) -> list[OperationMeta]:
+def image(config: HostConfig, compose: str, differ: bool) -> list[OperationMeta]:
+    """The image on the host, before anything live changes. The operations returned tell
+    whether this run changes it (their will_change and did_change)."""
     if config.image_source == "pull":
         return [docker.image(name=f"Pull {config.image}", image=config.image, present=True)]
     if config.image_source == "build":
@@ -144,6 +150,16 @@ def image(config: HostConfig) -> list[OperationMeta]:
                 )
             else:
                 context.append(files.put(name=f"Build context: {item}", src=str(src), dest=dest, mode="0644"))
+        # Built here, not by the recreate's `compose up --build`: a build that fails then
+        # leaves the live files and the container as they were. Built when anything is to go
+        # live, as `up --build` did (BuildKit's cache makes it cheap); not returned: it
+        # changes nothing unless those do, and must not make the snapshot run every time.
+        ops.image_built(
+            name=f"Build {config.image} on the host (from the staged compose.yaml)",
+            project_dir=config.project_dir,
+            compose=compose,
+            _if=lambda: differ or any(op.did_change() for op in context),
+        )
         return context
     machine = host.get_fact(Arch) or ""
     arch = images.ARCHES.get(machine, "")
@@ -175,7 +191,14 @@ def image(config: HostConfig) -> list[OperationMeta]:
     ]
 
 
-def converge(config: HostConfig, compose: str, container: Any, image_ops: list[OperationMeta], differ: bool) -> None:
+def converge(
+    config: HostConfig,
+    compose: str,
+    container: Any,
+    image_ops: list[OperationMeta],
+    differ: bool,
+    host_files: rollback.HostFiles,
+) -> None:
     running = bool(container) and bool(container[0]["State"]["Running"])
 
     def changed() -> bool:
@@ -183,11 +206,12 @@ def converge(config: HostConfig, compose: str, container: Any, image_ops: list[O
         return differ or any(op.did_change() for op in image_ops)
 
     # Why --force-recreate: compose sees a new image or env, not a changed config.toml or secret.
-    ops.swapped_in_and_recreated(
+    rollback.swapped_in_or_put_back(
         name="Files into place, container recreated (its image or files changed)",
-        project_dir=config.project_dir,
+        config=config,
         compose=compose,
-        build=config.image_source == "build",
+        previous=bool(container),
+        files=host_files,
         _if=changed,
     )
     if not running:
@@ -204,6 +228,7 @@ def converge(config: HostConfig, compose: str, container: Any, image_ops: list[O
         config=config,
         compose=compose,
         changed=changed,
+        files=host_files,
         _if=lambda: changed() or not running,
     )
 
@@ -230,9 +255,14 @@ def rollout() -> None:
     if clients.CLIENT_GROUP in host.groups:
         nut_client()
         return
-    members = inventory.get_group(clients.CLIENT_GROUP, [])
     try:
-        config = data.load(host.name, host.data.get, os.environ, [(h.name, h.data.get("ups_server")) for h in members])
+        config = data.load(
+            host.name,
+            host.data.get,
+            os.environ,
+            clients.members(inventory),
+            lambda d: host.get_fact(ClientUsers, project_dir=d),
+        )
     except data.DataError as exc:
         fail(str(exc))
         return
@@ -253,10 +283,16 @@ def rollout() -> None:
     wanted = render.files(config)
     differ = files_differ(config, wanted, container)
     image_ops: list[OperationMeta] = []
-    rollback.snapshot(config, container, lambda: differ or any(op.will_change for op in image_ops))
+    # The host's own NUT files (when the run manages them) go into the snapshot and come
+    # back with it; the rollback restarts the host's upsmon on them.
+    host_files = (
+        rollback.HostFiles(host_nut.FILES, host_nut.restart_command()) if config.host_shutdown else rollback.HostFiles()
+    )
+    rollback.snapshot(config, container, lambda: differ or any(op.will_change for op in image_ops), host_files)
     project_files(config, wanted)
-    image_ops += image(config)
+    image_ops += image(config, compose, differ)
     # Before the container's recreate and its gate: the gate wants this host's upsmon
-    # logged in (it retries its login until the new container has its user).
+    # logged in (it retries its login until the new container has its user). Written live
+    # here, so the recreate's failure and the gate's rollback both put them back.
     host_nut.host_upsmon(config)
-    converge(config, compose, container, image_ops, differ)
+    converge(config, compose, container, image_ops, differ, host_files)

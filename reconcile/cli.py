@@ -7,7 +7,7 @@
   nut-reconcile status [--json]         devices, names, drivers, data freshness, last reconcile
   nut-reconcile health                  exit 0 when upsd answers, attached UPSes have fresh data and
                                         the shutdown path is whole
-  nut-reconcile drill on-battery|low-battery|on-line|auto
+  nut-reconcile drill on-battery|low-battery|on-line|auto [--charge PERCENT]
                                         SIMULATE=1 only: pin the simulated UPS (a drill of the chain)
 
 Exit codes: 0 ok; 1 failure; 2 bad settings or config (nothing written), or `plan` with changes pending.
@@ -31,13 +31,14 @@ from reconcile.cycle import Agent, simulator_for
 from reconcile.decide import health
 from reconcile.decide.decision import Decision, device_views
 from reconcile.decide.render import mask_secrets
-from reconcile.model import Plan, WriteFile, describe
+from reconcile.model import Plan, Thresholds, WriteFile, describe
 from reconcile.nutsyntax import NutSyntaxError
 from reconcile.observe import upsd_client, usb_libusb
 from reconcile.outputs import notify
 from reconcile.run import Runner
 from reconcile.settings import Settings, SettingsError
 from reconcile.settings import load as load_settings
+from reconcile.simulate import CHARGE_RANGE
 from reconcile.store import StoreError
 from reconcile.userconfig import ConfigError
 
@@ -60,6 +61,12 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("health", help="exit 0 when upsd answers, UPSes have fresh data, the shutdown path is whole")
     drill = sub.add_parser("drill", help="SIMULATE=1 only: pin the simulated UPS at a state, or back to its cycle")
     drill.add_argument("state", choices=("on-battery", "low-battery", "on-line", "auto"))
+    drill.add_argument(
+        "--charge",
+        type=int,
+        metavar="PERCENT",
+        help="on-battery only: the charge to pin (1-100; default 80), e.g. 45 to drill low_battery_percent = 50",
+    )
     return parser
 
 
@@ -195,6 +202,7 @@ def cmd_status(agent: Agent, as_json: bool) -> int:
     devices = device_views(decision)
     problems = [str(p) for p in decision.problems] + list(decision.plan.warnings) + list(decision.plan.blocked)
     sd = shutdown_view(agent, decision)
+    thresholds = thresholds_view(decision)
     nut_version, readings = ups_readings(agent, served)
     result = {
         "agent": {"version": __version__, "nut_version": nut_version, "host_name": agent.settings.host_name},
@@ -209,6 +217,7 @@ def cmd_status(agent: Agent, as_json: bool) -> int:
         "strangers": [{"program": s.program, "pid": s.pid, "source": s.source} for s in owned.strangers],
         "problems": problems,
         "shutdown": sd,
+        "thresholds": thresholds,
         "upses": readings,
         "recent": agent.store.load(store.RECENT) or {"last_event": None, "heals": {}},
         "last_reconcile": last,
@@ -230,6 +239,8 @@ def cmd_status(agent: Agent, as_json: bool) -> int:
     for d in devices:
         held = "  (held: vanished on battery)" if d["held"] else ""
         print(f"device {d['port']} {d['vidpid']} serial={d['serial'] or '-'} -> {d['name']} ({d['driver']}){held}")
+    for name, t in thresholds.items():
+        print(f"thresholds: {name} {t['text']}")
     for s in owned.strangers:
         print(f"stranger: {s.program} pid {s.pid} ({s.source}): not started by nut-reconcile, never signalled")
     for problem in problems:
@@ -239,8 +250,16 @@ def cmd_status(agent: Agent, as_json: bool) -> int:
     for name, can in sorted(sd["power_cycle"].items()):
         if not can:
             print(f"power cycle: {name} cannot (its driver offers no shutdown.return): a halted host stays off")
+    for s in sd["secondaries"]:
+        said = {True: "logged in", False: "not logged in", None: "not known"}[s["logged_in"]]
+        where = s["from"] if isinstance(s["from"], str) else ", ".join(s["from"] or ["any other address"])
+        print(f"secondary: {s['name']} on {s['ups']} (from {where}): {said}")
     for why in sd["broken"]:
         print(f"shutdown path: {why}")
+    last_event = result["recent"].get("last_event") if isinstance(result["recent"], dict) else None
+    if isinstance(last_event, dict) and last_event.get("kind") in POWER_CYCLE_EVENTS:
+        # (the run's power cycle, refused or skipped, outlives the pass that decided it)
+        print(f"power cycle: {last_event['kind']} {last_event.get('ups') or ''} at {last_event.get('at')}")
     if isinstance(last, dict):
         print(f"last reconcile: {last.get('last_reconcile')} by {last.get('by')}: {last.get('outcome')}")
         for error in last.get("errors") or []:
@@ -248,16 +267,46 @@ def cmd_status(agent: Agent, as_json: bool) -> int:
     return EXIT_OK
 
 
+POWER_CYCLE_EVENTS = ("ups.power_cycle", "ups.no_power_cycle", "power_cycle.skipped", "fsd.kept")
+
+
+def thresholds_view(decision: Decision) -> dict[str, dict[str, Any]]:
+    """Each served UPS's shutdown thresholds ([[device]] rules), for `status`: the three
+    values (null: not set) and in words when this host shuts down for it."""
+    out: dict[str, dict[str, Any]] = {}
+    for u in (*decision.attached, *decision.held):
+        if u.key not in decision.names:
+            continue
+        t = u.rule.thresholds if u.rule else Thresholds()
+        if not u.powers_host:
+            text = "does not power this host; its secondaries: " + (t.describe() or "shut down at its low battery (LB)")
+        else:
+            text = t.describe() or "shuts down at the UPS's own low battery (LB)"
+        out[decision.names[u.key]] = {**t.as_dict(), "text": text}
+    return out
+
+
 def shutdown_view(agent: Agent, decision: Decision) -> dict[str, Any]:
     """The forced-shutdown state and the shutdown path, for `status`. `armed`: upsmon runs
-    and the path is whole (what `health` checks), so a low battery halts this host."""
-    broken = health.shutdown_path(decision, agent.settings.ups_name, agent.observer.logins(decision), expect(agent))
+    and the path is whole (decide/health.shutdown_path, what `health` checks: each
+    expected secondary logged in from where it must come), so a low battery halts the
+    hosts; `secondaries`: each one, and whether it is logged in (null: not known)."""
+    path = health.shutdown_path(decision, agent.inputs.user.shutdown_secondaries)
     return {
         "fsd": sorted(decision.forced.fsd),
         "shutdown_ran": decision.forced.shutdown_ran,
         "power_cycle": decision.power_cycle,
-        "broken": broken,
-        "armed": decision.owned.upsmon is not None and not broken,
+        "broken": list(path.broken),
+        "armed": path.armed,
+        "secondaries": [
+            {
+                "name": s.name,
+                "ups": s.ups,
+                "from": "host" if s.from_host else list(s.addresses) or None,
+                "logged_in": logged_in,
+            }
+            for s, logged_in in path.secondaries
+        ],
     }
 
 
@@ -289,21 +338,23 @@ def cmd_health(agent: Agent) -> int:
     # Why no LIST CMD: health does not need the commands.
     agent.observer.ask_commands = False
     decision = agent.reconcile_once(agent.observer.scan_bus(), act=False).decision
-    v = health.verdict(decision, agent.settings.ups_name, agent.observer.logins(decision), expect(agent))
+    v = health.verdict(decision, agent.inputs.user.shutdown_secondaries)
     print(v.text)
     return EXIT_OK if v.healthy else EXIT_FAIL
 
 
-def expect(agent: Agent) -> int:
-    return agent.inputs.user.expect_secondaries
-
-
-def cmd_drill(agent: Agent, state: str) -> int:
+def cmd_drill(agent: Agent, state: str, charge: int | None = None) -> int:
     """Pin the SIMULATE demo's UPS at a state (reconcile/simulate.py): a safe drill of the
     power-failure chain. Refused without SIMULATE=1: never a real UPS."""
     if not agent.settings.simulate:
         print("nut-reconcile: error: drill needs SIMULATE=1 (it drives the simulated UPS only)", file=sys.stderr)
         return EXIT_USAGE
+    if charge is not None:
+        low, high = CHARGE_RANGE
+        if state != "on-battery" or not low <= charge <= high:
+            print(f"nut-reconcile: error: drill --charge: on-battery only, from {low} to {high} %", file=sys.stderr)
+            return EXIT_USAGE
+        state = f"{state} {charge}"
     simulator_for(agent.settings).set_drill(state)
     print(f"drill: {state} (the running agent picks it up at its next tick)")
     return EXIT_OK
@@ -335,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "health":
             return cmd_health(agent)
         if args.command == "drill":
-            return cmd_drill(agent, args.state)
+            return cmd_drill(agent, args.state, args.charge)
         refused = None if settings.notify is None else notify.refusal(settings.notify)
         if refused:
             # Why not exit 2 as for a bad setting: which URLs Apprise takes is the image's

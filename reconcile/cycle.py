@@ -20,14 +20,14 @@ from dataclasses import dataclass
 
 from reconcile import events, nofile, store
 from reconcile.act import apply, powercycle
-from reconcile.decide import ownership, report
+from reconcile.decide import forced, ownership, report
 from reconcile.decide.decision import Bus, Decision, Inputs, decide, reuse
 from reconcile.decide.secrets import generate_password
 from reconcile.decide.supervision import Supervision
 from reconcile.observe import actual, driver_table, processes
 from reconcile.observer import Observer
 from reconcile.persist import StatusFile, save_state
-from reconcile.settings import Settings
+from reconcile.settings import Settings, upssched_for
 from reconcile.simulate import Simulator
 from reconcile.userconfig import load as load_user_config
 
@@ -65,9 +65,11 @@ class Agent:
         maxconn = nofile.fit_maxconn(user.maxconn)  # before any NUT daemon starts: they inherit it
         user = dataclasses.replace(user, maxconn=maxconn.maxconn)
         if settings.simulate:
-            user = dataclasses.replace(user, rules=(simulator_for(settings).rule(), *user.rules))
+            user = dataclasses.replace(user, rules=(simulator_for(settings).rule(user.rules), *user.rules))
         if settings.notify is not None:  # upsmon hands its notices to the agent (outputs/relay.py)
             user = dataclasses.replace(user, notify_cmd=settings.notify.notify_cmd)
+        # on_battery_max_seconds: upssched, run by the relay (settings.upssched_for; ConfigError)
+        user = dataclasses.replace(user, upssched=upssched_for(settings, user.rules))
         table = driver_table.load(settings.binaries.usb_rules)
         st = store.Store(settings.agent_dir)
         observer = Observer(settings, user, table, st)
@@ -113,15 +115,14 @@ class Agent:
             ledger = decision.owned.ledger
             outcome = apply.execute(decision.plan, self.settings, self.observer.listen, ledger, save_ledger)
             events.emit(events.PassDone(len(decision.plan.steps), len(outcome.errors), len(outcome.skipped)))
-        sent = self.power_cycle(decision, decision.forced.power_cycle)
-        ok = None if outcome is None else outcome.ok
+        sent, ok = self.power_cycle(decision, decision.forced.power_cycle), None if outcome is None else outcome.ok
         self.status.save(decision, ok, [] if outcome is None else outcome.errors + outcome.skipped, by)
         return PassResult(decision, outcome, sent)
 
-    def power_cycle(self, decision: Decision, upses: tuple[str, ...]) -> tuple[str, ...]:
-        """act/powercycle.py for `upses`, logged in as the primary upsmon's user."""
-        login, delay = decision.primary_login, self.inputs.user.ups_off_delay
-        return powercycle.send_all(self.observer.listen, login, upses, delay)
+    def power_cycle(self, d: Decision, upses: tuple[str, ...], budget: float = powercycle.BUDGET) -> tuple[str, ...]:
+        """act/powercycle.py for `upses`, as the primary upsmon's user, with decide/forced.py's delays."""
+        plan = functools.partial(forced.delays, self.inputs.user.ups_off_delay)
+        return powercycle.send_all(self.observer.listen, d.primary_login, upses, plan, d.obs.commands, budget)
 
     def _report(self, d: Decision) -> None:
         on_bus = frozenset(d.names[u.key] for u in d.attached)
@@ -134,6 +135,6 @@ class Agent:
             *report.healed(d.healed),
             *report.stale(d),
             *report.no_power_cycle(self.last, d),
-            *report.fsd_cleared(d),
+            *report.forced(self.last, d),
         ]:
             events.emit(event)

@@ -25,14 +25,24 @@ The kinds, by what they are about (fields in brackets):
     ups.held          a UPS gone while on battery stays watched [ups, why]   (a problem)
     ups.released      a held UPS is let go [ups, why]
   the forced shutdown (decide/forced.py)
-    ups.power_cycle   the UPS was asked to cut its load after a delay and return with mains
-                      [ups, off_delay, command, answer, ok]
+    ups.power_cycle   the UPS was asked to cut its load after a delay and return with mains;
+                      `answer` is the driver's (upsd's TRACKING: SUCCESS, ERR ..., PENDING
+                      when it did not answer in time) [ups, off_delay, command, answer, ok, start_delay]
     ups.no_power_cycle  a UPS that cannot be power-cycled (no shutdown.return): when it is
-                      first served, and again each time it is served anew [ups, commands, why]
+                      first served, and again each time it is served anew [ups, commands, why];
+                      and one that would not take the delays, so nothing was sent (a notice too)
+    power_cycle.skipped  a UPS in FSD that is not power-cycled, and why (no host is halting,
+                      powers_host = false ...): once per FSD and reason [ups, why]
     fsd.cleared       FSD called off: every UPS on line without LB for the hold time, this
                       host did not halt; upsd's restart follows [ups, on_line_seconds]
+    fsd.kept          FSD stayed after that restart (the driver reports it itself): reported
+                      once, upsd is not restarted for it again [ups, why]
   upsmon's own notices (NOTIFYCMD, relayed by outputs/upsmon_relay.py)
     upsmon.notice     ONBATT, LOWBATT, FSD, SHUTDOWN ... as upsmon saw it [type, ups, message]
+  MQTT's buttons (outputs/mqtt.py, the rules in outputs/buttons.py)
+    mqtt.command      an instant command from the command topic: sent with upsd's answer,
+                      not taken by upsd (a warning), or refused and why (a warning)
+                      [ups, command, answer, unreported]
   drivers and daemons
     driver.died       a driver of ours is gone, not stopped by us, its UPS still attached [ups, driver, pid]
     driver.stale      upsd reported its data stale too long: restarting it [ups, why]
@@ -148,8 +158,9 @@ class PowerCycled(Event):
     ups: str
     off_delay: int
     command: str
-    answer: str  # upsd's reply to the command (or why it was not sent)
+    answer: str  # the driver's answer to the command, through upsd (or why it was not sent)
     ok: bool
+    start_delay: int | None = None  # the UPS's ups.delay.start, read back before the command
 
 
 @dataclass(frozen=True)
@@ -159,6 +170,32 @@ class NoPowerCycle(Event):
     ups: str
     commands: str  # what the UPS offers instead (upsd's LIST CMD), space-separated
     why: str = "after a forced shutdown its load is not cut and restored: a halted host stays off until mains return"
+
+
+@dataclass(frozen=True)
+class PowerCycleRefused(NoPowerCycle):
+    """The UPS would not take the delays the power cycle needs (ups.delay.start above
+    ups.delay.shutdown): shutdown.return was not sent."""
+
+    why: str = "it would not take the delays: shutdown.return was not sent"
+
+
+@dataclass(frozen=True)
+class PowerCycleSkipped(Event):
+    kind: ClassVar[str] = "power_cycle.skipped"
+    ups: str
+    why: str
+
+
+@dataclass(frozen=True)
+class FsdKept(Event):
+    kind: ClassVar[str] = "fsd.kept"
+    level: ClassVar[str] = "warning"
+    ups: str
+    why: str = (
+        "FSD stayed after upsd's restart: the driver reports it itself; upsd is not restarted for it "
+        "again, and upsmon starts once the driver stops reporting it"
+    )
 
 
 @dataclass(frozen=True)
@@ -177,6 +214,42 @@ class UpsmonNotice(Event):
     type: str
     ups: str | None
     message: str
+
+
+# --- MQTT's buttons ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CommandAnswer(Event):
+    """An instant command from MQTT's command topic (a Home Assistant button press) and
+    what became of it: one of the three kinds below."""
+
+    kind: ClassVar[str] = "mqtt.command"
+    ups: str
+    command: str
+    answer: str  # upsd's reply (OK, ERR ...), "refused: <why>", or "not sent: <why>"
+    # Answers not reported before this one (a flood of presses: outputs/buttons.Reports).
+    unreported: int | None = None
+
+
+@dataclass(frozen=True)
+class CommandSent(CommandAnswer):
+    """upsd took it (OK)."""
+
+
+@dataclass(frozen=True)
+class CommandFailed(CommandAnswer):
+    """Not taken: upsd refused the login or the command (ERR ...), or did not answer."""
+
+    level: ClassVar[str] = "warning"
+
+
+@dataclass(frozen=True)
+class CommandRefused(CommandAnswer):
+    """Refused by a rule (a retained message, no admin login, the allow-list, the opt-in,
+    one command a minute, the UPS's state): nothing was sent."""
+
+    level: ClassVar[str] = "warning"
 
 
 # --- drivers and daemons -------------------------------------------------------------

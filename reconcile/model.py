@@ -39,6 +39,40 @@ class UsbDevice:
 
 
 @dataclass(frozen=True)
+class Thresholds:
+    """When a UPS's owner wants this host down, beyond NUT's own low battery (LB): a
+    [[device]] rule's low_battery_percent, low_runtime_seconds and on_battery_max_seconds.
+    The first two reach the driver (ignorelb with override.battery.charge.low /
+    override.battery.runtime.low: the driver raises LB itself), the last upssched (a timer
+    from ONBATT, cancelled at ONLINE, that runs `upsmon -c fsd`)."""
+
+    low_battery_percent: int | None = None
+    low_runtime_seconds: int | None = None
+    on_battery_max_seconds: int | None = None
+
+    @property
+    def sets_lb(self) -> bool:
+        """Whether the driver decides LB from our values (ignorelb)."""
+        return self.low_battery_percent is not None or self.low_runtime_seconds is not None
+
+    def describe(self) -> str:
+        """e.g. "shuts down at 50 % / at 300 s of runtime left / after 600 s on battery"; "" when none is set."""
+        parts = [
+            *([f"at {self.low_battery_percent} %"] if self.low_battery_percent is not None else []),
+            *([f"at {self.low_runtime_seconds} s of runtime left"] if self.low_runtime_seconds is not None else []),
+            *([f"after {self.on_battery_max_seconds} s on battery"] if self.on_battery_max_seconds is not None else []),
+        ]
+        return "shuts down " + " / ".join(parts) if parts else ""
+
+    def as_dict(self) -> dict[str, int | None]:
+        return {
+            "low_battery_percent": self.low_battery_percent,
+            "low_runtime_seconds": self.low_runtime_seconds,
+            "on_battery_max_seconds": self.on_battery_max_seconds,
+        }
+
+
+@dataclass(frozen=True)
 class DeviceRule:
     """A [[device]] table of the user's TOML file."""
 
@@ -52,6 +86,10 @@ class DeviceRule:
     desc: str | None = None
     ignore: bool = False
     powers_host: bool = True  # False: watched for the network, but its low battery does not shut this host down
+    # The power cycle after a forced shutdown (decide/forced.py): None, as powers_host says
+    # (a UPS of this host: yes); True: also for powers_host = false; False: never.
+    power_cycle: bool | None = None
+    thresholds: Thresholds = Thresholds()  # low_battery_percent, low_runtime_seconds, on_battery_max_seconds
 
     def matches(self, dev: UsbDevice) -> bool:
         return (
@@ -122,6 +160,33 @@ class Monitor:
     power: int  # NUT's power value: how many of this host's power supplies the UPS feeds (0 or 1)
 
 
+@dataclass(frozen=True)
+class Upssched:
+    """Where upssched's parts are, for on_battery_max_seconds (set by the agent from its
+    settings, never from the config file)."""
+
+    relay: str  # upsmon's NOTIFYCMD: the relay (outputs/relay.py), which runs upssched at ONBATT/ONLINE
+    upsmon: str  # the upsmon program: CMDSCRIPT is `<upsmon> -c fsd`
+    pipe: str  # PIPEFN and LOCKFN: in the agent's own dir (root only); why: upssched.conf.j2
+    lock: str
+
+
+@dataclass(frozen=True)
+class Timer:
+    """An upssched timer: `ups` on battery for `seconds` runs `upsmon -c fsd`."""
+
+    ups: str
+    seconds: int
+
+    @property
+    def name(self) -> str:
+        return f"onbatt-{self.ups}"
+
+
+# Only these two reach upssched: its timer starts at ONBATT and is cancelled at ONLINE.
+UPSSCHED_NOTICES = ("ONBATT", "ONLINE")
+
+
 # upsmon's notices written to NOTIFYCMD when notifications are on: each one NUT 2.8.0
 # (Debian's) knows too. The agent chooses which it sends (NOTIFY_EVENTS).
 UPSMON_NOTICES = ("ONBATT", "ONLINE", "LOWBATT", "FSD", "COMMBAD", "COMMOK", "SHUTDOWN", "REPLBATT", "NOCOMM")
@@ -145,6 +210,8 @@ class NutConfig:
     pollfreq: int = 5
     deadtime: int = 15
     notify_cmd: str | None = None  # upsmon's NOTIFYCMD (notifications on), else none written
+    upssched: Upssched | None = None  # upssched's parts (the agent's), used when there is a timer
+    timers: tuple[Timer, ...] = ()  # one per UPS with on_battery_max_seconds
 
     @property
     def driverless(self) -> tuple[str, ...]:
@@ -155,13 +222,30 @@ class NutConfig:
     notices = UPSMON_NOTICES
 
     @property
+    def sched(self) -> Upssched | None:
+        """upssched's parts when it has a timer to run, else None."""
+        return self.upssched if self.timers else None
+
+    @property
+    def notify_program(self) -> str | None:
+        """upsmon's NOTIFYCMD: the relay, when notifications are on or upssched has a timer.
+        Why the relay for upssched too: NUT takes one NOTIFYCMD, and the relay runs upssched."""
+        sched = self.sched
+        return self.notify_cmd or (sched.relay if sched else None)
+
+    @property
     def notify_flags(self) -> tuple[tuple[str, bool], ...]:
         """(notify type, EXEC) for a NOTIFYFLAG line each: every type NUT knows, each with
         SYSLOG and never WALL (NUT's default when a type has no line: nutsyntax.NOTIFY_TYPES),
-        and EXEC only for our notices while notifications are on. Why only those: their
-        text is NUT's own with our UPS's name; ALARM's and OTHER's carry what the UPS
-        server sent, which NUT 2.8.3-2.8.5 hand to a shell (CVE-2026-54161)."""
-        return tuple((t, self.notify_cmd is not None and t in self.notices) for t in NOTIFY_TYPES)
+        and EXEC only for our notices while notifications are on, and for ONBATT and ONLINE
+        while upssched has a timer. Why only those: their text is NUT's own with our UPS's
+        name; ALARM's and OTHER's carry what the UPS server sent, which NUT 2.8.3-2.8.5
+        hand to a shell (CVE-2026-54161)."""
+        sched = self.sched is not None
+        return tuple(
+            (t, (self.notify_cmd is not None and t in self.notices) or (sched and t in UPSSCHED_NOTICES))
+            for t in NOTIFY_TYPES
+        )
 
     @property
     def minsupplies(self) -> int:

@@ -14,11 +14,21 @@ from dataclasses import dataclass, field
 
 from reconcile import logfmt, store
 from reconcile.decide import forced
-from reconcile.decide.decision import Bus, Decision, Observation
+from reconcile.decide.decision import Bus, Observation
 from reconcile.decide.identity import NameBook
 from reconcile.model import FileState, Ledger, Served
 from reconcile.nutsyntax import NutSyntaxError, section_drivers
-from reconcile.observe import actual, driver_table, nut_scanner, processes, running, upsd_client, usb_libusb, usb_sysfs
+from reconcile.observe import (
+    actual,
+    driver_table,
+    nut_scanner,
+    processes,
+    routes,
+    running,
+    upsd_client,
+    usb_libusb,
+    usb_sysfs,
+)
 from reconcile.settings import Settings
 from reconcile.userconfig import UserConfig, reachable
 
@@ -135,6 +145,7 @@ class Observer:
         ledger = st.load(store.PROCS) or {}
         files = actual.read_files(self.settings.confpath, self.contents)
         facts = self.running(ledger, files, scanner)
+        logins = self.logins_of(facts.served)
         return Observation(
             bus=bus,
             scanner=scanner,
@@ -151,7 +162,10 @@ class Observer:
             # upsmon's POWERDOWNFLAG (upsmon.conf): written when, as primary, it ran SHUTDOWNCMD.
             shutdown_ran=(self.settings.statepath / forced.POWERDOWNFLAG).exists(),
             commands=self.commands(facts.served, ledger),
-            logins=self.logins_of(facts.served),
+            logins=logins,
+            # Where this container's own host arrives from (decide/health.py): read only
+            # when the logins are, the only reader.
+            gateways=routes.gateways() if logins is not None else (),
         )
 
     def logins_of(self, served: dict[str, Served] | None) -> dict[str, tuple[str, ...]] | None:
@@ -162,23 +176,10 @@ class Observer:
         request per UPS per pass is idle CPU that a Pi with no secondaries never needs."""
         if not served or self.session is None:
             return None
-        wanted = bool(self.user.expect_secondaries) or any(s.flags & {"OB", "FSD"} for s in served.values())
+        wanted = bool(self.user.shutdown_secondaries) or any(s.flags & {"OB", "FSD"} for s in served.values())
         if not wanted:
             return None
         return self.session.ask(functools.partial(upsd_client.all_logins, upses=tuple(sorted(served))))
-
-    def logins(self, d: Decision) -> dict[str, int]:
-        """upsd's LIST CLIENT count for the first UPS (UPS_NAME), for decide/health.py: asked
-        only when secondaries are expected ([shutdown] expect_secondaries) and upsd serves
-        that UPS; else, or when upsd does not answer, {}. Used by `health` and `status`,
-        and by `run` for the verdict it records at every tick."""
-        name = self.settings.ups_name
-        if not self.user.expect_secondaries or name not in (d.obs.facts.served or {}):
-            return {}
-        if d.obs.logins is not None and name in d.obs.logins:
-            return {name: len(d.obs.logins[name])}  # this pass's answer: not asked twice
-        found = self.session.ask(functools.partial(upsd_client.clients, ups=name)) if self.session else None
-        return {} if found is None else {name: found}
 
     def close(self) -> None:
         self.alive.close()

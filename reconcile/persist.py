@@ -82,7 +82,9 @@ NOTABLE = frozenset(
         "ups.held",
         "ups.released",
         "ups.power_cycle",
+        "power_cycle.skipped",
         "fsd.cleared",
+        "fsd.kept",
         "driver.died",
         "driver.stale",
         "driver.healed",
@@ -102,7 +104,8 @@ class Recent:
 
     def consume(self, event: events.Event) -> None:
         kind = events.name_of(event)
-        if kind not in NOTABLE:
+        # (ups.no_power_cycle only when the power cycle was refused: the one at start is no news)
+        if kind not in NOTABLE and not isinstance(event, events.PowerCycleRefused):
             return
         if self.value is None:
             self.value = self.st.load(store.RECENT) or {"last_event": None, "heals": {}}

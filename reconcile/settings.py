@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reconcile import notifycmd
-from reconcile.model import UPSMON_NOTICES
+from reconcile.model import UPSMON_NOTICES, DeviceRule, Upssched
 from reconcile.nutsyntax import NutSyntaxError, validate_name
 from reconcile.userconfig import ConfigError, address
 
@@ -44,6 +44,9 @@ _RULES_SEARCH = [
 ]
 
 
+SOCKET_PATH_MAX = 107  # sun_path is 108 bytes with the terminating NUL
+
+
 class SettingsError(ValueError):
     def __init__(self, variable: str, message: str) -> None:
         super().__init__(f"{variable}: {message}")
@@ -58,6 +61,7 @@ class Binaries:
     upsc: str | None
     nut_scanner: str | None
     usb_rules: str | None
+    upssched: str | None = None  # on_battery_max_seconds (notifycmd.find_upssched: the relay's own lookup)
 
 
 # The notifications one can choose (NOTIFY_EVENTS): upsmon's own (through NOTIFYCMD) and
@@ -74,6 +78,8 @@ AGENT_NOTICES = (
     "released",
     "fsd_cleared",
     "power_cycle",
+    "no_power_cycle",
+    "fsd_kept",
 )
 DEFAULT_NOTICES = frozenset(UPSMON_NOTICES + AGENT_NOTICES) - {"COMMBAD", "COMMOK"}
 URL_SCHEME = r"[a-zA-Z][a-zA-Z0-9+.-]{0,31}"  # a URL scheme (RFC 3986), at most 32 long
@@ -110,6 +116,9 @@ class Mqtt:
     password: str | None = field(repr=False)
     prefix: str  # MQTT_PREFIX: the agent's own topics, <prefix>/<host>/...
     discovery_prefix: str  # MQTT_DISCOVERY_PREFIX: Home Assistant's (homeassistant)
+    # MQTT_ALLOW_DEEP_TESTS=1: calibrate.* and test.battery.start.deep as buttons (off: they
+    # run the battery down, and while CAL is set upsmon never shuts down on OB LB).
+    allow_deep_tests: bool = False
 
     @property
     def where(self) -> str:
@@ -387,6 +396,28 @@ def _notify(env: Mapping[str, str], settle_time: float, statepath: Path) -> Noti
     return Notify(urls=urls, events=notify_events(env), debounce=debounce, timeout=timeout, socket=sock, notify_cmd=cmd)
 
 
+def upssched_for(settings: Settings, rules: tuple[DeviceRule, ...]) -> Upssched | None:
+    """upssched's parts when a rule has on_battery_max_seconds (else None), or ConfigError
+    naming the rule: NUT's upssched and upsmon and the relay (which runs upssched) must be
+    there, and upsmon's path fit a shell command (upssched runs CMDSCRIPT through system())."""
+    wanting = [r for r in rules if r.thresholds.on_battery_max_seconds is not None]
+    if not wanting:
+        return None
+    where = f"device[{wanting[0].index}].on_battery_max_seconds"
+    b = settings.binaries
+    if b.upssched is None:
+        raise ConfigError(f"{where}: NUT's upssched is not installed (looked in {', '.join(notifycmd.UPSSCHED_DIRS)})")
+    if b.upsmon is None or not _NOTIFY_PROGRAM.fullmatch(b.upsmon):
+        raise ConfigError(f"{where}: upsmon's path {b.upsmon!r} cannot be upssched's CMDSCRIPT")
+    relay = notify_program()
+    if not (_NOTIFY_PROGRAM.fullmatch(str(relay)) and relay.is_file() and os.access(relay, os.X_OK)):
+        raise ConfigError(f"{where}: the relay {str(relay)!r} that runs upssched is not an executable file")
+    pipe, lock = settings.agent_dir / "upssched.pipe", settings.agent_dir / "upssched.lock"
+    if len(os.fsencode(pipe)) > SOCKET_PATH_MAX:
+        raise ConfigError(f"{where}: upssched's socket path {str(pipe)!r} is longer than {SOCKET_PATH_MAX} bytes")
+    return Upssched(relay=str(relay), upsmon=b.upsmon, pipe=str(pipe), lock=str(lock))
+
+
 def notify_program() -> Path:
     """The relay's console script (outputs/relay.py): pip installs it beside the agent's own
     `nut-reconcile`, in this Python's scripts dir (a venv's bin/; /usr/local/bin in the image)."""
@@ -472,6 +503,7 @@ def _mqtt(env: Mapping[str, str]) -> Mqtt | None:
         password=urllib.parse.unquote(url.password) if url.password else None,
         prefix=_topic(env, "MQTT_PREFIX", "ups-nut-smart"),
         discovery_prefix=_topic(env, "MQTT_DISCOVERY_PREFIX", "homeassistant"),
+        allow_deep_tests=_bool(env, "MQTT_ALLOW_DEEP_TESTS"),
     )
 
 
@@ -558,5 +590,6 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
             upsc=_binary(env, "NUT_UPSC", "upsc"),
             nut_scanner=_binary(env, "NUT_SCANNER", "nut-scanner"),
             usb_rules=_rules(env),
+            upssched=notifycmd.find_upssched(env),
         ),
     )

@@ -5,28 +5,40 @@ the outputs.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
-from reconcile import logfmt, store
+from reconcile import events, logfmt, store
 from reconcile.act import daemons
 from reconcile.act.verdict import VerdictFile
 from reconcile.cycle import Agent
 from reconcile.decide import forced, health
+from reconcile.decide.decision import forced_pass
 from reconcile.outputs import start as outputs
+
+# Seconds the power cycle may take on the way down. A UPS that answers takes well under
+# one; this bounds one that does not. Why it may eat into the daemons' stop timeouts below
+# (Docker kills after 10 s): a power cycle not sent leaves the hosts off for good, a daemon
+# killed hard on a halting host costs nothing.
+STOP_BUDGET = 4.0
 
 
 def _power_cycle_on_the_way_down(agent: Agent, power_cycled: frozenset[str]) -> None:
     """Stopped while a UPS is in FSD: the host is halting (its own upsmon, a secondary,
     saw FSD), so the UPS is told to cycle the power now, before upsd and the drivers
-    go (decide/forced.py). Never raises: the stop must go on."""
+    go (decide/forced.py), unless its rule or driver rules it out (logged as skipped).
+    Never raises: the stop must go on."""
     last = agent.last
-    if last is None:
+    if last is None or not last.forced.active:
         return
-    upses = forced.power_cycle_now(
-        last.forced.fsd, last.forced.shutdown_ran, True, power_cycled, agent.inputs.user.ups_off_delay
-    )
     try:
-        agent.power_cycle(last, upses)
+        upses = (*last.attached, *last.held)
+        p = forced_pass(last.obs, last.supervision, agent.inputs, last.owned, upses, last.names, stopping=True)
+        memory = dataclasses.replace(last.supervision.fsd, power_cycled=power_cycled)
+        cycle, skipped = forced.power_cycle_now(p, memory)
+        for ups, why in sorted(skipped.items()):
+            events.emit(events.PowerCycleSkipped(ups, why))
+        agent.power_cycle(last, cycle, budget=STOP_BUDGET)
     except Exception as exc:  # noqa: BLE001 - the daemons must still be stopped
         logfmt.error("power_cycle.failed", error=f"{type(exc).__name__}: {exc}")
 

@@ -28,7 +28,9 @@ class Ticker:
         self.settings = agent.settings
         self.settle = Settle()
         self.supervision = Supervision(
-            stale_after=self.settings.stale_restart_after, fsd_clear_after=agent.inputs.user.fsd_clear_after
+            stale_after=self.settings.stale_restart_after,
+            fsd_clear_after=agent.inputs.user.fsd_clear_after,
+            may_power_cycle=True,  # (only the long-running agent: `apply` never sends it)
         )
         self.last_bus: tuple[UsbDevice, ...] = ()
         self.last_scan: float | None = None
@@ -59,8 +61,7 @@ class Ticker:
             result = self.agent.reconcile_once(settled, dataclasses.replace(self.supervision, now=now), by="run")
         d, outcome = result.decision, result.outcome
         # health verdict (docker/nut-health.sh reads it): what `nut-reconcile health` would say now
-        observer, expect = self.agent.observer, self.agent.inputs.user.expect_secondaries
-        self.verdicts.record(health.verdict(d, self.settings.ups_name, observer.logins(d), expect))
+        self.verdicts.record(health.verdict(d, self.agent.inputs.user.shutdown_secondaries))
         self.supervision = supervision.after_pass(
             d.supervision,
             on_bus=[d.names[u.key] for u in (*d.attached, *d.held)],

@@ -26,8 +26,20 @@ Example:
 
     [shutdown]
     ups_off_delay = 120            # seconds the UPS waits before it cuts the load (0: never cut)
-    fsd_clear_after = 300          # seconds on line without LB before a forced shutdown is called off
-    expect_secondaries = 1         # network upsmons that must be logged in for `health` (the Pi's own)
+    fsd_clear_after = 300          # seconds on line without LB before a forced shutdown is called
+                                   # off (at least 60)
+    host_ups = "cabin-ups"         # the UPS that powers this host, or a list (default: UPS_NAME)
+    expect_secondaries = 1         # older files: one secondary from "host" on each host_ups
+
+    [[shutdown.secondary]]         # a network upsmon that must be logged in for `health`
+    name = "pi-cabin.lan"          # for messages only
+    ups = "cabin-ups"              # the UPS it must be logged in to
+    from = "host"                  # "host": this container's own host (the Pi's upsmon: from the
+                                   # container's default gateway, or a second login from loopback
+                                   # with host networking); a list of IP addresses; or left out:
+                                   # any address that is neither ours nor the host's
+    halt_seconds = 60              # how long it takes to halt (default 60): ups_off_delay, unless
+                                   # 0, must be at least the largest halt_seconds + 30
 
     [[device]]
     match = {vendorid = "051d", productid = "0002"}
@@ -37,6 +49,11 @@ Example:
     desc = "Rack UPS"
     ignore = false                 # true: never serve this device
     powers_host = true             # false: watched, but its low battery does not shut this host down
+    power_cycle = true             # after a forced shutdown, power-cycle it even with powers_host = false
+    low_battery_percent = 50       # optional: LB (so this host's shutdown) at 50 % charge, not the UPS's own
+    low_runtime_seconds = 300      # optional: ... or at 300 s of runtime left (both: whichever comes first)
+    on_battery_max_seconds = 600   # optional: shut down after 600 s on battery, whatever the charge
+                                   # (docs/reliability.md, "Your own thresholds")
 """
 
 from __future__ import annotations
@@ -48,7 +65,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reconcile.model import DeviceRule
+from reconcile.model import DeviceRule, Thresholds, Upssched
 from reconcile.nutsyntax import (
     NutSyntaxError,
     encode,
@@ -89,6 +106,29 @@ class ConfigError(ValueError):
     """Bad TOML content; the message names the file and the key."""
 
 
+# Why a margin: after a secondary logs out to halt, the primary waits out its own FINALDELAY
+# and the power cycle is sent then; ups_off_delay must be at least the slowest secondary's
+# halt_seconds + this (as the fleet's check, fleet/clients.py HALT_MARGIN).
+HALT_MARGIN = 30
+DEFAULT_HALT_SECONDS = 60
+# The secondary expect_secondaries stands for (files written by older rollouts).
+HOST_UPSMON = "the host's own upsmon"
+
+
+@dataclass(frozen=True)
+class Secondary:
+    """A network upsmon that must be logged in for `health` ([[shutdown.secondary]]):
+    `name` for messages, `ups` the UPS it must be logged in to, and where from: the
+    container's own host (`from_host`), one of `addresses`, or (neither) any address
+    that is not ours and not the host's. decide/health.py says what that means."""
+
+    name: str
+    ups: str
+    from_host: bool = False
+    addresses: tuple[str, ...] = ()
+    halt_seconds: int = DEFAULT_HALT_SECONDS
+
+
 @dataclass(frozen=True)
 class UserConfig:
     listen: tuple[tuple[str, int], ...] = (("0.0.0.0", 3493),)
@@ -103,11 +143,18 @@ class UserConfig:
     secondaries: tuple[tuple[str, str], ...] = ()  # (user, password): network upsmon secondaries
     ups_off_delay: int = 120  # seconds between the power-cycle command and the UPS cutting its load; 0: never
     fsd_clear_after: int = 300  # seconds every UPS must be on line without LB before FSD is cleared
-    expect_secondaries: int = 0  # network upsmons `health` wants logged in to every watched UPS
+    expect_secondaries: int = 0  # as given (older files); read into shutdown_secondaries
+    host_ups: tuple[str, ...] = ("my-ups",)  # the UPSes that power this host (default: UPS_NAME)
+    # The network upsmons `health` wants logged in ([[shutdown.secondary]], and the one
+    # expect_secondaries stands for): decide/health.py.
+    shutdown_secondaries: tuple[Secondary, ...] = ()
     synology_compat: bool = False  # monuser's password is SYNOLOGY_PASSWORD (Synology DSM asks for it)
     # upsmon's NOTIFYCMD: set by the agent when notifications are on (NOTIFY_URLS), never
     # from the file; upsmon then hands each notice to the agent (outputs/relay.py).
     notify_cmd: str | None = None
+    # upssched's parts (on_battery_max_seconds): set by the agent from its settings, never
+    # from the file (settings.upssched_for).
+    upssched: Upssched | None = None
 
     def password_for(self, role: str) -> str | None:
         return dict(self.passwords).get(role)
@@ -117,7 +164,7 @@ def load(path: Path | None, ups_name: str = "my-ups") -> UserConfig:
     """The config file at `path` (none: the defaults), for a first UPS named `ups_name`
     (UPS_NAME). Raises ConfigError naming the file and the key."""
     if path is None:
-        return UserConfig()
+        return UserConfig(host_ups=(ups_name,))
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -127,7 +174,7 @@ def load(path: Path | None, ups_name: str = "my-ups") -> UserConfig:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     try:
-        user = parse(data)
+        user = parse(data, ups_name)
     except (ConfigError, NutSyntaxError) as exc:
         raise ConfigError(f"{path}: {exc}") from None
     if user.synology_compat and ups_name != SYNOLOGY_UPS:
@@ -200,7 +247,8 @@ def _rule(index: int, entry: Any) -> DeviceRule:
     where = f"device[{index}]"
     if not isinstance(entry, dict):
         raise ConfigError(f"{where} must be a table")
-    _unknown(entry, {"match", "name", "driver", "options", "desc", "ignore", "powers_host"}, where)
+    keys = {"match", "name", "driver", "options", "desc", "ignore", "powers_host", "power_cycle", *THRESHOLDS}
+    _unknown(entry, keys, where)
     match = entry.get("match")
     if not isinstance(match, dict) or not match:
         raise ConfigError(f"{where}.match must be a table with vendorid, productid and/or serial")
@@ -243,6 +291,10 @@ def _rule(index: int, entry: Any) -> DeviceRule:
     powers_host = entry.get("powers_host", True)
     if not isinstance(powers_host, bool):
         raise ConfigError(f"{where}.powers_host must be true or false")
+    power_cycle = entry.get("power_cycle")
+    if power_cycle is not None and not isinstance(power_cycle, bool):
+        raise ConfigError(f"{where}.power_cycle must be true or false")
+    thresholds = _thresholds(entry, where, dict(opts), ignore=ignore, powers_host=powers_host)
     return DeviceRule(
         index=index,
         vendorid=ids.get("vendorid"),
@@ -254,7 +306,55 @@ def _rule(index: int, entry: Any) -> DeviceRule:
         desc=None if desc is None else str(desc),
         ignore=ignore,
         powers_host=powers_host,
+        power_cycle=power_cycle,
+        thresholds=thresholds,
     )
+
+
+# A [[device]] rule's own shutdown thresholds (model.Thresholds), each (low, high).
+# Why these bounds: below 5 % (or 60 s of runtime) a battery may not carry the host through
+# its halt; above 95 % a flicker of the mains would halt it at once. on_battery_max_seconds
+# is upssched's timer: from 10 s (upsmon notices ONBATT at its next poll) to a day.
+THRESHOLDS = {
+    "low_battery_percent": (5, 95),
+    "low_runtime_seconds": (60, 7200),
+    "on_battery_max_seconds": (10, 86400),
+}
+# What the agent writes into ups.conf for the first two (desired.section): given in
+# `options` too, the same section would get two values for one setting.
+THRESHOLD_OPTIONS = ("ignorelb", "override.battery.charge.low", "override.battery.runtime.low")
+
+
+def _thresholds(
+    entry: dict[str, Any], where: str, options: dict[str, str | bool], ignore: bool, powers_host: bool
+) -> Thresholds:
+    values: dict[str, int] = {}
+    for key, (low, high) in THRESHOLDS.items():
+        if key not in entry:
+            continue
+        value = entry[key]
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise ConfigError(f"{where}.{key}: {value!r} is not a whole number from {low} to {high}")
+        values[key] = value
+    if not values:
+        return Thresholds()
+    given = ", ".join(sorted(values))
+    if ignore:
+        raise ConfigError(f"{where}: {given} with ignore = true: an ignored device is never served or watched")
+    taken = sorted(k for k in options if k in THRESHOLD_OPTIONS)
+    if taken and ("low_battery_percent" in values or "low_runtime_seconds" in values):
+        raise ConfigError(
+            f"{where}.options.{taken[0]}: set by the agent from low_battery_percent / low_runtime_seconds; "
+            "give one or the other"
+        )
+    if "on_battery_max_seconds" in values and not powers_host:
+        # Why refused: the timer runs `upsmon -c fsd`, which shuts this host down (and sets
+        # FSD on every UPS it watches), though this UPS does not power it.
+        raise ConfigError(
+            f"{where}.on_battery_max_seconds needs powers_host = true: its timer runs `upsmon -c fsd`, "
+            "which shuts this host down"
+        )
+    return Thresholds(**values)
 
 
 def _usb_id(value: Any, where: str) -> str:
@@ -274,7 +374,127 @@ def _whole(table: dict[str, Any], key: str, default: int, low: int, high: int, w
     return value
 
 
-def parse(data: dict[str, Any]) -> UserConfig:
+# --- [shutdown] ------------------------------------------------------------------------------
+
+SHUTDOWN_KEYS = {"ups_off_delay", "fsd_clear_after", "expect_secondaries", "host_ups", "secondary"}
+# Why at least 60 s: on FSD the primary waits HOSTSYNC (15 s) for the secondaries to log
+# out, then FINALDELAY (5 s), and only then sends the power cycle; calling FSD off sooner
+# could take it back from hosts that are halting.
+FSD_CLEAR_MIN = 60
+
+
+def canonical_ip(text: str) -> str | None:
+    """An IP address as one spelling (IPv4 as upsd prints it, also from an IPv4-mapped
+    IPv6 address: upsd listening on "::" lists IPv4 clients as ::ffff:a.b.c.d); None when
+    `text` is not an address."""
+    try:
+        ip = ipaddress.ip_address(text.strip().strip("[]"))
+    except ValueError:
+        return None
+    mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+    return str(mapped or ip)
+
+
+@dataclass(frozen=True)
+class _Shutdown:
+    ups_off_delay: int
+    fsd_clear_after: int
+    expect_secondaries: int
+    host_ups: tuple[str, ...]
+    secondaries: tuple[Secondary, ...]
+
+
+def _host_ups(value: Any, ups_name: str) -> tuple[str, ...]:
+    where = "shutdown.host_ups"
+    if value is None:
+        return (ups_name,)
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise ConfigError(f'{where} must be a UPS name or a non-empty list of UPS names (e.g. "cabin-ups")')
+    for name in names:
+        validate_name(name, where)
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ConfigError(f"{where}: {', '.join(twice)} listed twice")
+    return tuple(names)
+
+
+def _secondary(index: int, entry: Any) -> Secondary:
+    where = f"shutdown.secondary[{index}]"
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where} must be a table")
+    _unknown(entry, {"name", "ups", "from", "halt_seconds"}, where)
+    name = entry.get("name")
+    if not isinstance(name, str) or not name.strip() or not is_printable_ascii(name):
+        raise ConfigError(f"{where}.name must be a non-empty printable ASCII string (the host's name, for messages)")
+    where = f"{where} ({name})"
+    ups = entry.get("ups")
+    if not isinstance(ups, str):
+        raise ConfigError(f"{where}: ups must be the name of the UPS it must be logged in to")
+    validate_name(ups, f"{where}: ups")
+    origin = entry.get("from")
+    addresses: list[str] = []
+    if isinstance(origin, list) and origin:
+        for item in origin:
+            ip = canonical_ip(item) if isinstance(item, str) else None
+            if ip is None:
+                raise ConfigError(f"{where}: from: {item!r} is not an IP address")
+            addresses.append(ip)
+    elif origin is not None and origin != "host":
+        raise ConfigError(
+            f'{where}: from must be "host" (this container\'s own host), a non-empty list of IP addresses '
+            '(e.g. ["192.168.1.20"]), or left out (any address that is neither ours nor the host\'s)'
+        )
+    halt = entry.get("halt_seconds", DEFAULT_HALT_SECONDS)
+    if not isinstance(halt, int) or isinstance(halt, bool) or not 1 <= halt <= 3600:
+        raise ConfigError(f"{where}: halt_seconds must be a whole number from 1 to 3600 (seconds it takes to halt)")
+    return Secondary(name, ups, origin == "host", tuple(dict.fromkeys(addresses)), halt)
+
+
+def _shutdown(table: dict[str, Any], ups_name: str, defaults: UserConfig) -> _Shutdown:
+    """[shutdown], checked: each key named in its message (ConfigError)."""
+    _unknown(table, SHUTDOWN_KEYS, "shutdown")
+    # Why at most an hour: a UPS counts the delay down on battery; longer than its
+    # runtime and the load is lost before the cut, which defeats the point of it.
+    off_delay = _whole(table, "ups_off_delay", defaults.ups_off_delay, 0, 3600, "shutdown")
+    clear_after = _whole(table, "fsd_clear_after", defaults.fsd_clear_after, 0, 86400, "shutdown")
+    if clear_after < FSD_CLEAR_MIN:
+        raise ConfigError(
+            f"shutdown.fsd_clear_after ({clear_after}) must be at least {FSD_CLEAR_MIN}: the primary waits "
+            "HOSTSYNC (15 s) and FINALDELAY (5 s) before the power cycle, and FSD must not be called off sooner"
+        )
+    expect = _whole(table, "expect_secondaries", defaults.expect_secondaries, 0, 64, "shutdown")
+    host_ups = _host_ups(table.get("host_ups"), ups_name)
+    entries = table.get("secondary", [])
+    if not isinstance(entries, list):
+        raise ConfigError("shutdown.secondary must be an array of tables: [[shutdown.secondary]]")
+    secondaries = [_secondary(i, entry) for i, entry in enumerate(entries)]
+    for i, s in enumerate(secondaries):
+        first = next(j for j, o in enumerate(secondaries) if (o.name, o.ups) == (s.name, s.ups))
+        if first != i:
+            raise ConfigError(
+                f"shutdown.secondary[{i}] ({s.name}): {s.name} on {s.ups} is shutdown.secondary[{first}] already "
+                "(one entry per host and UPS)"
+            )
+    if expect and not any(s.from_host for s in secondaries):
+        # An older rollout's file: the Pi's own upsmon, from the host, on the UPS that
+        # powers it. Never a bare count: any login would do (a NAS for the Pi).
+        secondaries += [Secondary(HOST_UPSMON, ups, from_host=True) for ups in host_ups]
+    if off_delay and secondaries:
+        at, slowest = max(enumerate(secondaries), key=lambda pair: pair[1].halt_seconds)
+        least = slowest.halt_seconds + HALT_MARGIN
+        if off_delay < least:
+            key = f"shutdown.secondary[{at}]" if at < len(entries) else "shutdown.expect_secondaries"
+            raise ConfigError(
+                f"shutdown.ups_off_delay ({off_delay}) is less than {slowest.name}'s halt_seconds "
+                f"({slowest.halt_seconds}, {key}) + {HALT_MARGIN}: the UPS would cut its power before it has "
+                f"halted; give ups_off_delay = {least} or more (or 0: never cut the load)"
+            )
+    return _Shutdown(off_delay, clear_after, expect, host_ups, tuple(secondaries))
+
+
+def parse(data: dict[str, Any], ups_name: str = "my-ups") -> UserConfig:
+    """The config's content, for a first UPS named `ups_name` (UPS_NAME: host_ups's default)."""
     _unknown(data, {"upsd", "upsmon", "users", "device", "shutdown"}, "top level")
     upsd = _table(data, "upsd", "")
     _unknown(upsd, {"listen", "maxage", "maxconn", "synology_compat"}, "upsd")
@@ -282,8 +502,8 @@ def parse(data: dict[str, Any]) -> UserConfig:
     _unknown(upsmon, {"enabled", "shutdown_cmd", "pollfreq", "deadtime"}, "upsmon")
     users = _table(data, "users", "")
     shutdown = _table(data, "shutdown", "")
-    _unknown(shutdown, {"ups_off_delay", "fsd_clear_after", "expect_secondaries"}, "shutdown")
     defaults = UserConfig()
+    sd = _shutdown(shutdown, ups_name, defaults)
     secondaries = []
     for name, entry in users.items():
         if name in ROLES:
@@ -338,10 +558,10 @@ def parse(data: dict[str, Any]) -> UserConfig:
         passwords=tuple((role, _password(role, entry)) for role, entry in users.items() if role in ROLES),
         rules=rules,
         secondaries=tuple(secondaries),
-        # Why at most an hour: a UPS counts the delay down on battery; longer than its
-        # runtime and the load is lost before the cut, which defeats the point of it.
-        ups_off_delay=_whole(shutdown, "ups_off_delay", defaults.ups_off_delay, 0, 3600, "shutdown"),
-        fsd_clear_after=_whole(shutdown, "fsd_clear_after", defaults.fsd_clear_after, 10, 86400, "shutdown"),
-        expect_secondaries=_whole(shutdown, "expect_secondaries", defaults.expect_secondaries, 0, 64, "shutdown"),
+        ups_off_delay=sd.ups_off_delay,
+        fsd_clear_after=sd.fsd_clear_after,
+        expect_secondaries=sd.expect_secondaries,
+        host_ups=sd.host_ups,
+        shutdown_secondaries=sd.secondaries,
         synology_compat=synology,
     )

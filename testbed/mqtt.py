@@ -20,14 +20,17 @@ import paho.mqtt.client as mqtt
 from testbed import await_true
 from testbed.nut import free_port
 
+ANONYMOUS = "allow_anonymous true\n"
+
 
 class Broker:
-    """mosquitto on a loopback port, with the least config: anonymous, no persistence."""
+    """mosquitto on a loopback port, with the least config: anonymous (or `access`: the
+    config lines of logins and an ACL), no persistence."""
 
-    def __init__(self, root: Path, port: int | None = None, bind: str = "127.0.0.1") -> None:
+    def __init__(self, root: Path, port: int | None = None, bind: str = "127.0.0.1", access: str = ANONYMOUS) -> None:
         self.port = port or free_port()
         conf = root / f"mosquitto-{self.port}.conf"
-        conf.write_text(f"listener {self.port} {bind}\nallow_anonymous true\npersistence false\n")
+        conf.write_text(f"listener {self.port} {bind}\n{access}persistence false\n")
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         assert os.path.exists(binary), "mosquitto is not installed (./dev.sh setup installs it)"
         self.log = open(root / f"mosquitto-{self.port}.log", "w")  # noqa: SIM115 - closed in stop()
@@ -59,7 +62,7 @@ class Subscriber:
     """A client subscribed to everything: the last payload of each topic, whether it came
     retained, and how many came (thread-safe: paho delivers on its own thread)."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, login: tuple[str, str] | None = None) -> None:
         self.lock = threading.Lock()
         self.last: dict[str, tuple[bytes, bool]] = {}
         self.counts: dict[str, int] = {}
@@ -69,6 +72,8 @@ class Subscriber:
         self.client.on_connect = lambda client, *_: client.subscribe("#", qos=1)
         self.client.on_subscribe = lambda *_: self.subscribed.set()
         self.client.on_message = self._on_message
+        if login is not None:
+            self.client.username_pw_set(*login)
         self.client.connect("127.0.0.1", port, keepalive=30)
         self.client.loop_start()
         assert self.subscribed.wait(10), "the test's subscriber did not subscribe"

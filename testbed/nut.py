@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import shutil
 import signal
@@ -18,10 +19,11 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from reconcile.act.daemons import reap
 from reconcile.waiting import await_true
-from testbed import REPO
+from testbed import REPO, stub_driver
 
 CLI_TIMEOUT = 60
 
@@ -162,11 +164,27 @@ AS_CONTAINER = [
 ]
 
 
-def _agent(crash_before_step: int | None, container_caps: bool = False, module: str = "reconcile") -> list[str]:
+# NUT's driver directory (Debian's, compiled into upsdrvctl) and how a test adds a driver to
+# it: an overlay of a directory of its own on it, in a mount namespace of the agent's (and of
+# every program it starts), so the host's directory is never written.
+DRIVER_PATH = "/lib/nut"
+WITH_DRIVERS = 'mount -t overlay overlay -o "lowerdir=$0:{path}" {path} && exec "$@"'
+
+
+def _agent(
+    crash_before_step: int | None,
+    container_caps: bool = False,
+    module: str = "reconcile",
+    drivers: Path | None = None,
+) -> list[str]:
     """The agent's command line; with crash_before_step, the one that dies before step N;
     with container_caps, under the container's capability set; `module`: a wrapper of the
-    agent's CLI (testbed.small_uevent_buffer)."""
+    agent's CLI (testbed.small_uevent_buffer); `drivers`: a directory of more NUT drivers
+    (stub_drivers) that upsdrvctl finds beside its own."""
     prefix = AS_CONTAINER if container_caps else []
+    if drivers is not None:
+        mount = WITH_DRIVERS.format(path=DRIVER_PATH)
+        prefix = ["unshare", "-m", "--propagation", "private", "sh", "-c", mount, str(drivers), *prefix]
     if crash_before_step is None:
         return [*prefix, sys.executable, "-m", module]
     return [*prefix, sys.executable, "-m", "testbed.crashing", str(crash_before_step)]
@@ -181,6 +199,7 @@ class Sandbox:
     rules: list[str] = field(default_factory=list)
     children: list[subprocess.Popen[str]] = field(default_factory=list)
     container_caps: bool = False  # every agent command runs with compose.yaml's capabilities only
+    drivers: Path | None = None  # more NUT drivers for the agent (stub_drivers): use_stub_driver()
 
     @property
     def conf(self) -> Path:
@@ -226,15 +245,29 @@ class Sandbox:
         self.rules.append(rule)
         self.write_config()
 
+    def use_stub_driver(self) -> None:
+        """Let the agent start testbed/stub_driver.py as the NUT driver `stub-ups`."""
+        self.drivers = stub_drivers(self.root / "drivers")
+
+    def stub_rule(self, device: dict[str, Any], name: str = "stub.json") -> Path:
+        """A [[device]] rule serving the plugged device with the stub driver, from `device`
+        (its JSON: stub_driver.py says what it holds); the file's path, to change it later."""
+        path = self.root / name
+        write_stub(path, device)
+        rule = f'[[device]]\nmatch = {{vendorid = "051d", productid = "0002"}}\ndriver = "{stub_driver.NAME}"\n'
+        self.rules.append(rule + f'options = {{port = "{path}"}}\n')
+        self.write_config()
+        return path
+
     def command(self, *args: str) -> list[str]:
         """The agent's command line as this sandbox runs it (with its capability set)."""
-        return [*_agent(None, self.container_caps), *args]
+        return [*_agent(None, self.container_caps, drivers=self.drivers), *args]
 
     def cli(
         self, *args: str, env: dict[str, str] | None = None, check: bool = False, crash_before_step: int | None = None
     ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
-            [*_agent(crash_before_step, self.container_caps), *args],
+            [*_agent(crash_before_step, self.container_caps, drivers=self.drivers), *args],
             env={**self.env, **(env or {})},
             capture_output=True,
             text=True,
@@ -252,7 +285,7 @@ class Sandbox:
     ) -> subprocess.Popen[str]:
         with open(self.root / "run.out", "a") as out:  # the child keeps its own copy of the fd
             child = subprocess.Popen(
-                [*_agent(crash_before_step, self.container_caps, module), "run"],
+                [*_agent(crash_before_step, self.container_caps, module, self.drivers), "run"],
                 env={**self.env, **(env or {})},
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -342,6 +375,27 @@ class Sandbox:
                 pass
         for pid, _ in leftovers:
             await_true(functools.partial(_reaped, pid), 5)
+
+
+def stub_drivers(directory: Path) -> Path:
+    """A directory holding the stub driver's program (testbed/stub_driver.py) under its
+    driver name: run by this very interpreter, so its process name is the driver's."""
+    directory.mkdir(exist_ok=True)
+    program = directory / stub_driver.NAME
+    program.write_text(
+        f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(REPO)!r})\n"
+        "from testbed.stub_driver import main\nsys.exit(main(sys.argv))\n"
+    )
+    program.chmod(0o755)
+    directory.chmod(0o755)
+    return directory
+
+
+def write_stub(path: Path, device: dict[str, Any]) -> None:
+    """The stub driver's JSON, written whole (it reads the file again when it changes)."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(device))
+    os.replace(tmp, path)
 
 
 def make_sandbox(tmp: Path, container_caps: bool = False) -> Iterator[Sandbox]:

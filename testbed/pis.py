@@ -1,6 +1,7 @@
 """Docker-in-docker "Raspberry Pis", reached by pyinfra's real SSH connector on 127.0.0.1
 ports only (nothing is sent to any other address): the fleet tests' and benchmarks' hosts.
-pihost/ holds their images (compose v2 or v1; "fresh": systemd and no Docker at all)."""
+pihost/ holds their images (compose v2 or v1; "fresh": systemd and no Docker at all;
+"systemd": booted by systemd, with Docker and compose v2)."""
 
 from __future__ import annotations
 
@@ -157,14 +158,16 @@ class Fleet:
 
 
 def pihost_image(compose: str) -> str:
-    """compose: v2, v1, or fresh (systemd, no Docker)."""
+    """compose: v2, v1, fresh (systemd, no Docker), or systemd (systemd as PID 1, Docker
+    with compose v2: Dockerfile.systemd)."""
     tag = f"ups-nut-smart-pihost:{compose}"
     with tempfile.TemporaryDirectory() as tmp:
         shutil.copytree(PIHOST, tmp, dirs_exist_ok=True)
         (Path(tmp) / "debs").mkdir()
         for deb in DEBS.glob("docker-compose_*.deb"):
             shutil.copy(deb, Path(tmp) / "debs")
-        dockerfile = ["-f", f"{tmp}/Dockerfile.fresh"] if compose == "fresh" else []
+        booted = compose in ("fresh", "systemd")
+        dockerfile = ["-f", f"{tmp}/Dockerfile.{compose}"] if booted else []
         docker("build", "-q", *dockerfile, "--build-arg", f"COMPOSE={compose}", "-t", tag, tmp, timeout=900)
     return tag
 
@@ -176,7 +179,8 @@ def start_pi(name: str, image: str, key: Path, user: str) -> Pi:
     # What docker-in-docker needs here (see the platform notes): not --privileged. A Pi booted
     # by systemd also gets a tmpfs /run of its own.
     fresh = image.endswith(":fresh")
-    boot = ["--tmpfs", "/run", "--tmpfs", "/run/lock"] if fresh else []
+    booted = fresh or image.endswith(":systemd")
+    boot = ["--tmpfs", "/run", "--tmpfs", "/run/lock"] if booted else []
     docker(
         "run", "-d", "--name", container, "--hostname", name,
         "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
@@ -190,9 +194,10 @@ def start_pi(name: str, image: str, key: Path, user: str) -> Pi:
     docker("exec", container, "chown", "-R", f"{user}:{user}", f"{home}/.ssh")
     port = int(docker("port", container, "22").stdout.split(":")[-1])
     pi = Pi(name, port, user, container)
-    if fresh:
+    if booted:
         up = "systemctl is-active ssh 2>/dev/null"
         assert await_true(lambda: pi.sh(up, check=False).strip() == "active", 60)
+    if fresh:
         return pi
     assert await_true(lambda: pi.sh("docker info >/dev/null 2>&1 && echo ok", check=False).strip() == "ok", 60)
     return pi

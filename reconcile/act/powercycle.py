@@ -1,73 +1,169 @@
 """The UPS's power cycle after a forced shutdown, sent through upsd (decide/forced.py says when).
 
 What NUT's late shutdown (`upsdrvctl shutdown`, the driver's -k) does, done online:
-set the UPS's off-delay (`ups.delay.shutdown`), then `shutdown.return`: the UPS cuts its
-load when the delay is over and restores it once mains are back, so the hosts that
-halted boot again. Why through upsd and not the driver's -k: -k needs the running driver
-stopped first (it must claim the USB device itself), and the container is about to lose
-its host; upsd is up, and NUT's own protocol with the primary's login is all it takes.
+set the UPS's delays, then `shutdown.return`: the UPS cuts its load when the off-delay
+(`ups.delay.shutdown`) is over and restores it once mains are back and the start delay
+(`ups.delay.start`) is over, so the hosts that halted boot again. Why through upsd and
+not the driver's -k: -k needs the running driver stopped first (it must claim the USB
+device itself), and the container is about to lose its host; upsd is up, and NUT's own
+protocol with the primary's login is all it takes.
 
-Why the delay is set first and checked: a UPS cuts after its own default when the set
-fails (20 s for usbhid-ups), and a host still halting then loses power with its SD card
-mounted. So the command is only sent when the UPS's off-delay is at least the one asked
-for; else nothing is sent and the reason is reported.
+The conversation, in this order (each line logged at debug level, never the password):
+
+    USERNAME, PASSWORD          the primary upsmon's login (upsd.users: SET, shutdown.return)
+    LIST VAR <ups>              its maker and subdriver (CyberPower counts in minutes)
+    SET TRACKING ON             so that upsd's OK names a tracking id, not just "queued"
+    SET VAR <ups> ups.delay.start "<s>"     then GET TRACKING until the driver answers
+    SET VAR <ups> ups.delay.shutdown "<s>"  likewise
+    GET VAR <ups> ups.delay.start, GET VAR <ups> ups.delay.shutdown
+    INSTCMD <ups> shutdown.return           then GET TRACKING: SUCCESS, ERR ..., or PENDING
+
+Why the delays are set and read back first: usbhid-ups arms both timers at
+`shutdown.return`, and its start delay (30 s by default) must be above the off-delay or
+the UPS may switch off and stay off when mains return during the countdown; an off-delay
+shorter than asked cuts a host still halting. So the command is sent only when the UPS
+reports both as asked (decide/forced.delays_refused); else nothing is sent and the
+reason is reported (`ups.no_power_cycle`). Every call has a timeout, and the whole
+conversation a budget (the stop's path has little time: Docker kills after 10 s).
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
-from reconcile import events
+from reconcile import events, logfmt
 from reconcile.observe import upsd_client
+from reconcile.waiting import await_value
 
-TIMEOUT = 5.0
+TIMEOUT = 5.0  # each call to upsd
+BUDGET = 20.0  # the whole conversation for one UPS
+POLL = 0.1  # between GET TRACKING questions while the driver has not answered
+COMMAND = "shutdown.return"
+START_DELAY, OFF_DELAY = "ups.delay.start", "ups.delay.shutdown"
+
+
+class Delays(Protocol):
+    """The delays to set and the check of what the UPS reports back (decide/forced.Delays)."""
+
+    @property
+    def start(self) -> int: ...
+
+    @property
+    def off(self) -> int: ...
+
+    def refused(self, start: int | None, off: int | None) -> str | None: ...
+
+
+# The UPS's variables (its maker, its subdriver) -> the delays for it (decide/forced.delays).
+DelayPlan = Callable[[Mapping[str, str]], Delays]
 
 
 @dataclass(frozen=True)
 class Sent:
     ups: str
-    command: str  # what was sent to upsd, without the login
-    answer: str  # upsd's reply, or why nothing was sent
-    ok: bool
+    command: str  # what was (or would have been) sent to upsd, without the login
+    answer: str  # the driver's answer (through upsd's TRACKING), or why nothing was sent
+    ok: bool  # the driver did it
+    refused: bool = False  # the UPS would not take the delays: nothing was sent
+    start_delay: int | None = None  # ups.delay.start read back
+    off_delay: int | None = None  # ups.delay.shutdown read back
 
 
-def _delay(conn: upsd_client.Connection, ups: str, var: str) -> int | None:
-    reply = conn.command(f"GET VAR {ups} {var}")
-    value = reply.split(" ", 3)[3].strip('"') if reply.startswith("VAR ") and reply.count(" ") >= 3 else ""
-    return int(value) if value.isdigit() else None
+class _Talk:
+    """One upsd connection for one UPS's power cycle, each line logged (debug)."""
+
+    def __init__(self, conn: upsd_client.Connection, ups: str, deadline: float) -> None:
+        self.conn, self.ups, self.deadline = conn, ups, deadline
+        self.tracking = False
+
+    def say(self, line: str, shown: str | None = None, late: bool = False) -> str:
+        """One line and upsd's reply. Past the deadline nothing more is asked (`late`: the
+        driver's answer to what was already sent, asked once more)."""
+        if not late and time.monotonic() > self.deadline:
+            raise upsd_client.UpsdError(f"out of time before {shown or line.split(' ', 1)[0]}")
+        reply = self.conn.command(line)
+        logfmt.debug("power_cycle.said", ups=self.ups, request=shown or line, reply=reply)
+        return reply
+
+    def tracked(self, line: str) -> str:
+        """`line` (a SET VAR or INSTCMD), then the driver's answer: SUCCESS, upsd's ERR ...,
+        or PENDING when it has not answered by the deadline. Without tracking, upsd's own
+        reply (OK: queued)."""
+        reply = self.say(line)
+        if not reply.startswith("OK TRACKING "):
+            return reply
+        tid = reply.split(" ", 2)[2].strip()
+
+        def answered() -> str | None:
+            answer = self.say(f"GET TRACKING {tid}", late=True)
+            return None if answer == "PENDING" else answer
+
+        left = self.deadline - time.monotonic()
+        return await_value(answered, max(0.0, left), POLL) or "PENDING"
+
+    def delay(self, var: str) -> int | None:
+        reply = self.say(f"GET VAR {self.ups} {var}")
+        value = reply.split(" ", 3)[3].strip('"') if reply.startswith("VAR ") and reply.count(" ") >= 3 else ""
+        return int(value) if value.isdigit() else None
 
 
 def power_cycle(
-    at: tuple[str, int], user: str, password: str, ups: str, off_delay: int, timeout: float = TIMEOUT
+    at: tuple[str, int], user: str, password: str, ups: str, plan: DelayPlan, budget: float = BUDGET
 ) -> Sent:
-    """Ask `ups` (through upsd at `at`, logged in as `user`) to cut its load after
-    `off_delay` seconds and to return with mains. Never raises for upsd's answers:
-    the result says what happened."""
-    command = f"INSTCMD {ups} shutdown.return"
-    var = "ups.delay.shutdown"
+    """Ask `ups` (through upsd at `at`, logged in as `user`) to cut its load after the
+    off-delay `plan` gives for it and to return with mains, once its delays are set and
+    read back. Never raises for upsd's answers: the result says what happened."""
+    command = f"INSTCMD {ups} {COMMAND}"
+    deadline = time.monotonic() + budget
     try:
-        with upsd_client.Connection(*at, timeout=timeout) as conn:
+        with upsd_client.Connection(*at, timeout=min(TIMEOUT, budget)) as conn:
+            talk = _Talk(conn, ups, deadline)
             for line, what in ((f"USERNAME {user}", "USERNAME"), (f"PASSWORD {password}", "PASSWORD")):
-                reply = conn.command(line)
+                # (`what`, never the line: the password must not reach the log)
+                reply = talk.say(line, shown=what)
                 if reply != "OK":
-                    # (`what`, never the line: the password must not reach the log)
-                    return Sent(ups, command, f"login refused at {what}: {reply}", False)
-            set_reply = conn.command(f'SET VAR {ups} {var} "{off_delay}"')
-            if set_reply != "OK":
-                now = _delay(conn, ups, var)
-                if now is None or now < off_delay:
-                    why = f"not sent: SET VAR {var} {off_delay} answered {set_reply}, and the UPS's off-delay is {now}"
-                    return Sent(ups, command, why, False)
-            reply = conn.command(command)
-            return Sent(ups, command, reply, reply == "OK")
+                    return Sent(ups, command, f"not sent: login refused at {what}: {reply}", False)
+            want = plan(upsd_client.variables(conn, ups))
+            talk.tracking = talk.say("SET TRACKING ON") == "OK"
+            answers = []
+            for var, value in ((START_DELAY, want.start), (OFF_DELAY, want.off)):
+                line = f'SET VAR {ups} {var} "{value}"'
+                answers.append(f"SET {var} {value}: {talk.tracked(line)}")
+            start, off = talk.delay(START_DELAY), talk.delay(OFF_DELAY)
+            why = want.refused(start, off)
+            if why is not None:
+                return Sent(ups, command, f"not sent: {why} ({'; '.join(answers)})", False, True, start, off)
+            answer = talk.tracked(command)
+            if answer == "OK" and not talk.tracking:
+                return Sent(ups, command, "OK (queued: this upsd tracks no command)", True, False, start, off)
+            return Sent(ups, command, answer, answer == "SUCCESS", False, start, off)
     except upsd_client.UpsdError as exc:
         return Sent(ups, command, f"not sent: {exc}", False)
 
 
-def send_all(at: tuple[str, int], login: tuple[str, str], upses: tuple[str, ...], off_delay: int) -> tuple[str, ...]:
-    """power_cycle for each of `upses`, each result an `ups.power_cycle` event. Returns
-    the UPSes it was sent to, accepted or not: a power cycle is sent once per FSD."""
+def send_all(
+    at: tuple[str, int],
+    login: tuple[str, str],
+    upses: tuple[str, ...],
+    plan: DelayPlan,
+    commands: Mapping[str, frozenset[str]],
+    budget: float = BUDGET,
+) -> tuple[str, ...]:
+    """power_cycle for each of `upses`, each result an `ups.power_cycle` event (or an
+    `ups.no_power_cycle` one when the UPS would not take the delays). `commands`: what
+    each UPS offers (for that event). Returns the UPSes it was sent to, accepted or not,
+    or refused: a power cycle is sent once per FSD. `budget`: for all of them."""
+    deadline = time.monotonic() + budget
     for ups in upses:
-        sent = power_cycle(at, *login, ups, off_delay)
-        events.emit(events.PowerCycled(ups, off_delay, sent.command, sent.answer, sent.ok))
+        sent = power_cycle(at, *login, ups, plan, max(0.5, deadline - time.monotonic()))
+        if sent.refused:
+            offered = " ".join(sorted(commands.get(ups, frozenset()))) or "none"
+            events.emit(events.PowerCycleRefused(ups, offered, sent.answer))
+        else:
+            # The off-delay the UPS reports (CyberPower: whole minutes), else the one asked for.
+            off = sent.off_delay if sent.off_delay is not None else plan({}).off
+            events.emit(events.PowerCycled(ups, off, sent.command, sent.answer, sent.ok, sent.start_delay))
     return upses

@@ -23,7 +23,7 @@ from reconcile.decide.supervision import Supervision
 from reconcile.model import ActualState, FileState, Ledger, NutConfig, Plan, Secrets, Ups, UsbDevice
 from reconcile.observe.driver_table import DriverTable
 from reconcile.observe.running import Facts
-from reconcile.userconfig import UserConfig
+from reconcile.userconfig import UserConfig, reachable
 
 Bus = tuple[UsbDevice, ...]
 
@@ -49,6 +49,9 @@ class Observation:
     # upsd's LIST CLIENT per UPS it serves: the address of each login (observer.py says
     # when it is asked); None when not asked or upsd did not answer.
     logins: Mapping[str, tuple[str, ...]] | None = None
+    # This namespace's default gateways (observe/routes.py), read with the logins: in a
+    # container, the address its own host's clients arrive from (decide/health.py).
+    gateways: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -157,15 +160,7 @@ def decide(obs: Observation, sup: Supervision, inputs: Inputs) -> Decision:
     healed: tuple[tuple[str, float], ...] = ()
     if sup.stale_after is not None:
         began, healed = supervision.track_stale(obs.facts.served or {}, sup.stale_began, sup.now)
-    fsd = forced.decide_forced(
-        obs.facts.served,
-        obs.shutdown_ran,
-        sup.power_cycled,
-        sup.online_since,
-        sup.now,
-        sup.fsd_clear_after,
-        user.ups_off_delay,
-    )
+    fsd = forced.decide_forced(forced_pass(obs, sup, inputs, owned, [*attached, *held.values()], names), sup.fsd)
     the_plan = plan.make_plan(wanted, actual, restart, clear_fsd=fsd.clear)
     held_back: list[str] = []
     if sup.stale_after is not None:
@@ -201,11 +196,46 @@ def decide(obs: Observation, sup: Supervision, inputs: Inputs) -> Decision:
             sup,
             stale_since=since,
             stale_began=began,
-            online_since=fsd.online_since,
-            # A new FSD is a new forced shutdown: its UPSes get the power cycle again.
-            power_cycled=sup.power_cycled & fsd.fsd,
+            fsd=fsd.memory,
         ),
         forced=fsd,
+    )
+
+
+def forced_pass(
+    obs: Observation,
+    sup: Supervision,
+    inputs: Inputs,
+    owned: ownership.Ownership,
+    upses: Sequence[Ups],
+    names: Mapping[str, str],
+    stopping: bool = False,
+) -> forced.Pass:
+    """What decide/forced.py reads of this pass: the shutdown flag, whether our upsmon
+    runs, who is logged in, and why a UPS of ours is never power-cycled (its rule, the
+    off-delay, what its driver offers)."""
+    user = inputs.user
+    never: dict[str, str] = {}
+    for ups in upses:
+        name = names.get(ups.key)
+        if name is None:
+            continue
+        asked = ups.rule.power_cycle if ups.rule is not None else None
+        why = forced.blocked(ups.powers_host, asked, obs.commands.get(name), user.ups_off_delay)
+        if why is not None:
+            never[name] = why
+    return forced.Pass(
+        served=obs.facts.served,
+        shutdown_ran=obs.shutdown_ran,
+        upsmon_running=owned.upsmon is not None,
+        logins=obs.logins,
+        # Where our upsmon's login comes from: the address it dials (its MONITOR line).
+        own_address=reachable(user.listen[0][0]),
+        now=sup.now,
+        clear_after=sup.fsd_clear_after,
+        may_send=sup.may_power_cycle,
+        stopping=stopping,
+        blocked=never,
     )
 
 

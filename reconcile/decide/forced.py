@@ -5,27 +5,38 @@ NUT's chain, and what the agent adds to it (docs/reliability.md, "The power-fail
 1. The UPS reports OB LB. Our upsmon, as primary, sets FSD in upsd, waits HOSTSYNC for the
    secondaries (the Pi's own upsmon, the other hosts) to log out, runs SHUTDOWNCMD and
    writes POWERDOWNFLAG (`<statepath>/killpower`), then exits.
-2. **Power cycle** (`power_cycle_now`). Once POWERDOWNFLAG is there (every secondary has had
-   HOSTSYNC to go), or when the container is stopped while FSD is set (the host is halting),
-   the agent asks each UPS in FSD to cut its load after `ups_off_delay` seconds and to
-   restore it when mains return: NUT's late shutdown (`upsdrvctl shutdown`, which needs the
-   driver stopped) done online through upsd, `SET VAR <ups> ups.delay.shutdown` then
-   `INSTCMD <ups> shutdown.return`. Without it a host halted while mains came back stays
-   halted: NUT's "power race". Sent once per FSD.
+2. **Power cycle** (`cycle_or_skip`), only when a host is really going down: a secondary
+   that was logged in to the UPS when FSD was set (remembered from the last pass that saw
+   it on battery, and the first in FSD: `remember_logins`) has logged out since, once our
+   upsmon has run its shutdown; or the container is stopped while FSD is set (its host is
+   halting). Then the agent asks each such UPS to cut its load after `ups_off_delay`
+   seconds and to restore it when mains return: NUT's late shutdown (`upsdrvctl shutdown`,
+   which needs the driver stopped) done online through upsd (act/powercycle.py): its
+   start delay first, above the off-delay (`delays`), both read back, then
+   `shutdown.return`, each followed to the driver's answer (upsd's TRACKING). Without it
+   a host halted while mains came back stays halted: NUT's "power race". Sent once per
+   FSD, never from `apply`, not to a UPS whose rule says `powers_host = false` (unless it
+   says `power_cycle = true`). Every UPS not cycled is `skipped` with the reason.
 3. **No second shutdown** (decide/plan.py). upsmon is not started again while FSD is set: a
    new upsmon would see FSD at once and shut down again, and again.
-4. **FSD called off** (`fsd_clear_due`). NUT clears FSD only by restarting upsd. The agent
-   does that once every UPS upsd serves has been on line without LB (OL, no OB, no LB) for
-   `fsd_clear_after` seconds, which means this host did not halt (it runs this code). Then
-   upsmon starts again (and removes POWERDOWNFLAG, as upsmon does at start).
+4. **FSD called off** (`decide_forced`'s `clear`). NUT clears FSD only by restarting upsd.
+   The agent does that once every UPS upsd serves has been on line without LB (OL, no OB,
+   no LB) for `fsd_clear_after` seconds (at least FSD_CLEAR_MIN), which means this host did
+   not halt (it runs this code); never while our upsmon is still in its shutdown, nor before
+   each UPS's power cycle was sent or skipped. Then upsmon starts again (and removes
+   POWERDOWNFLAG, as upsmon does at start). An FSD still there after that restart is the
+   driver's own (nutdrv_qx, blazer report it): it is reported once (`kept`), and upsd is
+   not restarted for it again.
 
 Time is passed in (monotonic seconds); nothing here sleeps or reads a clock.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 
 from reconcile.model import Served
 
@@ -34,6 +45,48 @@ _ON_LINE = "OL"
 _NOT_GOOD = frozenset({"OB", "LB"})
 POWER_CYCLE_COMMAND = "shutdown.return"
 POWERDOWNFLAG = "killpower"  # in NUT's state dir (templates/upsmon.conf.j2 names the same file)
+# Why at least 60 s: a clear before HOSTSYNC (15 s) + FINALDELAY (5 s) and a host's halt
+# would call FSD off under a host still going down, before its power cycle was sent.
+FSD_CLEAR_MIN = 60
+# usbhid-ups(8): ondelay (ups.delay.start) "must be greater than offdelay", or the UPS may
+# switch off and never come back when mains return during the countdown. CyberPower units
+# count in whole minutes (they round both down), so there the margin is a minute.
+START_MARGIN = 30
+CYBERPOWER_MARGIN = 60
+START_DELAY, OFF_DELAY = "ups.delay.start", "ups.delay.shutdown"
+
+Logins = Mapping[str, tuple[str, ...]]
+
+
+@dataclass(frozen=True)
+class Memory:
+    """What a forced shutdown carries from one pass to the next (in Supervision)."""
+
+    online_since: float | None = None  # while FSD is set: since when every UPS is on line without LB
+    power_cycled: frozenset[str] = frozenset()  # UPSes sent the power cycle (or refused) in this FSD
+    # The secondaries' login addresses per UPS (ours taken out): on the last pass that saw
+    # the UPS on battery before FSD, and when FSD was first seen (with those of the former).
+    on_battery: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    at_fsd: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    cleared: frozenset[str] = frozenset()  # in FSD when upsd was last restarted to call it off
+    kept: frozenset[str] = frozenset()  # their FSD stayed after that restart: the driver's own
+
+
+@dataclass(frozen=True)
+class Pass:
+    """What the forced-shutdown decision reads of one pass."""
+
+    served: Mapping[str, Served] | None
+    shutdown_ran: bool  # POWERDOWNFLAG exists: our upsmon ran its shutdown
+    upsmon_running: bool  # our upsmon is alive (in FSD: in its shutdown)
+    logins: Logins | None  # upsd's LIST CLIENT addresses per UPS; None: not known this pass
+    own_address: str  # the address our upsmon's login comes from
+    now: float
+    clear_after: float | None  # None: no clock (`apply`): FSD is never called off
+    may_send: bool = False  # False (`apply`): never a power cycle, never a skip reported
+    stopping: bool = False  # the agent is being stopped: its host is halting
+    # UPS -> why it is never power-cycled (ups_off_delay 0, powers_host = false, no shutdown.return)
+    blocked: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -42,13 +95,20 @@ class Forced:
 
     fsd: frozenset[str] = frozenset()  # UPSes upsd reports with FSD
     shutdown_ran: bool = False  # POWERDOWNFLAG exists: our upsmon ran SHUTDOWNCMD
-    online_since: float | None = None  # while FSD is set: since when every UPS is on line without LB
     power_cycle: tuple[str, ...] = ()  # UPSes to send the power cycle to now
+    skipped: Mapping[str, str] = field(default_factory=dict)  # UPS -> why it is not power-cycled
     clear: bool = False  # restart upsd now to call the forced shutdown off
+    held_off: str | None = None  # why FSD, due to be called off, is not
+    kept: frozenset[str] = frozenset()  # UPSes whose FSD upsd's restart did not remove (found now)
+    memory: Memory = field(default_factory=Memory)
 
     @property
     def active(self) -> bool:
         return bool(self.fsd)
+
+    @property
+    def online_since(self) -> float | None:
+        return self.memory.online_since
 
 
 def in_fsd(served: Mapping[str, Served] | None) -> frozenset[str]:
@@ -72,41 +132,230 @@ def track_online(served: Mapping[str, Served] | None, since: float | None, now: 
 
 
 def fsd_clear_due(since: float | None, now: float, clear_after: float) -> bool:
-    return since is not None and now - since >= clear_after
+    """`clear_after` is never taken below FSD_CLEAR_MIN (a config file checked elsewhere,
+    or one written by hand for this function, cannot shorten it)."""
+    return since is not None and now - since >= max(clear_after, FSD_CLEAR_MIN)
 
 
 def clear_at(since: float | None, clear_after: float | None) -> float | None:
     """When FSD may be called off (monotonic), if the clock for it runs."""
-    return None if since is None or clear_after is None else since + clear_after
+    return None if since is None or clear_after is None else since + max(clear_after, FSD_CLEAR_MIN)
 
 
-def power_cycle_now(
-    fsd: frozenset[str], shutdown_ran: bool, stopping: bool, sent: frozenset[str], off_delay: int
-) -> tuple[str, ...]:
-    """The UPSes to power-cycle now: in FSD, not sent to yet in this FSD, and only once
-    the primary upsmon has run its shutdown (or the agent is being stopped, the host
-    going down). `off_delay` 0: never (the owner turned it off)."""
-    if off_delay <= 0 or not (shutdown_ran or stopping):
-        return ()
-    return tuple(sorted(fsd - sent))
+# --- who is halting -------------------------------------------------------------------
 
 
-def decide_forced(
-    served: Mapping[str, Served] | None,
-    shutdown_ran: bool,
-    sent: frozenset[str],
-    online_since: float | None,
-    now: float,
-    clear_after: float | None,
-    off_delay: int,
-) -> Forced:
-    """`clear_after` None: this pass has no clock (`apply` runs once), so FSD is never
-    called off from it; only the long-running agent tracks the time on line."""
-    fsd = in_fsd(served)
-    since = track_online(served, online_since, now) if clear_after is not None else None
-    clear = clear_after is not None and fsd_clear_due(since, now, clear_after)
-    cycle = () if clear else power_cycle_now(fsd, shutdown_ran, False, sent, off_delay)
-    return Forced(fsd, shutdown_ran, since, cycle, clear)
+def secondaries(addresses: Iterable[str], own: str, ours_running: bool) -> tuple[str, ...]:
+    """The logins of a UPS without our own upsmon's (one login from `own`, while it runs).
+    Why by count: with host networking the Pi's upsmon logs in from 127.0.0.1 too."""
+    left = Counter(addresses)
+    if ours_running and left[own] > 0:
+        left[own] -= 1
+    return tuple(sorted(left.elements()))
+
+
+def _union(a: Iterable[str], b: Iterable[str]) -> tuple[str, ...]:
+    return tuple(sorted((Counter(a) | Counter(b)).elements()))
+
+
+def logged_out(at_fsd: Iterable[str], now: Iterable[str]) -> tuple[str, ...]:
+    """The logins there when FSD was set and gone now (by address, repeats counted)."""
+    return tuple(sorted((Counter(at_fsd) - Counter(now)).elements()))
+
+
+def remember_logins(p: Pass, memory: Memory) -> tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:
+    """(on_battery, at_fsd) after this pass. A UPS on battery keeps its last secondaries;
+    the first pass in FSD freezes them, with those of the last pass on battery (a
+    secondary may have logged out between that pass and this one: it saw FSD first)."""
+    on_battery: dict[str, tuple[str, ...]] = {}
+    at_fsd: dict[str, tuple[str, ...]] = {}
+    for ups, s in (p.served or {}).items():
+        now = None
+        if p.logins is not None and ups in p.logins:
+            now = secondaries(p.logins[ups], p.own_address, p.upsmon_running)
+        if "FSD" in s.flags:
+            if ups in memory.at_fsd:
+                at_fsd[ups] = memory.at_fsd[ups]
+            else:
+                at_fsd[ups] = _union(memory.on_battery.get(ups, ()), now or ())
+        elif s.state != "ok":
+            # (no answer this pass: what was known stays)
+            if ups in memory.on_battery:
+                on_battery[ups] = memory.on_battery[ups]
+            if ups in memory.at_fsd:
+                at_fsd[ups] = memory.at_fsd[ups]
+        elif "OB" in s.flags:
+            on_battery[ups] = now if now is not None else memory.on_battery.get(ups, ())
+    return on_battery, at_fsd
+
+
+def cycle_or_skip(
+    fsd: frozenset[str], p: Pass, at_fsd: Logins, sent: frozenset[str]
+) -> tuple[tuple[str, ...], dict[str, str]]:
+    """(the UPSes to power-cycle now, the others in FSD with why they are not).
+
+    Nothing before the moment comes: our upsmon has run its shutdown (POWERDOWNFLAG), or
+    is gone, or the agent is being stopped. Then a UPS is cycled when a host it powers is
+    really going down: the agent's own (being stopped), or a secondary logged in when FSD
+    was set that has logged out since. `apply` (may_send False) neither sends nor skips."""
+    if not (p.may_send or p.stopping):
+        return (), {}
+    if not (p.stopping or p.shutdown_ran or not p.upsmon_running):
+        return (), {}  # our upsmon is in its HOSTSYNC wait: the secondaries are still going
+    cycle: list[str] = []
+    skipped: dict[str, str] = {}
+    for ups in sorted(fsd - sent):
+        if ups in p.blocked:
+            skipped[ups] = p.blocked[ups]
+        elif p.stopping:
+            cycle.append(ups)
+        elif p.logins is None or ups not in p.logins:
+            continue  # who is logged in is not known this pass: decided on the next
+        elif logged_out(at_fsd.get(ups, ()), secondaries(p.logins[ups], p.own_address, p.upsmon_running)):
+            cycle.append(ups)
+        elif not at_fsd.get(ups):
+            skipped[ups] = "no host is halting: no secondary was logged in when FSD was set"
+        else:
+            who = ", ".join(at_fsd[ups])
+            skipped[ups] = f"no host is halting: the secondaries logged in when FSD was set ({who}) are still there"
+    return tuple(cycle), skipped
+
+
+def power_cycle_now(p: Pass, memory: Memory) -> tuple[tuple[str, ...], dict[str, str]]:
+    """cycle_or_skip for this pass, with the logins it remembers (the stop's path)."""
+    fsd = in_fsd(p.served)
+    _, at_fsd = remember_logins(p, memory)
+    return cycle_or_skip(fsd, p, at_fsd, memory.power_cycled)
+
+
+# --- FSD called off -------------------------------------------------------------------
+
+
+def _after_clear(served: Mapping[str, Served] | None, memory: Memory) -> tuple[frozenset[str], frozenset[str]]:
+    """(cleared, kept): a UPS FSD was called off for is confirmed once upsd answers for it
+    again: without FSD (the clear worked: forgotten) or with it (the driver's own: kept).
+    upsd not answering this pass: nothing is known, all is kept."""
+    if served is None:
+        return memory.cleared, memory.kept
+    cleared, kept = set(memory.cleared), set(memory.kept)
+    for ups in memory.cleared:
+        s = served.get(ups)
+        if s is None:
+            cleared.discard(ups)
+        elif s.state == "ok" and s.status != "WAIT":
+            cleared.discard(ups)
+            if "FSD" in s.flags:
+                kept.add(ups)
+    for ups in memory.kept:
+        s = served.get(ups)
+        if s is None or (s.state == "ok" and "FSD" not in s.flags):
+            kept.discard(ups)
+    return frozenset(cleared), frozenset(kept)
+
+
+def held_off(fsd: frozenset[str], p: Pass, kept: frozenset[str], settled: frozenset[str]) -> str | None:
+    """Why FSD must not be called off now, or None."""
+    if fsd & kept:
+        return f"FSD on {', '.join(sorted(fsd & kept))} stayed after upsd's restart: the driver reports it itself"
+    if p.upsmon_running:
+        return "our upsmon is in its shutdown (it set FSD or saw it)"
+    if fsd - settled:
+        return f"the power cycle of {', '.join(sorted(fsd - settled))} is not sent or skipped yet"
+    return None
+
+
+def decide_forced(p: Pass, memory: Memory) -> Forced:
+    fsd = in_fsd(p.served)
+    on_battery, at_fsd = remember_logins(p, memory)
+    cleared, kept = _after_clear(p.served, memory)
+    since = track_online(p.served, memory.online_since, p.now) if p.clear_after is not None else None
+    sent = memory.power_cycled & fsd  # a new FSD is a new forced shutdown: cycled again
+    cycle, skipped = cycle_or_skip(fsd, p, at_fsd, sent)
+    due = p.clear_after is not None and fsd_clear_due(since, p.now, p.clear_after)
+    why = held_off(fsd, p, kept, sent | frozenset(skipped)) if due else None
+    clear = due and why is None
+    new = Memory(
+        online_since=None if clear else since,
+        power_cycled=sent,
+        on_battery=on_battery,
+        at_fsd=at_fsd,
+        cleared=fsd if clear else cleared,
+        kept=kept,
+    )
+    return Forced(
+        fsd=fsd,
+        shutdown_ran=p.shutdown_ran,
+        power_cycle=() if clear else cycle,
+        skipped=skipped,
+        clear=clear,
+        held_off=why,
+        kept=kept - memory.kept,
+        memory=new,
+    )
+
+
+def sent(memory: Memory, upses: Iterable[str]) -> Memory:
+    """The memory once the power cycle was sent (or refused) to `upses`."""
+    more = frozenset(upses)
+    return memory if more <= memory.power_cycled else replace(memory, power_cycled=memory.power_cycled | more)
+
+
+# --- the delays -----------------------------------------------------------------------
+
+
+def is_cyberpower(variables: Mapping[str, str]) -> bool:
+    """A CyberPower unit: its maker as the driver reports it, or usbhid-ups's subdriver."""
+    said = " ".join(variables.get(k, "") for k in ("device.mfr", "ups.mfr", "driver.version.data"))
+    return "cyber" in said.lower()
+
+
+@dataclass(frozen=True)
+class Delays:
+    """The delays to set before the power cycle (act/powercycle.py asks `delays` for them
+    once it has read the UPS's variables), and the check of what the UPS reports back."""
+
+    start: int  # ups.delay.start to set
+    off: int  # ups.delay.shutdown to set
+    cyberpower: bool
+
+    def refused(self, start: int | None, off: int | None) -> str | None:
+        """Why the delays the UPS reports (read back after the SETs) do not allow the
+        power cycle, or None. The off-delay at least the one asked for (a host still
+        halting must not lose power), the start delay above it by the margin (else the
+        UPS may stay off)."""
+        margin = CYBERPOWER_MARGIN if self.cyberpower else START_MARGIN
+        if off is None or start is None:
+            missing = [name for name, v in ((START_DELAY, start), (OFF_DELAY, off)) if v is None]
+            return f"the UPS reports no {' and no '.join(missing)}"
+        if off < self.off:
+            return f"{OFF_DELAY} is {off} s, {self.off} s asked: a host still halting would lose power"
+        if start < off + margin:
+            return f"{START_DELAY} is {start} s, not {margin} s above {OFF_DELAY} ({off} s): the UPS might stay off"
+        return None
+
+
+def delays(off_delay: int, variables: Mapping[str, str]) -> Delays:
+    """The delays for an off-delay of `off_delay` s on the UPS whose variables these are:
+    the start delay above the off-delay by START_MARGIN; on CyberPower both in whole
+    minutes (the off-delay rounded up: never shorter than asked), a minute apart."""
+    if is_cyberpower(variables):
+        off = math.ceil(off_delay / 60) * 60
+        return Delays(off + CYBERPOWER_MARGIN, off, True)
+    return Delays(off_delay + START_MARGIN, off_delay, False)
+
+
+def blocked(powers_host: bool, asked: bool | None, commands: frozenset[str] | None, off_delay: int) -> str | None:
+    """Why a UPS is never power-cycled, or None. `asked`: its rule's power_cycle
+    (None: not said); `commands`: what its driver offers (None: not known yet)."""
+    if off_delay <= 0:
+        return "ups_off_delay = 0: the power cycle is turned off"
+    if asked is False:
+        return "power_cycle = false on its [[device]] rule"
+    if not powers_host and asked is not True:
+        return "powers_host = false (power_cycle = true on its [[device]] rule would ask for it)"
+    if commands is not None and POWER_CYCLE_COMMAND not in commands:
+        return f"its driver offers no {POWER_CYCLE_COMMAND}"
+    return None
 
 
 def can_power_cycle(commands: frozenset[str]) -> bool:

@@ -209,6 +209,10 @@ def _write_configs(
         if name in files.writes:
             needs: list[int | None] = [gate_step, *stops_before_ups_conf] if name == "ups.conf" else []
             written[name] = b.add(files.writes.pop(name), needs)
+    if "upssched.conf" in files.writes:
+        # Here too, before upsmon.conf (phase F) names the relay that runs upssched. Not in
+        # `written`: upsd and the drivers never read it.
+        b.add(files.writes.pop("upssched.conf"), [])
     return written
 
 
@@ -342,7 +346,10 @@ def make_plan(
     written = _write_configs(files, changed, gate[0], b)
     _drivers_up(actual, wanted, final_blocks, old_sections, stops, written, b)
     upsd_step = _upsd(actual, files, final_sections, written, fsd, clear_fsd, b)
-    _upsmon(desired, actual, files, upsd_step, fsd and not clear_fsd, b)
+    # Why upsmon waits for the pass after FSD is called off: a driver that reports FSD itself
+    # (nutdrv_qx, blazer) keeps it through upsd's restart, and a upsmon started now would see
+    # it and shut down again. The next pass starts it if FSD is gone (decide/forced.py).
+    _upsmon(desired, actual, files, upsd_step, fsd, b)
     return Plan(steps=tuple(b.steps), skipped=files.skipped, warnings=tuple(b.warnings), blocked=tuple(b.blocked))
 
 

@@ -127,3 +127,13 @@ def fsd_cleared(d: Decision) -> list[ev.Event]:
         return []
     on_line = d.supervision.now - (d.forced.online_since or d.supervision.now)
     return [ev.FsdCleared(",".join(sorted(d.forced.fsd)), int(on_line))]
+
+
+def forced(before: Decision | None, d: Decision) -> list[ev.Event]:
+    """FSD called off in this pass; the UPSes in FSD not power-cycled, each once per FSD
+    and reason; and those whose FSD stayed after upsd's restart (found in this pass:
+    once) (decide/forced.py)."""
+    old = before.forced.skipped if before is not None else {}
+    out = fsd_cleared(d)
+    out += [ev.PowerCycleSkipped(ups, why) for ups, why in sorted(d.forced.skipped.items()) if old.get(ups) != why]
+    return out + [ev.FsdKept(ups) for ups in sorted(d.forced.kept)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
+from reconcile.decide import forced
 from reconcile.decide.backoff import Backoff
 from reconcile.decide.plan import drop
 from reconcile.model import Plan, Served, start_key
@@ -28,10 +29,21 @@ class Supervision:
     stale_after: float | None = None  # None: never restart a driver for stale data
     now: float = 0.0
     # The forced shutdown (decide/forced.py). fsd_clear_after None: FSD is never called off
-    # (apply runs once and has no clock).
+    # (apply runs once and has no clock). may_power_cycle False: no power cycle is sent
+    # from this pass (apply: the running agent sent it, or decided not to, already).
     fsd_clear_after: float | None = None
-    online_since: float | None = None  # while FSD is set: every UPS on line without LB since
-    power_cycled: frozenset[str] = frozenset()  # UPSes sent the power cycle in this FSD
+    may_power_cycle: bool = False
+    fsd: forced.Memory = field(default_factory=forced.Memory)
+
+    @property
+    def online_since(self) -> float | None:
+        """While FSD is set: since when every UPS is on line without LB."""
+        return self.fsd.online_since
+
+    @property
+    def power_cycled(self) -> frozenset[str]:
+        """The UPSes sent the power cycle (or refused it) in this FSD."""
+        return self.fsd.power_cycled
 
 
 def hold_back(plan: Plan, backoff: Backoff, now: float) -> tuple[Plan, list[str]]:
@@ -106,9 +118,9 @@ def after_pass(
     `stopped`: drivers the pass stopped; `started`/`failed`: the backoff keys of the
     starts that succeeded and failed), and the UPSes sent the power cycle in this FSD
     (`power_cycled`: by this pass), so that none is sent it twice."""
-    cycled = sup.power_cycled | frozenset(power_cycled)
-    if cycled != sup.power_cycled:
-        sup = replace(sup, power_cycled=cycled)
+    memory = forced.sent(sup.fsd, power_cycled)
+    if memory is not sup.fsd:
+        sup = replace(sup, fsd=memory)
     backoff = sup.backoff
     # A driver the agent stopped, or whose UPS has left the bus, did not die: its next
     # start (the UPS plugged back) is a first start, not a retry held back by backoff.

@@ -8,7 +8,8 @@ from pathlib import Path
 from reconcile.model import FileState
 
 MANAGED_HEADER = "# Managed by nut-reconcile: edits are overwritten. Delete this line to manage the file yourself."
-FILES = ("nut.conf", "ups.conf", "upsd.conf", "upsd.users", "upsmon.conf")
+# upssched.conf: read by upssched at each ONBATT/ONLINE it is run for (no daemon reloads it).
+FILES = ("nut.conf", "ups.conf", "upsd.conf", "upsd.users", "upssched.conf", "upsmon.conf")
 
 
 Contents = dict[str, tuple[tuple[int, int, int], str]]

@@ -14,6 +14,7 @@ from typing import Any
 
 from reconcile import __version__
 from reconcile.observe import upsd_client
+from reconcile.outputs import buttons as rules
 
 ORIGIN = "ups-nut-smart"
 ON, OFF = "online", "offline"
@@ -121,10 +122,25 @@ def number(value: str | None) -> int | float | None:
     return int(out) if (value or "").strip().lstrip("+-").isdigit() else out
 
 
-def state_record(variables: Mapping[str, str], connected: bool) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Answer:
+    """What became of the last command from the command topic for one UPS (a button
+    press): sent, with upsd's answer, or refused and why; shown in HA as "Last command"."""
+
+    command: str
+    answer: str  # upsd's reply (OK, ERR ...), or "refused: <why>", or "not sent: <why>"
+    ok: bool
+    at: datetime
+
+    def payload(self) -> dict[str, Any]:
+        return {"command": self.command, "answer": self.answer, "ok": self.ok, "at": iso(self.at)}
+
+
+def state_record(variables: Mapping[str, str], connected: bool, last_command: Answer | None = None) -> dict[str, Any]:
     """The state JSON of one UPS: its last known readings, and whether it is connected now
     (on the bus with fresh data). The readings are kept while it is not: HA shows them
-    unavailable then (the `available` topic), other clients can tell by `connected`."""
+    unavailable then (the `available` topic), other clients can tell by `connected`.
+    `last_command`: the last button press since the agent started (null before one)."""
     status = variables.get("ups.status") or None
     flags = set(status.split()) if status else None
     return {
@@ -138,6 +154,7 @@ def state_record(variables: Mapping[str, str], connected: bool) -> dict[str, Any
         "replace_battery": None if flags is None else "RB" in flags,
         "connected": connected,
         "model": upsd_client.model_of(variables),
+        "last_command": last_command.payload() if last_command is not None else None,
     }
 
 
@@ -303,6 +320,25 @@ ENTITIES = (
 )
 
 
+# The answer to the last button press, with the press itself as attributes: published with
+# the buttons (a device without buttons has nothing to press). Why not a reading of the UPS:
+# the answer stays true while the UPS is gone, so it follows the agent's availability only.
+# HA keeps a sensor's state to 255 characters.
+LAST_COMMAND = Entity(
+    "sensor",
+    "last_command",
+    "Last command",
+    "{{ value_json.last_command.answer[:255] if value_json.last_command else None }}",
+    None,
+    reading=False,
+    extra=(
+        ("icon", "mdi:gesture-tap-button"),
+        ("entity_category", "diagnostic"),
+        ("json_attributes_template", "{{ (value_json.last_command or {}) | tojson }}"),
+    ),
+)
+
+
 @dataclass(frozen=True)
 class Device:
     """What discovery needs to know of one UPS."""
@@ -349,9 +385,15 @@ def discovery(topics: Topics, device: Device, version: str = __version__) -> dic
     agent_only = [{"topic": topics.status}]
     with_ups = [*agent_only, {"topic": topics.ups(ups, "available")}]
     out: dict[str, str] = {}
-    for entity in ENTITIES:
+    for entity in (*ENTITIES, LAST_COMMAND):
         topic = topics.config(entity.component, ups, entity.key)
-        if entity.variable is not None:
+        if entity is LAST_COMMAND:
+            if device.buttons is None:
+                continue  # not known yet: left as it is
+            if not device.buttons:
+                out[topic] = ""
+                continue
+        elif entity.variable is not None:
             if device.variables is None:
                 continue
             if entity.variable not in device.variables:
@@ -367,6 +409,8 @@ def discovery(topics: Topics, device: Device, version: str = __version__) -> dic
             "availability_mode": "all",
             **dict(entity.extra),
         }
+        if entity is LAST_COMMAND:
+            config["json_attributes_topic"] = topics.ups(ups, "state")
         out[topic] = dumps(config)
     if device.buttons is not None:
         for command in sorted(SAFE_COMMANDS | device.earlier_buttons | device.buttons):
@@ -388,22 +432,35 @@ def discovery(topics: Topics, device: Device, version: str = __version__) -> dic
     return out
 
 
-def buttons_for(offered: frozenset[str] | None, admin: bool, ready: bool) -> frozenset[str] | None:
+def buttons_for(
+    offered: frozenset[str] | None, admin: bool, ready: bool, allow_deep: bool = False
+) -> frozenset[str] | None:
     """The buttons a UPS gets: none without an admin login; the offered safe commands with
-    one; None (leave the broker's as they are) while that is not known yet: before the
-    agent's first pass (its admin login is read then) or before upsd listed the commands."""
+    one, but calibrations and the deep test only with the opt-in (`allow_deep`:
+    MQTT_ALLOW_DEEP_TESTS); None (leave the broker's as they are) while that is not known
+    yet: before the agent's first pass (its admin login is read then) or before upsd listed
+    the commands."""
     if not ready:
         return None
     if not admin:
         return frozenset()
     if offered is None:
         return None
-    return frozenset(c for c in offered if allowed(c))
+    return frozenset(c for c in offered if allowed(c) and (allow_deep or not rules.deep(c)))
 
 
-def refusal(command: str, *, known: bool, admin: bool, retained: bool, offered: frozenset[str] | None) -> str | None:
-    """Why a command from the command topic is not sent (None: send it). `offered` None:
-    not asked yet (it is asked again right before sending)."""
+def refusal(
+    command: str,
+    *,
+    known: bool,
+    admin: bool,
+    retained: bool,
+    offered: frozenset[str] | None,
+    allow_deep: bool = False,
+) -> str | None:
+    """Why a command from the command topic is not sent (None: go on to the rate limit and
+    the UPS's state, outputs/buttons.py). `offered` None: not asked yet (it is asked again
+    right before sending)."""
     if retained:
         # A retained command would be sent again at every subscription: a button press is never retained.
         return "a retained message"
@@ -413,6 +470,8 @@ def refusal(command: str, *, known: bool, admin: bool, retained: bool, offered: 
         return "no admin login"
     if not allowed(command):
         return "not in the allow-list"
+    if (why := rules.opt_in_refusal(command, allow_deep)) is not None:
+        return why
     if offered is not None and command not in offered:
         return "not offered by the UPS"
     return None

@@ -9,7 +9,8 @@ Topics (`<host>` and `<ups>` sanitized to [A-Za-z0-9_.-]; everything retained, q
   <prefix>/<host>/<ups>/available "online" while the UPS is on the bus with fresh data
   <prefix>/<host>/<ups>/outage    JSON: {"state": "on_battery", "started", "battery_empty_estimate",
                                   "runtime"}, then {"state": "ended", "started", "ended"} (UTC)
-  <prefix>/<host>/<ups>/command   (subscribed) an instant command's name, from a HA button
+  <prefix>/<host>/<ups>/command   (subscribed) an instant command's name, from a HA button;
+                                  its answer goes to the state's last_command
 
 Home Assistant discovery, `<discovery_prefix>/<component>/<host>_<ups>/<object_id>/config`:
 one device per UPS, identified by host and UPS name (never by the serial: two units of one
@@ -17,10 +18,14 @@ model often report the same one, and HA would merge them). Sensors (status, batt
 runtime, load, input voltage: each once the UPS has reported its variable), binary sensors
 (on battery, low battery, replace battery, connected) and, only with an admin login, buttons
 for the instant commands the UPS offers that are in a safe allow-list (SAFE_COMMANDS: never
-load.off, shutdown.* or anything else that could cut the Pi's own power). A button that is
-no longer offered, or every button without an admin login, is removed (an empty retained
-config). The readings are unavailable in HA while the agent or the UPS is gone; "connected"
-follows the agent only, so it says "disconnected" instead.
+load.off, shutdown.* or anything else that could cut the Pi's own power; calibrations and
+the deep test only with MQTT_ALLOW_DEEP_TESTS). A button that is no longer offered, or
+every button without an admin login, is removed (an empty retained config). A press is
+checked by outputs/buttons.py's rules (one command per UPS a minute; a test or a
+calibration only on line and charged, read from upsd right before sending), and answered:
+an event (mqtt.command) and the state's last_command. The readings are unavailable in HA
+while the agent or the UPS is gone; "connected" follows the agent only, so it says
+"disconnected" instead.
 
 Threads: `consume` (the reconcile pass's thread) only enqueues; a worker thread of this
 module reads upsd (a new connection with a timeout each time, at most once a second on
@@ -49,10 +54,12 @@ import paho.mqtt.client as mqtt
 from reconcile import events, logfmt
 from reconcile.observe import upsd_client
 from reconcile.observe.upsd_client import mfr_of, model_of
+from reconcile.outputs.buttons import RateLimit, Reports, state_refusal
 from reconcile.outputs.homeassistant import (
     OFF,
     ON,
     ORIGIN,
+    Answer,
     Device,
     Outage,
     Topics,
@@ -137,6 +144,7 @@ class _Ups:
     commands: frozenset[str] | None = None  # upsd's LIST CMD, None: to be asked
     earlier_buttons: frozenset[str] = frozenset()
     outage: Outage | None = None
+    last_command: Answer | None = None  # the answer to the last press, shown in the state
 
 
 def _code(rc: Any) -> int:
@@ -346,8 +354,12 @@ class _Worker:
         admin_login: Callable[[], tuple[str, str] | None],
         inbox: _Inbox,
         publish: Callable[[str, str], bool],
+        allow_deep: bool = False,
     ) -> None:
         self.topics, self.upsd, self.admin_login, self.inbox, self.publish = topics, upsd, admin_login, inbox, publish
+        self.allow_deep = allow_deep  # MQTT_ALLOW_DEEP_TESTS: calibrations and the deep test
+        self.limiter = RateLimit()
+        self.reports = Reports()
         self.upses: dict[str, _Ups] = {}
         self.attached: set[str] | None = None  # None until the first tick says
         self.held: set[str] = set()
@@ -466,12 +478,12 @@ class _Worker:
 
     def _publications(self, name: str, ups: _Ups, admin: bool) -> dict[str, str]:
         available = ups.fresh and (self.attached is None or name in self.attached)
-        buttons = buttons_for(ups.commands, admin, self.ticked)
+        buttons = buttons_for(ups.commands, admin, self.ticked, self.allow_deep)
         if buttons:
             ups.earlier_buttons |= buttons
         device = Device(name, model_of(ups.variables), mfr_of(ups.variables), ups.seen, buttons, ups.earlier_buttons)
         out = discovery(self.topics, device)
-        out[self.topics.ups(name, "state")] = dumps(state_record(ups.variables, available))
+        out[self.topics.ups(name, "state")] = dumps(state_record(ups.variables, available, ups.last_command))
         out[self.topics.ups(name, "available")] = ON if available else OFF
         if ups.outage is not None:
             out[self.topics.ups(name, "outage")] = dumps(ups.outage.payload())
@@ -490,13 +502,27 @@ class _Worker:
         command = item.payload.decode("utf-8", "replace").strip()[:COMMAND_MAX]
         name = next((n for n in self.upses if topic_part(n) == item.ups), None)
         login = self.admin_login() if self.ticked else None
-        why = refusal(command, known=name is not None, admin=login is not None, retained=item.retained, offered=None)
+        why = refusal(
+            command,
+            known=name is not None,
+            admin=login is not None,
+            retained=item.retained,
+            offered=None,
+            allow_deep=self.allow_deep,
+        )
+        if why is None and name is not None:
+            why = self.limiter.take(name, command, time.monotonic())
         if why is not None or name is None or login is None:
-            ups = name or item.ups[:COMMAND_MAX]
-            logfmt.warning("mqtt.command", ups=ups, command=command, answer=f"refused: {why}")
-            return
-        answer, ok = instcmd(self.upsd, login, name, command)
-        (logfmt.info if ok else logfmt.warning)("mqtt.command", ups=name, command=command, answer=answer)
+            outcome = Outcome(f"refused: {why}", ok=False, refused=True)
+        else:
+            outcome = instcmd(self.upsd, login, name, command)
+        kind = events.CommandRefused if outcome.refused else events.CommandSent if outcome.ok else events.CommandFailed
+        if (unreported := self.reports.take(time.monotonic())) is not None:
+            events.emit(kind(name or item.ups[:COMMAND_MAX], command, outcome.answer, unreported or None))
+        # Shown on the UPS's state topic (at the refresh that follows every command), so Home
+        # Assistant shows why; not for a retained one: the broker's replay, not a press.
+        if name is not None and not item.retained:
+            self.upses[name].last_command = Answer(command, outcome.answer, outcome.ok, datetime.now(UTC))
 
 
 class MqttOutput:
@@ -514,7 +540,7 @@ class MqttOutput:
         self.topics = Topics(config.prefix, config.discovery_prefix, host_name)
         self.inbox = _Inbox()
         self.link = _Link(config, self.topics, self.inbox)
-        self.worker = _Worker(self.topics, upsd, admin_login, self.inbox, self.link.publish)
+        self.worker = _Worker(self.topics, upsd, admin_login, self.inbox, self.link.publish, config.allow_deep_tests)
         self._thread = threading.Thread(target=self.worker.run, name="mqtt", daemon=True)
 
     def start(self) -> None:
@@ -539,25 +565,42 @@ class MqttOutput:
         logfmt.info("mqtt.stopped", broker=self.config.where)
 
 
-def instcmd(upsd: tuple[str, int], login: tuple[str, str], ups: str, command: str) -> tuple[str, bool]:
-    """Send INSTCMD through upsd logged in as `login`, after asking again that the UPS
-    offers the command (and that it is allowed). (upsd's answer or why not sent, ok)."""
+@dataclass(frozen=True)
+class Outcome:
+    """What became of a command: upsd's answer, or why it was not sent."""
+
+    answer: str
+    ok: bool  # upsd took it
+    refused: bool = False  # by a rule (allow-list, opt-in, rate, the UPS's state): never sent
+
+
+def instcmd(upsd: tuple[str, int], login: tuple[str, str], ups: str, command: str) -> Outcome:
+    """Send INSTCMD through upsd logged in as `login`, after checking on the same
+    connection, right before, that the command is allowed, that the UPS offers it, and that
+    its state allows it (outputs/buttons.py: read now, not from the last refresh)."""
     if not allowed(command):
-        return "refused: not in the allow-list", False
+        return Outcome("refused: not in the allow-list", ok=False, refused=True)
     user, password = login
     try:
         with upsd_client.Connection(*upsd, timeout=UPSD_TIMEOUT) as conn:
+            try:
+                variables: dict[str, str] | None = upsd_client.variables(conn, ups)
+            except upsd_client.UpsdError:
+                variables = None  # stale, or its driver not connected: nothing is known
+            if (why := state_refusal(command, variables)) is not None:
+                return Outcome(f"refused: {why}", ok=False, refused=True)
             if command not in upsd_client.commands(conn, ups):
-                return "refused: not offered by the UPS", False
+                return Outcome("refused: not offered by the UPS", ok=False, refused=True)
             for line, what in ((f"USERNAME {user}", "USERNAME"), (f"PASSWORD {password}", "PASSWORD")):
                 reply = conn.command(line)
                 if reply != "OK":
                     # (`what`, never the line: the password must not reach the log)
-                    return f"login refused at {what}: {reply}", False
+                    return Outcome(f"login refused at {what}: {reply}", ok=False)
+            logfmt.debug("mqtt.instcmd", ups=ups, command=command)
             reply = conn.command(f"INSTCMD {ups} {command}")
-            return reply, reply == "OK"
+            return Outcome(reply, ok=reply == "OK")
     except upsd_client.UpsdError as exc:
-        return f"not sent: {exc}", False
+        return Outcome(f"not sent: {exc}", ok=False)
 
 
 def start(

@@ -44,6 +44,8 @@ SEVERITY = {
     "released": "info",
     "fsd_cleared": "success",
     "power_cycle": "warning",
+    "no_power_cycle": "failure",
+    "fsd_kept": "failure",
 }
 WHAT = {
     "ONBATT": "on battery",
@@ -64,6 +66,8 @@ WHAT = {
     "released": "no longer watched",
     "fsd_cleared": "forced shutdown called off",
     "power_cycle": "power cycle",
+    "no_power_cycle": "no power cycle",
+    "fsd_kept": "forced shutdown stays",
 }
 
 
@@ -105,6 +109,11 @@ def notice_for(event: events.Event, backing_off: frozenset[str]) -> Notice | Non
         return Notice("fsd_cleared", event.ups, seconds=event.on_line_seconds)
     if isinstance(event, events.PowerCycled):
         return Notice("power_cycle", event.ups, event.answer, seconds=event.off_delay, ok=event.ok)
+    if isinstance(event, events.PowerCycleRefused):
+        # (Only the refusal at the power cycle: a driver with no shutdown.return is told at start, in the log.)
+        return Notice("no_power_cycle", event.ups, event.why, ok=False)
+    if isinstance(event, events.FsdKept):
+        return Notice("fsd_kept", event.ups, event.why)
     return None
 
 
@@ -133,6 +142,12 @@ class Readings:
     charge: float | None = None  # percent
     runtime: float | None = None  # seconds
     status: str | None = None
+    # The owner's thresholds in force ([[device]] rules): the driver's LB values while it
+    # decides LB itself (driver.flag.ignorelb: low_battery_percent, low_runtime_seconds),
+    # and upssched's timer (on_battery_max_seconds, read from upssched.conf).
+    charge_low: float | None = None  # battery.charge.low, with ignorelb only
+    runtime_low: float | None = None  # battery.runtime.low, with ignorelb only
+    on_battery_max: int | None = None
 
 
 @dataclass(frozen=True)
@@ -164,12 +179,26 @@ def _cycle(ups: str | None, policy: Policy) -> str:
     )
 
 
+def shuts_down(readings: Readings) -> str:
+    """When this host shuts down while on battery: "at 50 % / after 300 s on battery", or
+    "when the battery runs low (LB)" when the owner set no threshold."""
+    parts = [
+        *([f"at {readings.charge_low:g} %"] if readings.charge_low is not None else []),
+        *([f"at {_minutes(readings.runtime_low)} of runtime left"] if readings.runtime_low is not None else []),
+    ]
+    if not parts:
+        parts.append("when the battery runs low (LB)")
+    if readings.on_battery_max is not None:
+        parts.append(f"after {readings.on_battery_max} s on battery")
+    return " / ".join(parts) + (", whichever comes first" if len(parts) > 1 else "")
+
+
 def next_step(notice: Notice, policy: Policy, readings: Readings) -> str:
     """What happens next, in one or two sentences."""
     n, ups = notice.name, notice.ups
     runtime = f" About {_minutes(readings.runtime)} of runtime left." if readings.runtime is not None else ""
     texts = {
-        "ONBATT": "This host shuts down when the battery runs low (LB)." + runtime,
+        "ONBATT": f"This host shuts down {shuts_down(readings)}." + runtime,
         "ONLINE": "Nothing to do: the shutdown is off.",
         "LOWBATT": "The hosts on this UPS shut down now (FSD). " + _cycle(ups, policy),
         "FSD": "This host halts now. " + _cycle(ups, policy),
@@ -192,6 +221,8 @@ def next_step(notice: Notice, policy: Policy, readings: Readings) -> str:
             if notice.ok
             else "The UPS refused: halted hosts stay off until someone powers them on."
         ),
+        "no_power_cycle": "Nothing was sent to the UPS: halted hosts stay off until someone powers them on.",
+        "fsd_kept": "upsmon stays stopped while the UPS reports FSD: this host is not protected. Check the UPS.",
     }
     return texts.get(n, "")
 
@@ -212,6 +243,8 @@ def compose(notice: Notice, host: str, readings: Readings, policy: Policy) -> Me
         lines.append(f"Every UPS has been on mains without low battery for {notice.seconds} s.")
     elif notice.name == "power_cycle" and not notice.ok and notice.detail:
         lines.append(f"upsd answered: {notice.detail}.")
+    elif notice.name in ("no_power_cycle", "fsd_kept") and notice.detail:
+        lines.append(f"Why: {notice.detail}.")
     elif notice.name in ("plugged",) and notice.detail:
         lines.append(f"Device: {notice.detail}.")
     elif notice.name in ("unplugged",) and notice.detail:

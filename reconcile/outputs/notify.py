@@ -37,7 +37,8 @@ from pathlib import Path
 
 from reconcile import events, logfmt
 from reconcile.model import UPSMON_NOTICES
-from reconcile.nutsyntax import NutSyntaxError, is_printable_ascii, validate_name
+from reconcile.notifycmd import UPSSCHED_CONF
+from reconcile.nutsyntax import NutSyntaxError, is_printable_ascii, tokenize, validate_name
 from reconcile.observe import upsd_client
 from reconcile.outputs.notices import Debounce, Message, Notice, Policy, Readings, compose, notice_for
 from reconcile.settings import Notify
@@ -131,8 +132,11 @@ def parse_datagram(data: bytes) -> Relayed:
 
 
 class Notifier:
-    def __init__(self, config: Notify, host: str, upsd: tuple[str, int], policy: Policy) -> None:
+    def __init__(
+        self, config: Notify, host: str, upsd: tuple[str, int], policy: Policy, confpath: Path | None = None
+    ) -> None:
         self.config, self.host, self.upsd, self.policy = config, host, upsd, policy
+        self.confpath = confpath  # NUT's config dir: upssched.conf's timers (on_battery_max_seconds)
         self.queue: queue.Queue[events.Event] = queue.Queue(QUEUE_SIZE)
         self.debounce = Debounce(config.debounce)
         self.backing_off: frozenset[str] = frozenset()
@@ -220,14 +224,19 @@ class Notifier:
         status = values.get("ups.status")
         # Why the last known values fill the gaps: a driver just (re)started serves its
         # status as WAIT and no model for a moment, which tells the reader nothing.
+        # Why only with ignorelb: without it the UPS decides LB itself, whatever these say.
+        own_lb = bool(values.get("driver.flag.ignorelb"))
         found = Readings(
             model=upsd_client.model_of(values) or known.model,
             charge=upsd_client.number(values.get("battery.charge")),
             runtime=upsd_client.number(values.get("battery.runtime")),
             status=status if status and status != "WAIT" else None,
+            charge_low=upsd_client.number(values.get("battery.charge.low")) if own_lb else None,
+            runtime_low=upsd_client.number(values.get("battery.runtime.low")) if own_lb else None,
+            on_battery_max=upssched_timers(self.confpath).get(ups) if self.confpath else None,
         )
         if found.charge is None and found.runtime is None and found.status is None:
-            found = replace(known, model=found.model)
+            found = replace(known, model=found.model, on_battery_max=found.on_battery_max)
         self.readings[ups] = found
         return found
 
@@ -318,10 +327,26 @@ def send(config: Notify, message: Message) -> dict[str, object]:
     return _child([], payload, config.timeout)
 
 
-def start(config: Notify, host: str, upsd: tuple[str, int], policy: Policy, run_user: str) -> Notifier:
+def upssched_timers(confpath: Path) -> dict[str, int]:
+    """upssched's on-battery timers in force (the agent's upssched.conf): UPS name -> seconds."""
+    try:
+        lines = tokenize((confpath / UPSSCHED_CONF).read_text(encoding="ascii", errors="replace"))
+    except (OSError, NutSyntaxError):
+        return {}
+    timers = {}
+    for words in lines:
+        # AT ONBATT <ups>@<host:port> START-TIMER <name> <seconds>
+        if len(words) == 6 and words[:2] == ["AT", "ONBATT"] and words[3] == "START-TIMER" and words[5].isdigit():
+            timers[words[2].split("@", 1)[0]] = int(words[5])
+    return timers
+
+
+def start(
+    config: Notify, host: str, upsd: tuple[str, int], policy: Policy, run_user: str, confpath: Path | None = None
+) -> Notifier:
     """Start the notifier and its relay socket. A socket that cannot be opened is logged:
     the agent's own notices still go out (upsmon's do not)."""
-    notifier = Notifier(config, host, upsd, policy)
+    notifier = Notifier(config, host, upsd, policy, confpath)
     try:
         notifier.relay = Relay(config.socket, run_user)
     except (OSError, KeyError) as exc:

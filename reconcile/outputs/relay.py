@@ -15,6 +15,11 @@ adds the UPS's charge and runtime and what happens next, and sends it (outputs/n
 
 The socket is `$NUT_STATEPATH/nut-reconcile-notify.sock` (reconcile/notifycmd.py says why).
 
+upssched (a [[device]] rule's on_battery_max_seconds): NUT has one NOTIFYCMD, so the relay
+runs upssched too, first, for ONBATT and ONLINE when upssched.conf (in NUT_CONFPATH, the
+agent's) has a timer: upssched reads NOTIFYTYPE and UPSNAME from the environment it
+inherits. With notifications off no agent socket exists, and the relay then stays quiet.
+
 Why a relay and not the sender itself: the notification URLs hold tokens and stay with
 the agent (root), never in upsmon's environment or its user's reach. Why so small (the
 standard library and reconcile.notifycmd only): upsmon may run it at the start of a
@@ -27,12 +32,47 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
 import sys
+from collections.abc import Mapping
 
-from reconcile.notifycmd import PROGRAM, socket_path
+from reconcile.notifycmd import PROGRAM, UPSSCHED_CONF, find_upssched, socket_path
 
 TIMEOUT = 2.0
 LIMIT = 4096  # bytes of one datagram (the agent reads no more)
+# upssched's own client gives up after a few tries of a quarter second each; its daemon
+# forks away at once (stdin/stdout/stderr on /dev/null), so nothing holds this up.
+UPSSCHED_TIMEOUT = 10.0
+UPSSCHED_TYPES = ("ONBATT", "ONLINE")  # model.UPSSCHED_NOTICES (not imported: stdlib only)
+
+
+def has_timers(env: Mapping[str, str]) -> bool:
+    """Whether upssched.conf in NUT's config dir starts a timer (an `AT ...` line)."""
+    conf = os.path.join(env.get("NUT_CONFPATH") or "", UPSSCHED_CONF)
+    try:
+        with open(conf, encoding="ascii", errors="replace") as handle:
+            return any(line.split()[:1] == ["AT"] for line in handle)
+    except OSError:
+        return False
+
+
+def run_upssched(env: Mapping[str, str]) -> bool:
+    """Run upssched for this notice when it has a timer to start or cancel; True if it ran."""
+    if env.get("NOTIFYTYPE") not in UPSSCHED_TYPES or not has_timers(env):
+        return False
+    program = find_upssched(env)
+    if program is None:
+        print(f"{PROGRAM}: upssched not found: on_battery_max_seconds is not enforced", file=sys.stderr)
+        return False
+    try:
+        # Its output (errors only) goes where the relay's does: upsmon's log.
+        done = subprocess.run([program], stdin=subprocess.DEVNULL, timeout=UPSSCHED_TIMEOUT, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        print(f"{PROGRAM}: upssched: {exc}", file=sys.stderr)
+        return True
+    if done.returncode != 0:
+        print(f"{PROGRAM}: upssched exited {done.returncode}", file=sys.stderr)
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,8 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) < 2:
         print(f"usage: {PROGRAM} MESSAGE (upsmon's NOTIFYCMD; NOTIFYTYPE, UPSNAME in the environment)", file=sys.stderr)
         return 0
+    chained = run_upssched(os.environ)
     # Why the last argument: it is where upsmon puts the notice, however it was started.
     path, message = socket_path(os.environ), args[-1]
+    if chained and not os.path.exists(path):
+        return 0  # notifications are off: upssched was all there was to do
     notice = {
         "type": os.environ.get("NOTIFYTYPE", ""),
         "ups": os.environ.get("UPSNAME", ""),

@@ -68,7 +68,7 @@ def _notify(settings: Settings, user: UserConfig, upsd: tuple[str, int]) -> Outp
 
     assert settings.notify is not None
     policy = Policy(deadtime=user.deadtime, off_delay=user.ups_off_delay)
-    return notify.start(settings.notify, settings.host_name, upsd, policy, settings.run_user)
+    return notify.start(settings.notify, settings.host_name, upsd, policy, settings.run_user, settings.confpath)
 
 
 def _mqtt(settings: Settings, upsd: tuple[str, int], admin_login: AdminLogin) -> Output:

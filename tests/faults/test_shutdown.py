@@ -7,19 +7,23 @@ secondaries on the network shut down too) and runs the shutdown command.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from reconcile.logfmt import format_fields
 from reconcile.nutsyntax import tokenize
 from reconcile.settings import notify_program
 from testbed import await_true
-from testbed.nut import Sandbox
+from testbed.nut import Sandbox, write_stub
 from testbed.webhook import Receiver
 
 pytestmark = pytest.mark.nut
@@ -199,23 +203,23 @@ def test_a_ups_whose_loss_cannot_shut_this_host_down_is_not_held_and_health_reco
     assert not (sandbox.root / "shutdown-ran").exists()
 
 
-def test_a_forced_shutdown_power_cycles_the_ups_and_is_called_off_once_mains_are_back(sandbox: Sandbox) -> None:
+def test_a_forced_shutdown_is_called_off_once_mains_are_back_and_a_ups_without_power_cycle_is_skipped(
+    sandbox: Sandbox,
+) -> None:
     """The chain inside the container, with the long-running agent: OB LB, upsmon as
-    primary sets FSD and runs its (recording) shutdown command once; the agent then asks
-    the UPS to cut its load after ups_off_delay and return with mains; upsmon is not
-    started into a second shutdown while FSD is set; mains back, and after the hold time
-    FSD is called off (upsd restarted), upsmon runs again, and nothing shuts down again.
+    primary sets FSD and runs its (recording) shutdown command once; upsmon is not started
+    into a second shutdown while FSD is set; mains back, and after the hold time (60 s, the
+    least the config takes) FSD is called off (upsd restarted), upsmon runs again, and
+    nothing shuts down again.
 
-    dummy-ups offers no shutdown.return (only load.off): upsd answers the agent's
-    INSTCMD with CMD-NOT-SUPPORTED, which the agent reports at start and in the event.
-    What the agent sent is asserted through NUT's own tools where they can see it (upsc
-    shows the off-delay it set in the driver) and through its event otherwise."""
+    dummy-ups offers no shutdown.return (only load.off): the agent reports that at start,
+    and at the forced shutdown skips the power cycle, saying why, and sends upsd nothing."""
     record = sandbox.root / "shutdowns"
     data = sandbox.data_file(**{"ups.delay.shutdown": "20"})
     sandbox.dummy_rule(data)
     sandbox.write_config(
         f"\n[upsmon]\npollfreq = 1\ndeadtime = 3\nshutdown_cmd = \"/bin/sh -c 'echo ran >> {record}'\"\n"
-        "\n[shutdown]\nups_off_delay = 120\nfsd_clear_after = 10\n"
+        "\n[shutdown]\nups_off_delay = 120\nfsd_clear_after = 60\n"
     )
     sandbox.bus.plug("1-1")
     sandbox.start_run()
@@ -230,18 +234,17 @@ def test_a_forced_shutdown_power_cycles_the_ups_and_is_called_off_once_mains_are
     sandbox.data_file(**{"ups.status": "OB LB", "battery.charge": "4", "ups.delay.shutdown": "20"})
     assert await_true(record.exists, AWAIT), (sandbox.agent / "upsmon.log").read_text()
     assert sandbox.upsc("my-ups", "ups.status")[1].split()[0] == "FSD"
-    sent = 'event=ups.power_cycle ups=my-ups off_delay=120 command="INSTCMD my-ups shutdown.return"'
-    assert sandbox.await_log(sent, timeout=AWAIT), sandbox.run_output()
-    assert 'answer="ERR CMD-NOT-SUPPORTED" ok=false' in sandbox.run_output()
-    assert await_true(lambda: sandbox.upsc("my-ups", "ups.delay.shutdown")[1] == "120", AWAIT)
+    skipped = 'event=power_cycle.skipped ups=my-ups why="its driver offers no shutdown.return"'
+    assert sandbox.await_log(skipped, timeout=AWAIT), sandbox.run_output()
     assert sandbox.await_log("upsmon not started: a UPS is in FSD", timeout=AWAIT), sandbox.run_output()
-    assert sandbox.run_output().count("event=ups.power_cycle") == 1
+    assert "event=ups.power_cycle" not in sandbox.run_output()
+    assert sandbox.upsc("my-ups", "ups.delay.shutdown")[1] == "20"  # nothing was set
     status = json.loads(sandbox.cli("status", "--json", check=True).stdout)
     assert status["shutdown"]["fsd"] == ["my-ups"] and status["shutdown"]["shutdown_ran"] is True
     assert sandbox.cli("health").returncode != 0  # no upsmon: the shutdown path is not whole
 
-    sandbox.data_file(**{"ups.status": "OL CHRG", "battery.charge": "40", "ups.delay.shutdown": "120"})
-    assert sandbox.await_log("event=fsd.cleared ups=my-ups", timeout=AWAIT), sandbox.run_output()
+    sandbox.data_file(**{"ups.status": "OL CHRG", "battery.charge": "40", "ups.delay.shutdown": "20"})
+    assert sandbox.await_log("event=fsd.cleared ups=my-ups", timeout=AWAIT + 60), sandbox.run_output()
     assert sandbox.await_upsc("OL CHRG", timeout=AWAIT), sandbox.upsc()
     assert sandbox.pid_of("upsd.pid") != upsd
     assert sandbox.await_log("event=start.upsmon", count=2, timeout=AWAIT), sandbox.run_output()
@@ -253,13 +256,17 @@ def test_a_forced_shutdown_power_cycles_the_ups_and_is_called_off_once_mains_are
     # POLLFREQ 1 s + FINALDELAY 5 s; the window has margin.
     assert not await_true(lambda: len(record.read_text().splitlines()) > 1, 1 + 5 + 4)
     assert record.read_text().splitlines() == ["ran"]
+    assert sandbox.run_output().count(skipped) == 1 and "event=fsd.kept" not in sandbox.run_output()
 
 
 def test_an_agent_stopped_while_fsd_is_set_power_cycles_the_ups_on_its_way_down(sandbox: Sandbox) -> None:
     """The host is halting (its own upsmon saw FSD) and Docker stops the container before
     our upsmon ran its shutdown: the agent sends the power cycle as it stops, before upsd
-    goes. upsmon polls slowly here (POLLFREQ 60), so that only the stop can send it."""
-    sandbox.dummy_rule(sandbox.data_file(**{"ups.delay.shutdown": "20"}))
+    goes, and the driver takes it. upsmon polls slowly here (POLLFREQ 60), so that only the
+    stop can send it."""
+    record = sandbox.root / "received.log"
+    sandbox.use_stub_driver()
+    sandbox.stub_rule(stub_device(record))
     sandbox.write_config("\n[upsmon]\npollfreq = 60\ndeadtime = 180\n\n[shutdown]\nups_off_delay = 90\n")
     sandbox.bus.plug("1-1")
     agent = sandbox.start_run()
@@ -280,12 +287,20 @@ def test_an_agent_stopped_while_fsd_is_set_power_cycles_the_ups_on_its_way_down(
         sandbox.run_output()
     )
     assert "event=ups.power_cycle" not in sandbox.run_output()  # upsmon has not run its shutdown
+    assert "event=power_cycle.skipped" not in sandbox.run_output()  # nor is it skipped: it is not decided yet
     agent.terminate()
     assert agent.wait(30) == 0
     out = sandbox.run_output()
-    sent = 'event=ups.power_cycle ups=my-ups off_delay=90 command="INSTCMD my-ups shutdown.return"'
+    sent = (
+        'event=ups.power_cycle ups=my-ups off_delay=90 command="INSTCMD my-ups shutdown.return" answer=SUCCESS ok=true'
+    )
     assert sent in out and out.index(sent) < out.index("event=stopped"), out
     assert out.count("event=ups.power_cycle") == 1
+    assert received(record) == [
+        ["SET", "ups.delay.start", "120"],
+        ["SET", "ups.delay.shutdown", "90"],
+        ["INSTCMD", "shutdown.return"],
+    ]
 
 
 def test_a_real_low_battery_shutdown_sends_upsmons_notices_with_charge_runtime_and_what_next(
@@ -332,4 +347,238 @@ def test_a_real_low_battery_shutdown_sends_upsmons_notices_with_charge_runtime_a
     assert "event=upsmon.notice type=SHUTDOWN" in sandbox.run_output()
     status = json.loads(sandbox.cli("status", "--json", check=True).stdout)
     # The chain's last events: upsmon's SHUTDOWN, then the agent's power cycle (refused here).
-    assert status["recent"]["last_event"]["kind"] in ("upsmon.SHUTDOWN", "ups.power_cycle"), receiver.titles()
+    # (dummy-ups offers no shutdown.return: the power cycle is skipped, and says so)
+    kinds = ("upsmon.SHUTDOWN", "power_cycle.skipped")
+    assert status["recent"]["last_event"]["kind"] in kinds, receiver.titles()
+
+
+# --- the power cycle, against a driver that takes commands (testbed/stub_driver.py) -----
+
+DELAYS = ["ups.delay.start", "ups.delay.shutdown"]
+
+
+def stub_device(record: Path, **more: Any) -> dict[str, Any]:
+    """What the stub driver serves: a usbhid-ups-like UPS on line, whose delays are
+    NUT's defaults (start 30 s, off 20 s) and writable, offering shutdown.return."""
+    device: dict[str, Any] = {
+        "vars": {
+            "ups.status": "OL",
+            "battery.charge": "91",
+            "ups.mfr": "American Power Conversion",
+            "driver.version.data": "APC HID 0.100",
+            "ups.delay.start": "30",
+            "ups.delay.shutdown": "20",
+        },
+        "rw": DELAYS,
+        "commands": ["shutdown.return", "load.off"],
+        "record": str(record),
+    }
+    return device | more
+
+
+def set_status(path: Path, status: str, charge: str) -> None:
+    device = json.loads(path.read_text())
+    device["vars"] |= {"ups.status": status, "battery.charge": charge}
+    write_stub(path, device)
+
+
+def received(record: Path) -> list[list[str]]:
+    """What the stub driver got from upsd (INSTCMD, SET), the tracking ids left out."""
+    lines = record.read_text().splitlines() if record.exists() else []
+    return [w[: w.index("TRACKING")] if "TRACKING" in w else w for w in (line.split() for line in lines)]
+
+
+@contextlib.contextmanager
+def host_secondary(box: Sandbox, name: str = "host") -> Iterator[Path]:
+    """The host's own upsmon, a secondary of the container's primary, as the README sets it
+    up; in a mount namespace of its own, so that its PID file (compiled into Debian's upsmon
+    as /run/nut/upsmon.pid) is not the primary's. Yields the file its shutdown command touches."""
+    monuser = json.loads((box.agent / "secrets.json").read_text())["monuser"]
+    host = box.root / f"{name}-nut"
+    host.mkdir()
+    flag = box.root / f"{name}-shutdown-ran"
+    (host / "upsmon.conf").write_text(
+        f"MONITOR my-ups@127.0.0.1:{box.port} 1 monuser {monuser} secondary\n"
+        f'SHUTDOWNCMD "/bin/touch {flag}"\nPOLLFREQ 1\nPOLLFREQALERT 1\n'
+    )
+    os.chmod(host / "upsmon.conf", 0o600)
+    env = {**os.environ, "NUT_CONFPATH": str(host), "NUT_STATEPATH": str(host)}
+    with open(box.root / f"{name}-upsmon.log", "w") as log:
+        secondary = subprocess.Popen(
+            ["unshare", "-m", "sh", "-c", "mount -t tmpfs tmpfs /run/nut && exec /lib/nut/upsmon -p -F"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield flag
+    finally:
+        if secondary.poll() is None:
+            secondary.kill()
+        secondary.wait(5)
+
+
+def stub_running(box: Sandbox, record: Path, extra: str = "", **device: Any) -> Path:
+    """The running agent serving the stub driver's UPS on line (upsmon polling fast, a
+    recording shutdown command); the device's JSON file, to change its status."""
+    box.use_stub_driver()
+    path = box.stub_rule(stub_device(record, **device))
+    shutdowns = box.root / "shutdowns"
+    box.write_config(
+        f"\n[upsmon]\npollfreq = 1\ndeadtime = 3\nshutdown_cmd = \"/bin/sh -c 'echo ran >> {shutdowns}'\"\n"
+        "\n[shutdown]\nups_off_delay = 120\nfsd_clear_after = 60\n" + extra
+    )
+    box.bus.plug("1-1")
+    box.start_run(env={"DEBUG": "1"})
+    assert box.await_upsc("OL", timeout=AWAIT), box.run_output()
+    assert box.await_log("event=start.upsmon", timeout=AWAIT), box.run_output()
+    return path
+
+
+def test_no_power_cycle_when_no_host_is_halting_even_after_our_upsmons_shutdown(sandbox: Sandbox) -> None:
+    """The README's quick start without the host's secondary: our upsmon sets FSD, runs its
+    shutdown and writes POWERDOWNFLAG, but no host is going down, so the UPS's load is not
+    cut (it was, 120 s later, even with mains back). `apply` meanwhile sends nothing either."""
+    record = sandbox.root / "received.log"
+    path = stub_running(sandbox, record)
+    assert await_true(lambda: logged_in(sandbox) == 1, AWAIT), sandbox.run_output()
+    set_status(path, "OB LB", "4")
+    assert await_true((sandbox.state / "killpower").exists, AWAIT), (sandbox.agent / "upsmon.log").read_text()
+    skipped = (
+        'event=power_cycle.skipped ups=my-ups why="no host is halting: no secondary was logged in when FSD was set"'
+    )
+    assert sandbox.await_log(skipped, timeout=AWAIT), sandbox.run_output()
+    assert sandbox.upsc("my-ups", "ups.status")[1].split()[0] == "FSD"
+    assert sandbox.cli("apply").returncode == 0
+    out = sandbox.run_output()
+    assert "event=ups.power_cycle" not in out and out.count(skipped) == 1, out
+    assert received(record) == []  # the driver was sent nothing: not a SET, not shutdown.return
+    status = json.loads(sandbox.cli("status", "--json", check=True).stdout)
+    assert status["recent"]["last_event"]["kind"] == "power_cycle.skipped"
+
+
+REQUEST = re.compile(r'request=("(?:[^"\\]|\\.)*"|\S+)')
+
+
+def said(out: str) -> list[str]:
+    """The agent's side of its power-cycle conversation with upsd (debug log), in order,
+    each as the log writes it (`request=...`)."""
+    return [
+        m.group(0) for line in out.splitlines() if "event=power_cycle.said" in line for m in [REQUEST.search(line)] if m
+    ]
+
+
+def test_a_halting_host_gets_the_power_cycle_start_delay_first_both_read_back_then_tracked(sandbox: Sandbox) -> None:
+    """The host's own upsmon logs in (from loopback, as our upsmon does: the two are told
+    apart by count), sees FSD and halts. Then, and only then, the UPS gets the power cycle:
+    its start delay set above the off-delay (usbhid-ups's default start delay of 30 s would
+    be below 120 s: the UPS might stay off), both read back, then shutdown.return, each
+    followed through upsd's TRACKING to the driver's own answer. `apply` during that FSD
+    does not send it again."""
+    record = sandbox.root / "received.log"
+    path = stub_running(sandbox, record)
+    with host_secondary(sandbox) as host_flag:
+        assert await_true(lambda: logged_in(sandbox) == 2, AWAIT), sandbox.run_output()
+        set_status(path, "OB LB", "4")
+        assert await_true(host_flag.exists, AWAIT), (sandbox.root / "host-upsmon.log").read_text()
+        sent = (
+            'event=ups.power_cycle ups=my-ups off_delay=120 command="INSTCMD my-ups shutdown.return" '
+            "answer=SUCCESS ok=true start_delay=150"
+        )
+        assert sandbox.await_log(sent, timeout=AWAIT), sandbox.run_output()
+    # What the driver received, in order: both delays, then the command (each with a tracking id).
+    assert received(record) == [
+        ["SET", "ups.delay.start", "150"],
+        ["SET", "ups.delay.shutdown", "120"],
+        ["INSTCMD", "shutdown.return"],
+    ], record.read_text()
+    assert all("TRACKING" in line for line in record.read_text().splitlines())
+    # And the agent's side: each SET and the command awaited to the driver's answer, the
+    # delays read back in between.
+    steps = [s for s in said(sandbox.run_output()) if "GET TRACKING" not in s]
+    assert steps == [
+        format_fields({"request": line})
+        for line in (
+            "USERNAME",
+            "PASSWORD",
+            "SET TRACKING ON",
+            'SET VAR my-ups ups.delay.start "150"',
+            'SET VAR my-ups ups.delay.shutdown "120"',
+            "GET VAR my-ups ups.delay.start",
+            "GET VAR my-ups ups.delay.shutdown",
+            "INSTCMD my-ups shutdown.return",
+        )
+    ], steps
+    # The last word is the driver's, asked for by the command's tracking id.
+    last = [line for line in sandbox.run_output().splitlines() if "event=power_cycle.said" in line][-1]
+    assert 'request="GET TRACKING ' in last and last.endswith("reply=SUCCESS"), last
+    assert sandbox.upsc("my-ups", "ups.delay.start")[1] == "150"
+    assert sandbox.upsc("my-ups", "ups.delay.shutdown")[1] == "120"
+    result = sandbox.cli("apply")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "event=ups.power_cycle" not in result.stdout + result.stderr
+    assert sandbox.run_output().count("event=ups.power_cycle ") == 1
+    assert [w[0] for w in received(record)].count("INSTCMD") == 1
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [{"set_answer": {"ups.delay.start": 3}}, {"set_ignored": ["ups.delay.start"]}],
+    ids=["driver-fails-the-set", "driver-says-done-but-keeps-30"],
+)
+def test_a_ups_that_will_not_take_the_start_delay_is_sent_no_power_cycle_and_it_is_reported(
+    sandbox: Sandbox, receiver: Receiver, refusal: dict[str, Any]
+) -> None:
+    """A start delay the UPS does not take (the driver answers FAILED, or says done and
+    keeps its 30 s) would let it switch off and stay off: shutdown.return is not sent, and
+    the owner hears why (the event, `status`, a notification)."""
+    record = sandbox.root / "received.log"
+    sandbox.use_stub_driver()
+    path = sandbox.stub_rule(stub_device(record, **refusal))
+    sandbox.write_config("\n[upsmon]\npollfreq = 1\ndeadtime = 3\n\n[shutdown]\nups_off_delay = 120\n")
+    sandbox.bus.plug("1-1")
+    sandbox.start_run(env={"NOTIFY_URLS": receiver.url, "HOST_NAME": "pi-test"})
+    assert sandbox.await_upsc("OL", timeout=AWAIT), sandbox.run_output()
+    assert sandbox.await_log("event=start.upsmon", timeout=AWAIT), sandbox.run_output()
+    with host_secondary(sandbox) as host_flag:
+        assert await_true(lambda: logged_in(sandbox) == 2, AWAIT), sandbox.run_output()
+        set_status(path, "OB LB", "4")
+        assert await_true(host_flag.exists, AWAIT), (sandbox.root / "host-upsmon.log").read_text()
+        refused = 'event=ups.no_power_cycle ups=my-ups commands="load.off shutdown.return" why="not sent: '
+        refused += "ups.delay.start is 30 s"
+        assert sandbox.await_log(refused, timeout=AWAIT), sandbox.run_output()
+    assert [w[:2] for w in received(record)] == [["SET", "ups.delay.start"], ["SET", "ups.delay.shutdown"]]
+    assert "event=ups.power_cycle " not in sandbox.run_output()
+    assert await_true(lambda: receiver.has("my-ups: no power cycle"), AWAIT), receiver.titles()
+    message = receiver.find("my-ups: no power cycle")[0]
+    assert message["type"] == "failure" and "ups.delay.start is 30 s" in message["message"], message
+    status = sandbox.cli("status")
+    assert "power cycle: ups.no_power_cycle my-ups" in status.stdout, status.stdout
+
+
+def test_a_driver_that_keeps_fsd_gets_exactly_one_upsd_restart_and_is_reported_once(sandbox: Sandbox) -> None:
+    """A driver that reports FSD itself (nutdrv_qx, blazer do) keeps it through upsd's
+    restart: after calling FSD off once, the agent says so once and leaves upsd alone (it
+    restarted upsd at every pass)."""
+    record = sandbox.root / "received.log"
+    path = stub_running(sandbox, record)
+    set_status(path, "FSD OL", "100")
+    shutdowns = sandbox.root / "shutdowns"
+    assert await_true(shutdowns.exists, AWAIT), (sandbox.agent / "upsmon.log").read_text()  # upsmon saw FSD
+    skipped = (
+        'event=power_cycle.skipped ups=my-ups why="no host is halting: no secondary was logged in when FSD was set"'
+    )
+    assert sandbox.await_log(skipped, timeout=AWAIT), sandbox.run_output()
+    assert sandbox.await_log("event=fsd.cleared ups=my-ups", timeout=60 + AWAIT), sandbox.run_output()
+    assert sandbox.await_log("event=fsd.kept ups=my-ups", timeout=AWAIT), sandbox.run_output()
+    upsd = sandbox.pid_of("upsd.pid")
+    # No event to await for "never": the agent passes every second here (SCAN_INTERVAL 1);
+    # it restarted upsd at each of them.
+    assert not await_true(lambda: sandbox.pid_of("upsd.pid") != upsd, 8)
+    out = sandbox.run_output()
+    assert out.count("event=start.upsd ") == 2, out  # the first start, and the one restart
+    assert out.count("event=fsd.cleared") == 1 and out.count("event=fsd.kept") == 1, out
+    assert sandbox.upsc("my-ups", "ups.status")[1] == "FSD OL"  # the driver's own: upsd set none again
+    # upsmon is not started into that FSD: it would shut down again, and again.
+    assert out.count("event=start.upsmon ") == 1 and shutdowns.read_text().splitlines() == ["ran"], out
+    assert received(record) == []  # and no power cycle: no host halted

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+import subprocess
+import textwrap
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -23,7 +26,7 @@ from reconcile.outputs.homeassistant import allowed
 from testbed import REPO, await_true
 from testbed import mqtt as testbed_mqtt
 from testbed.mqtt import Broker
-from testbed.nut import Sandbox, free_port
+from testbed.nut import Sandbox, free_port, write_stub
 
 pytestmark = pytest.mark.nut
 
@@ -58,14 +61,16 @@ def started(sandbox: Sandbox) -> Iterator[list[Broker | Subscriber]]:
         thing.stop()
 
 
-def broker(sandbox: Sandbox, started: list[Broker | Subscriber], port: int | None = None) -> Broker:
-    b = Broker(sandbox.root, port)
+def broker(
+    sandbox: Sandbox, started: list[Broker | Subscriber], port: int | None = None, access: str = testbed_mqtt.ANONYMOUS
+) -> Broker:
+    b = Broker(sandbox.root, port, access=access)
     started.append(b)
     return b
 
 
-def subscriber(port: int, started: list[Broker | Subscriber]) -> Subscriber:
-    s = Subscriber(port)
+def subscriber(port: int, started: list[Broker | Subscriber], login: tuple[str, str] | None = None) -> Subscriber:
+    s = Subscriber(port, login)
     started.append(s)
     return s
 
@@ -129,6 +134,7 @@ def test_discovery_and_state_through_plug_unplug_swap_and_the_will(
         "replace_battery": False,
         "connected": True,
         "model": "Back-UPS ES 700G",
+        "last_command": None,
     }, sandbox.run_output()
     assert sub.await_payload(AVAILABLE, "online")
 
@@ -328,10 +334,218 @@ def test_with_an_admin_login_only_offered_safe_commands_become_buttons_and_other
     # command is one dummy-ups ignores.
     monkeypatch.setattr(mqtt_output, "allowed", lambda command: True)
     at = ("127.0.0.1", sandbox.port)
-    assert mqtt_output.instcmd(at, ("admin", password), "my-ups", "load.off") == ("OK", True)
+    assert mqtt_output.instcmd(at, ("admin", password), "my-ups", "load.off") == mqtt_output.Outcome("OK", ok=True)
     # upsd takes any USERNAME and PASSWORD lines and judges them at the command.
-    assert mqtt_output.instcmd(at, ("admin", "wrong-pass-1"), "my-ups", "load.off") == ("ERR ACCESS-DENIED", False)
+    denied = mqtt_output.instcmd(at, ("admin", "wrong-pass-1"), "my-ups", "load.off")
+    assert denied == mqtt_output.Outcome("ERR ACCESS-DENIED", ok=False)
     assert password not in sandbox.run_output() and password not in sandbox.log.read_text()
+    assert "event=mqtt.failed" not in sandbox.run_output()
+
+
+OFFERED = [
+    "beeper.toggle",
+    "calibrate.start",
+    "calibrate.stop",
+    "load.off",
+    "test.battery.start.deep",
+    "test.battery.start.quick",
+    "test.battery.stop",
+]
+
+
+def received(record: Path) -> list[str]:
+    """The commands the stub driver got from upsd (its record: one line each)."""
+    lines = record.read_text().splitlines() if record.exists() else []
+    return [line.split()[1] for line in lines if line.startswith("INSTCMD ")]
+
+
+def test_a_press_is_refused_on_battery_then_by_the_minute_and_deep_ones_need_the_opt_in(
+    sandbox: Sandbox, started: list[Broker | Subscriber]
+) -> None:
+    """Against a UPS that offers every button and takes commands (testbed/stub_driver.py,
+    behind the real upsd), which records each INSTCMD that reaches it."""
+    password = "adm1n-Pass-word"
+    secret = sandbox.root / "nut-admin"
+    secret.write_text(password + "\n")
+    record = sandbox.root / "received.log"
+    values = {"ups.mfr": "APC", "ups.model": "Back-UPS ES 700G"}
+    device = {"vars": {**values, "ups.status": "OB DISCHRG", "battery.charge": "100"}, "commands": OFFERED}
+    sandbox.use_stub_driver()
+    path = sandbox.stub_rule({**device, "record": str(record)})
+    mosquitto = broker(sandbox, started)
+    sub = subscriber(mosquitto.port, started)
+    # A calibration button an earlier run with MQTT_ALLOW_DEEP_TESTS=1 left on the broker.
+    calibrate = NODE.format("button", "cmd_calibrate_start")
+    sub.publish(calibrate, json.dumps({"name": "Start runtime calibration", "command_topic": COMMAND}), retain=True)
+    assert sub.await_json(calibrate, lambda c: c["name"] == "Start runtime calibration")
+    # DEBUG=1: the agent logs `mqtt.instcmd` right before each INSTCMD it sends.
+    env = agent_env(mosquitto.port, NUT_ADMIN_PASSWORD_FILE=str(secret), DEBUG="1")
+    agent = sandbox.start_run(env=env)
+    sandbox.bus.plug("1-1")
+    assert sandbox.await_upsc("OB DISCHRG", timeout=AWAIT), sandbox.run_output()
+    assert sub.await_json(STATE, lambda s: s["connected"] is True), sandbox.run_output()
+
+    # The UPS offers them all; without the opt-in, no calibration or deep test button (the
+    # earlier one removed), and the answers' sensor comes with the buttons.
+    button = NODE.format("button", "cmd_{}")
+    expected = {button.format(c) for c in ("beeper_toggle", "test_battery_start_quick", "test_battery_stop")}
+    last_sensor = NODE.format("sensor", "last_command")
+    assert await_true(lambda: {t for t in sub.configs() if "/button/" in t} == expected, AWAIT), sub.configs()
+    assert sub.payload(calibrate) == "" and sub.payload(button.format("test_battery_start_deep")) == ""
+    assert sub.payload(button.format("calibrate_stop")) == ""
+    assert sub.configs()[last_sensor]["json_attributes_topic"] == STATE
+
+    # On battery, fully charged: a quick test is refused, from upsd's values read at the press.
+    sub.publish(COMMAND, "test.battery.start.quick")
+    on_battery = "refused: ups.status is 'OB DISCHRG' (OB set): tests and calibrations only on line without OB, LB"
+    refused = f'event=mqtt.command ups=my-ups command=test.battery.start.quick answer="{on_battery}'
+    assert sandbox.await_log(refused, timeout=AWAIT), sandbox.run_output()
+    # Home Assistant shows why: the state's last_command (the "Last command" sensor's value).
+    last = sub.await_json(STATE, lambda s: (s["last_command"] or {}).get("command") == "test.battery.start.quick")
+    assert last is not None and last["last_command"]["answer"].startswith(on_battery), sub.json(STATE)
+    assert last["last_command"]["ok"] is False and last["status"] == "OB DISCHRG"
+    shown = render(sub.configs()[last_sensor]["value_template"], last)
+    assert shown.startswith(on_battery), shown
+
+    # Mains back and charged, a second press within the minute: refused by the rate limit.
+    write_stub(path, {**device, "vars": {**values, "ups.status": "OL", "battery.charge": "100"}, "record": str(record)})
+    assert sandbox.await_upsc("OL", timeout=AWAIT), sandbox.run_output()
+    sub.publish(COMMAND, "test.battery.start.quick")
+    limited = 'command=test.battery.start.quick answer="refused: one command per UPS a minute: the next in '
+    assert sandbox.await_log(limited, timeout=AWAIT), sandbox.run_output()
+    assert sub.await_json(STATE, lambda s: "a minute" in (s["last_command"] or {}).get("answer", ""))
+    # A calibration without the opt-in: refused by name (before the minute is even looked at).
+    sub.publish(COMMAND, "calibrate.start")
+    off = "refused: calibrations and deep battery tests are off (MQTT_ALLOW_DEEP_TESTS=1 allows them)"
+    assert sandbox.await_log(f'command=calibrate.start answer="{off}"', timeout=AWAIT), sandbox.run_output()
+    # A stop is never held back: it reaches the UPS (upsd queued it: OK), the only one that did.
+    sub.publish(COMMAND, "test.battery.stop")
+    sent = "event=mqtt.command ups=my-ups command=test.battery.stop answer=OK"
+    assert sandbox.await_log(sent, timeout=AWAIT), sandbox.run_output()
+    assert await_true(lambda: received(record) == ["test.battery.stop"], AWAIT), received(record)
+    output = sandbox.run_output()
+    assert (
+        output.count("event=mqtt.instcmd") == 1 and "event=mqtt.instcmd ups=my-ups command=test.battery.stop" in output
+    )
+    answers = [line for line in output.splitlines() if "event=mqtt.command" in line]
+    assert len(answers) == 4 and sum('answer="refused: ' in line for line in answers) == 3, answers
+
+    # With the opt-in, the calibration and the deep test are buttons too.
+    agent.send_signal(signal.SIGTERM)
+    assert agent.wait(timeout=30) == 0
+    sandbox.start_run(env={**env, "MQTT_ALLOW_DEEP_TESTS": "1"})
+    assert sub.await_json(calibrate, lambda c: c["payload_press"] == "calibrate.start"), sandbox.run_output()
+    deep = sub.await_json(button.format("test_battery_start_deep"), lambda c: c["name"] == "Deep battery test")
+    assert deep is not None and deep["command_topic"] == COMMAND
+
+    # The state check of the send itself, called here against the real upsd: each time it
+    # reads the UPS's values on the connection it then sends on, never an earlier reading.
+    at, login = ("127.0.0.1", sandbox.port), ("admin", password)
+    before = received(record)
+    assert mqtt_output.instcmd(at, login, "my-ups", "test.battery.start.quick") == mqtt_output.Outcome("OK", ok=True)
+    assert await_true(lambda: received(record) == [*before, "test.battery.start.quick"], AWAIT), received(record)
+    for status, charge, why in (
+        ("OL", "80", "refused: battery.charge is 80 %"),
+        ("OL CAL", "100", "refused: ups.status is 'OL CAL' (CAL set)"),
+        ("OL LB", "100", "refused: ups.status is 'OL LB' (LB set)"),
+    ):
+        write_stub(path, {**device, "vars": {**values, "ups.status": status, "battery.charge": charge}})
+        assert sandbox.await_upsc(status, timeout=AWAIT), sandbox.run_output()
+        assert sandbox.await_upsc(charge, var="battery.charge", timeout=AWAIT)
+        outcome = mqtt_output.instcmd(at, login, "my-ups", "test.battery.start.quick")
+        assert outcome.refused and outcome.answer.startswith(why), outcome
+    assert received(record) == [*before, "test.battery.start.quick"]  # none of those reached the UPS
+    assert password not in sandbox.run_output()
+    assert "event=mqtt.failed" not in sandbox.run_output()
+
+
+def docs_acl() -> str:
+    """The mosquitto acl_file of docs/mqtt.md ("Who may press"), as written there."""
+    text = (REPO / "docs" / "mqtt.md").read_text()
+    blocks = re.findall(r"\n( *)```\n(.*?)\n\1```", text, re.DOTALL)
+    found = [textwrap.dedent(body) for _, body in blocks if "user ups-agent" in body]
+    assert len(found) == 1, "docs/mqtt.md: one acl_file example"
+    return found[0] + "\n"
+
+
+def test_the_acl_of_the_docs_lets_home_assistant_press_and_no_other_login(
+    sandbox: Sandbox, started: list[Broker | Subscriber]
+) -> None:
+    acl, passwd = sandbox.root / "acl", sandbox.root / "passwd"
+    acl.write_text(docs_acl())
+    logins = {user: f"{user}-Pw-1" for user in ("ups-agent", "homeassistant", "dashboard")}
+    for index, (user, password) in enumerate(logins.items()):
+        create = ["-c"] if index == 0 else []
+        subprocess.run(["mosquitto_passwd", *create, "-b", str(passwd), user, password], check=True, timeout=10)
+    os.chmod(passwd, 0o644)  # (mosquitto reads it as its own user once it dropped root)
+    os.chmod(acl, 0o644)
+    access = f"allow_anonymous false\npassword_file {passwd}\nacl_file {acl}\n"
+    mosquitto = broker(sandbox, started, access=access)
+    ha = subscriber(mosquitto.port, started, ("homeassistant", logins["homeassistant"]))
+    dashboard = subscriber(mosquitto.port, started, ("dashboard", logins["dashboard"]))
+    sandbox.dummy_rule(sandbox.data_file())
+    url = f"mqtt://ups-agent:{logins['ups-agent']}@127.0.0.1:{mosquitto.port}"
+    sandbox.start_run(env=agent_env(mosquitto.port, MQTT_URL=url))
+    assert sandbox.await_log("event=mqtt.connected", timeout=AWAIT), sandbox.run_output()
+    sandbox.bus.plug("1-1")
+    assert sandbox.await_upsc("OL", timeout=AWAIT), sandbox.run_output()
+    # The agent may publish its state and HA's discovery; HA reads both, the dashboard the state.
+    assert ha.await_json(STATE, lambda s: s["connected"] is True), Path(mosquitto.log.name).read_text()
+    assert await_true(lambda: NODE.format("sensor", "battery_charge") in ha.configs(), AWAIT)
+    assert dashboard.await_json(STATE, lambda s: s["connected"] is True)
+
+    # The dashboard's press is dropped by the broker; Home Assistant's, published after it
+    # (each acknowledged by the broker first), reaches the agent. mosquitto hands the agent
+    # what it takes in the order it took it: had the first got through, it would be answered first.
+    dashboard.publish(COMMAND, "beeper.mute")
+    ha.publish(COMMAND, "beeper.toggle")
+    answered = 'event=mqtt.command ups=my-ups command=beeper.toggle answer="refused: no admin login"'
+    assert sandbox.await_log(answered, timeout=AWAIT), sandbox.run_output()
+    assert "command=beeper.mute" not in sandbox.run_output()
+    assert ha.await_json(STATE, lambda s: (s["last_command"] or {}).get("command") == "beeper.toggle")
+    assert "event=mqtt.failed" not in sandbox.run_output()
+
+
+def certificates(root: Path) -> tuple[Path, Path, Path]:
+    """A CA of the test's own and a broker certificate it signed for 127.0.0.1 (an IP SAN,
+    which the host-name check reads): (ca, cert, key)."""
+    ca, ca_key, cert, key, csr = (root / n for n in ("ca.pem", "ca.key", "broker.pem", "broker.key", "broker.csr"))
+    ext = root / "san.ext"
+    ext.write_text("subjectAltName = IP:127.0.0.1\n")
+    for command in (  # (the sandbox's paths hold no spaces)
+        f"req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=test-CA -keyout {ca_key} -out {ca}",
+        f"req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout {key} -out {csr}",
+        f"x509 -req -in {csr} -CA {ca} -CAkey {ca_key} -CAcreateserial -days 2 -extfile {ext} -out {cert}",
+    ):
+        subprocess.run(["openssl", *command.split()], check=True, capture_output=True, timeout=60)
+    for path in (ca, cert, key):
+        os.chmod(path, 0o644)  # (mosquitto reads them as its own user once it dropped root)
+    return ca, cert, key
+
+
+def test_mqtts_checks_the_brokers_certificate_and_a_ca_of_ones_own_is_given_as_ssl_cert_file(
+    sandbox: Sandbox, started: list[Broker | Subscriber]
+) -> None:
+    ca, cert, key = certificates(sandbox.root)
+    tls_port = free_port()
+    # A plain listener for the test's subscriber, a TLS one for the agent.
+    access = f"allow_anonymous true\nlistener {tls_port} 127.0.0.1\ncertfile {cert}\nkeyfile {key}\n"
+    mosquitto = broker(sandbox, started, access=access)
+    sub = subscriber(mosquitto.port, started)
+    sandbox.dummy_rule(sandbox.data_file())
+    sandbox.bus.plug("1-1")
+    url = f"mqtts://127.0.0.1:{tls_port}"
+    # The system's CAs only: the broker's certificate is refused, nothing is published.
+    agent = sandbox.start_run(env=agent_env(mosquitto.port, MQTT_URL=url))
+    assert sandbox.await_upsc("OL", timeout=AWAIT), sandbox.run_output()
+    assert sandbox.await_log(f"event=mqtt.disconnected broker={url}", timeout=AWAIT), sandbox.run_output()
+    agent.send_signal(signal.SIGTERM)
+    assert agent.wait(timeout=30) == 0
+    assert "event=mqtt.connected" not in sandbox.run_output() and sub.payload(STATE) is None
+    # With the CA (OpenSSL's SSL_CERT_FILE, e.g. a file mounted into the container): connected.
+    sandbox.start_run(env=agent_env(mosquitto.port, MQTT_URL=url, SSL_CERT_FILE=str(ca)))
+    assert sandbox.await_log(f"event=mqtt.connected broker={url}", timeout=AWAIT), sandbox.run_output()
+    assert sub.await_json(STATE, lambda s: s["connected"] is True and s["status"] == "OL"), sandbox.run_output()
     assert "event=mqtt.failed" not in sandbox.run_output()
 
 

@@ -34,7 +34,7 @@ def test_every_key_has_a_default_so_an_inventory_of_names_alone_works() -> None:
     assert set(data.DEFAULTS) == {
         "ups_name", "scan_interval", "settle_time", "tz", "debug", "simulate", "simulate_cycle", "nut_port",
         "nut_listen", "image", "image_source", "install_docker", "project_dir", "monuser_password", "admin_password",
-        "devices",
+        "devices", "host_ups", "host_minsupplies", "host_halt_seconds",
         "host_shutdown", "host_shutdown_cmd", "host_password", "ups_off_delay", "fsd_clear_after",
         "synology_compat", "gate_timeout", "metrics_port", "metrics_listen", "notify_urls", "notify_events",
         "mqtt_url", "uevents", "rescan_interval", "settle_min", "nut_maxconn",
@@ -223,13 +223,16 @@ def test_the_host_upsmon_files_quote_what_they_write_and_the_agent_accepts_its_t
     assert 'SHUTDOWNCMD "/usr/local/bin/halt-me --now"' in upsmon
     toml = render.agent_config(config)
     assert "[users.pi-host]" in toml and 'password_file = "/run/secrets/nut_host_password"' in toml
-    assert "expect_secondaries = 1" in toml and "ups_off_delay = 120" in toml
-    assert "expect_secondaries" not in render.agent_config(load(host_shutdown=False))
+    assert (
+        '[[shutdown.secondary]]\nname = "pi1"\nups = "my-ups"\nfrom = "host"' in toml and "ups_off_delay = 120" in toml
+    )
+    assert "expect_secondaries" not in toml  # the agent still reads it (older files), the fleet writes it no more
+    assert "[[shutdown.secondary]]" not in render.agent_config(load(host_shutdown=False))
     with pytest.raises(data.DataError, match="host_shutdown_cmd"):
         load(host_shutdown_cmd="halt\nrm -rf /")
     with pytest.raises(data.DataError, match="ups_off_delay"):
         load(ups_off_delay=-5)
-    with pytest.raises(data.DataError, match="fsd_clear_after: must be a whole number from 10 to 86400"):
+    with pytest.raises(data.DataError, match="fsd_clear_after: 5 is less than 60 s"):
         load(fsd_clear_after=5)
 
 
@@ -413,17 +416,19 @@ def test_metrics_are_off_unless_a_port_is_given_then_on_loopback_unless_metrics_
 # rendered before those keys existed (commit f83c7f2): a change here recreates the container
 # of every Pi at its next run. (compose.yaml without its label: that holds the digest of the
 # secrets, which derive from each controller's fleet key.) compose.yaml changed once on
-# purpose since: Docker's log capped (`logging:`), which only a recreated container takes.
+# purpose since: Docker's log capped (`logging:`), which only a recreated container takes;
+# and config.toml once: the UPS that powers the Pi and the logins its agent expects
+# (host_ups, [[shutdown.secondary]]) in place of a bare count (expect_secondaries).
 UNCHANGED = {
     "default": {
         "compose.yaml": "dd05f0fcd35a1d099e6e665720d850508fee07d3a1d9bc4d8987c02533bc6be3",
         ".env": "c8debff515892e3eb054df57aa61bc740f3120285c9774d54aae7f3c1694f8f2",
-        "config.toml": "d821637b6cd4dc776bfa973082d2f6ad3972dc4d83822d6666c2afd645308b09",
+        "config.toml": "1470ea3cc5facea965254cd616c9e1e83ba3e97e677d70a5998b62694354606f",
     },
     "host_shutdown off": {
         "compose.yaml": "42728456cf732848e0efbf5bc0e563f6e3b1b7b3c8cdbbc7c671f0c906e39bdc",
         ".env": "c8debff515892e3eb054df57aa61bc740f3120285c9774d54aae7f3c1694f8f2",
-        "config.toml": "6923905335ef4b60000bf709a0846f934d75143d9ed14ab30b18ceeb5a738f31",
+        "config.toml": "92622ed0b55ef1fce9df90456de06d83d2231a232a43c9f83c197938ff81c2bd",
     },
 }
 

@@ -30,7 +30,14 @@ def agent_status(**more: Any) -> dict[str, Any]:
             "my-ups-2": {"state": "DATA-STALE", "status": None, "charge": None, "runtime": None, "model": None},
         },
         "recent": {"last_event": {"kind": "ups.plugged", "ups": "my-ups-2", "at": "2026-12-02T14:00:00Z"}, "heals": {}},
-        "shutdown": {"armed": True, "broken": [], "fsd": [], "shutdown_ran": False, "power_cycle": {}},
+        "shutdown": {
+            "armed": True,
+            "broken": [],
+            "fsd": [],
+            "shutdown_ran": False,
+            "power_cycle": {},
+            "secondaries": [{"name": "pi1", "ups": "my-ups", "from": "host", "logged_in": True}],
+        },
         "served": {},
         "devices": [],
     }
@@ -136,17 +143,26 @@ def test_a_pi_serving_no_ups_or_not_read_gets_one_row_saying_so() -> None:
     assert [(r.ups, r.agent, r.armed) for r in old] == [("-", None, None)]
 
 
+PI = [{"name": "pi1", "ups": "my-ups", "from": "host", "logged_in": False}]
+NOT_IN = "pi1: the host's own upsmon is not logged in to my-ups from the host (172.17.0.1, ...)"
+
+
 @pytest.mark.parametrize(
     ("shutdown", "host_upsmon", "armed", "why"),
     [
-        ({"armed": True, "broken": []}, "running", True, ()),
+        ({"armed": True, "broken": [], "secondaries": PI}, "running", True, ()),
         ({"armed": True, "broken": []}, None, True, ()),  # host_shutdown off: not part of the path
-        ({"armed": True, "broken": []}, "stopped", False, ("the Pi's own upsmon (nut-client) is stopped",)),
         (
-            {"armed": False, "broken": ["my-ups: 1 upsmon login(s), 2 expected"]},
+            {"armed": True, "broken": [], "secondaries": PI},
+            "stopped",
+            False,
+            ("the Pi's own upsmon (nut-client) is stopped",),
+        ),
+        (
+            {"armed": False, "broken": [NOT_IN], "secondaries": PI},
             "running",
             False,
-            ("my-ups: 1 upsmon login(s), 2 expected",),
+            (NOT_IN,),
         ),
         ({"armed": False, "broken": []}, None, False, ("the agent's upsmon is not running",)),
         ({}, None, None, ("the agent does not say (an older agent?)",)),

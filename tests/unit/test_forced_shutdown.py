@@ -6,12 +6,14 @@ import dataclasses
 
 import pytest
 
-from reconcile.decide import forced, health
+from reconcile import events
+from reconcile.decide import forced, health, report, supervision
 from reconcile.decide.decision import Decision, decide
 from reconcile.decide.plan import make_plan
 from reconcile.decide.supervision import Supervision
-from reconcile.model import Served, StartUpsd, StartUpsmon, StopUpsd, WriteFile
-from reconcile.userconfig import ConfigError, parse
+from reconcile.model import DeviceRule, Served, StartUpsd, StartUpsmon, StopUpsd, WriteFile
+from reconcile.outputs import notices
+from reconcile.userconfig import HOST_UPSMON, ConfigError, Secondary, parse
 from tests.unit.test_decision_and_events import device, inputs, observation
 from tests.unit.test_plan import desired, running, ups
 
@@ -28,29 +30,181 @@ def test_the_time_on_line_is_counted_only_while_fsd_is_set_and_every_ups_is_good
     assert forced.track_online({}, 10.0, 50.0) is None
 
 
-def test_fsd_is_called_off_only_after_the_hold_time_on_line() -> None:
+def test_fsd_is_called_off_only_after_the_hold_time_on_line_never_sooner_than_a_minute() -> None:
     assert not forced.fsd_clear_due(None, 1000.0, 300)
     assert not forced.fsd_clear_due(100.0, 399.0, 300)
     assert forced.fsd_clear_due(100.0, 400.0, 300)
+    # fsd_clear_after below 60 s is taken as 60 (HOSTSYNC + FINALDELAY + a halt): never sooner.
+    assert not forced.fsd_clear_due(100.0, 150.0, 10)
+    assert forced.fsd_clear_due(100.0, 160.0, 10)
+    assert forced.clear_at(100.0, 10) == 160.0
 
 
-def test_the_power_cycle_waits_for_the_primarys_shutdown_or_the_stop_and_is_sent_once() -> None:
-    fsd = frozenset({"my-ups", "my-ups-2"})
-    assert forced.power_cycle_now(fsd, False, False, frozenset(), 120) == ()  # within HOSTSYNC: wait
-    assert forced.power_cycle_now(fsd, True, False, frozenset(), 120) == ("my-ups", "my-ups-2")
-    assert forced.power_cycle_now(fsd, False, True, frozenset(), 120) == ("my-ups", "my-ups-2")  # being stopped
-    assert forced.power_cycle_now(fsd, True, False, frozenset({"my-ups"}), 120) == ("my-ups-2",)
-    assert forced.power_cycle_now(fsd, True, False, frozenset(), 0) == ()  # ups_off_delay = 0: never
+OURS = "127.0.0.1"  # where our upsmon's login comes from (it dials upsd's first LISTEN address)
+PI = "172.17.0.1"  # the Pi's own upsmon, through Docker's proxy (the bridge's gateway)
 
 
-def test_decide_forced_clears_after_the_hold_and_sends_nothing_then() -> None:
-    served = {"my-ups": FSD_OL}
-    first = forced.decide_forced(served, True, frozenset({"my-ups"}), None, 100.0, 300, 120)
-    assert first.active and first.online_since == 100.0 and not first.clear and first.power_cycle == ()
-    later = forced.decide_forced(served, True, frozenset({"my-ups"}), first.online_since, 400.0, 300, 120)
-    assert later.clear and later.power_cycle == ()
-    # `apply` has no clock: it never calls FSD off.
-    assert not forced.decide_forced(served, True, frozenset(), 100.0, 10_000.0, None, 120).clear
+def a_pass(
+    served: dict[str, Served],
+    logins: dict[str, tuple[str, ...]] | None = None,
+    shutdown_ran: bool = False,
+    upsmon: bool = True,
+    now: float = 100.0,
+    clear_after: float | None = 300,
+    may_send: bool = True,
+    stopping: bool = False,
+    blocked: dict[str, str] | None = None,
+) -> forced.Pass:
+    return forced.Pass(served, shutdown_ran, upsmon, logins, OURS, now, clear_after, may_send, stopping, blocked or {})
+
+
+def fsd_episode(*passes: forced.Pass, memory: forced.Memory | None = None) -> list[forced.Forced]:
+    """Each pass decided in turn, the memory carried (and what was sent marked, as
+    supervision.after_pass does)."""
+    out = []
+    memory = memory or forced.Memory()
+    for p in passes:
+        f = forced.decide_forced(p, memory)
+        memory = forced.sent(f.memory, f.power_cycle)
+        out.append(f)
+    return out
+
+
+OB, FSD_OB_ONLY = Served("ok", "OB DISCHRG"), Served("ok", "FSD OB")
+
+
+def test_the_secondaries_are_the_logins_that_are_not_our_upsmons() -> None:
+    assert forced.secondaries((OURS, PI), OURS, True) == (PI,)
+    assert forced.secondaries((OURS, PI), OURS, False) == (OURS, PI)  # ours is not running: not ours
+    # Host networking: the Pi's upsmon logs in from loopback too: one of the two is ours.
+    assert forced.secondaries((OURS, OURS), OURS, True) == (OURS,)
+    assert forced.logged_out((PI, "10.0.0.5"), ("10.0.0.5",)) == (PI,)
+    assert forced.logged_out((OURS, OURS), (OURS,)) == (OURS,)
+    assert forced.logged_out((PI,), (PI, "10.0.0.5")) == ()
+
+
+def test_the_power_cycle_is_sent_when_a_secondary_there_at_fsd_logs_out_after_our_shutdown() -> None:
+    on_battery = a_pass({"my-ups": OB}, {"my-ups": (OURS, PI)})
+    # The Pi's upsmon saw FSD and logged out before the agent's first pass in FSD: the
+    # pass on battery before remembers it.
+    fsd = a_pass({"my-ups": FSD_OB}, {"my-ups": (OURS,)})
+    ran = a_pass({"my-ups": FSD_OB}, {"my-ups": ()}, shutdown_ran=True, upsmon=False)
+    again = a_pass({"my-ups": FSD_OB}, {"my-ups": ()}, shutdown_ran=True, upsmon=False)
+    f_ob, f_fsd, f_ran, f_again = fsd_episode(on_battery, fsd, ran, again)
+    assert f_ob.power_cycle == () and f_ob.memory.on_battery == {"my-ups": (PI,)}
+    # Our upsmon is in its HOSTSYNC wait: nothing yet, nothing skipped.
+    assert f_fsd.power_cycle == () and f_fsd.skipped == {} and f_fsd.memory.at_fsd == {"my-ups": (PI,)}
+    assert f_ran.power_cycle == ("my-ups",)
+    assert f_again.power_cycle == ()  # sent once per FSD
+
+
+def test_no_power_cycle_when_no_host_is_halting_and_poweredownflag_alone_is_not_enough() -> None:
+    # The README's quick start: no secondary at all. Our upsmon ran its shutdown (the flag).
+    alone = fsd_episode(
+        a_pass({"my-ups": OB}, {"my-ups": (OURS,)}),
+        a_pass({"my-ups": FSD_OB}, {"my-ups": (OURS,)}),
+        a_pass({"my-ups": FSD_OB}, {"my-ups": ()}, shutdown_ran=True, upsmon=False),
+    )
+    assert [f.power_cycle for f in alone] == [(), (), ()]
+    assert alone[-1].skipped == {"my-ups": "no host is halting: no secondary was logged in when FSD was set"}
+    # A NAS logged in that stays logged in (it is not halting) does not count either.
+    nas = "192.168.1.20"
+    stays = fsd_episode(
+        a_pass({"my-ups": FSD_OB}, {"my-ups": (OURS, nas)}),
+        a_pass({"my-ups": FSD_OB}, {"my-ups": (nas,)}, shutdown_ran=True, upsmon=False),
+    )
+    assert stays[-1].power_cycle == () and "(192.168.1.20) are still there" in stays[-1].skipped["my-ups"]
+    # Who is logged in is not known this pass (upsd did not answer): decided on the next one.
+    unknown = fsd_episode(a_pass({"my-ups": FSD_OB}, None, shutdown_ran=True, upsmon=False))
+    assert unknown[0].power_cycle == () and unknown[0].skipped == {}
+
+
+def test_the_agent_stopped_in_fsd_cycles_but_never_a_ups_that_does_not_power_this_host() -> None:
+    served = {"my-ups": FSD_OL, "nas-ups": FSD_OL}
+    why = "powers_host = false (power_cycle = true on its [[device]] rule would ask for it)"
+    p = a_pass(served, {"my-ups": (OURS,)}, stopping=True, blocked={"nas-ups": why})
+    cycle, skipped = forced.power_cycle_now(p, forced.Memory())
+    assert cycle == ("my-ups",) and skipped == {"nas-ups": why}
+    # ... and not twice: what was sent already stays sent.
+    assert forced.power_cycle_now(p, forced.Memory(power_cycled=frozenset({"my-ups"})))[0] == ()
+
+
+def test_apply_never_sends_the_power_cycle_nor_reports_a_skip() -> None:
+    p = a_pass({"my-ups": FSD_OB}, {"my-ups": ()}, shutdown_ran=True, upsmon=False, clear_after=None, may_send=False)
+    memory = forced.Memory(at_fsd={"my-ups": (PI,)})  # (even with a host gone)
+    f = forced.decide_forced(p, memory)
+    assert f.power_cycle == () and f.skipped == {} and not f.clear
+
+
+def test_why_a_ups_is_never_power_cycled() -> None:
+    offers = frozenset({"shutdown.return", "load.off"})
+    assert forced.blocked(True, None, offers, 120) is None
+    assert forced.blocked(True, None, None, 120) is None  # its commands not known yet: tried
+    assert forced.blocked(True, None, offers, 0) == "ups_off_delay = 0: the power cycle is turned off"
+    assert forced.blocked(True, None, frozenset({"load.off"}), 120) == "its driver offers no shutdown.return"
+    assert "powers_host = false" in str(forced.blocked(False, None, offers, 120))
+    assert forced.blocked(False, True, offers, 120) is None  # asked for: power_cycle = true
+    assert forced.blocked(True, False, offers, 120) == "power_cycle = false on its [[device]] rule"
+
+
+def test_the_start_delay_is_set_above_the_off_delay_and_cyberpower_counts_in_minutes() -> None:
+    apc = {"device.mfr": "American Power Conversion", "driver.version.data": "APC HID 0.100"}
+    assert forced.delays(120, apc) == forced.Delays(150, 120, False)
+    cyber = {"ups.mfr": "CPS", "driver.version.data": "CyberPower HID 0.8"}
+    assert forced.delays(120, cyber) == forced.Delays(180, 120, True)
+    assert forced.delays(90, {"device.mfr": "CyberPower"}) == forced.Delays(180, 120, True)  # never shorter
+    d = forced.delays(120, apc)
+    assert d.refused(150, 120) is None and d.refused(300, 180) is None
+    assert (
+        d.refused(30, 120)
+        == "ups.delay.start is 30 s, not 30 s above ups.delay.shutdown (120 s): the UPS might stay off"
+    )
+    assert d.refused(150, 20) == "ups.delay.shutdown is 20 s, 120 s asked: a host still halting would lose power"
+    assert d.refused(None, 120) == "the UPS reports no ups.delay.start"
+    assert forced.delays(120, cyber).refused(150, 120) is not None  # a minute apart on CyberPower
+
+
+def test_fsd_is_not_called_off_while_our_upsmon_is_in_its_shutdown_nor_before_the_power_cycle() -> None:
+    good = {"my-ups": FSD_OL}
+    memory = forced.Memory(online_since=0.0)
+    mid = forced.decide_forced(a_pass(good, {"my-ups": (OURS,)}, now=400.0), memory)
+    assert not mid.clear and mid.held_off == "our upsmon is in its shutdown (it set FSD or saw it)"
+    # upsmon gone, but who is logged in is not known: the power cycle is not decided yet.
+    undecided = forced.decide_forced(a_pass(good, None, shutdown_ran=True, upsmon=False, now=400.0), memory)
+    assert not undecided.clear and "not sent or skipped yet" in str(undecided.held_off)
+    skipped = forced.decide_forced(a_pass(good, {"my-ups": ()}, shutdown_ran=True, upsmon=False, now=400.0), memory)
+    assert skipped.clear and skipped.power_cycle == ()
+    sent = forced.Memory(online_since=0.0, power_cycled=frozenset({"my-ups"}))
+    assert forced.decide_forced(a_pass(good, None, shutdown_ran=True, upsmon=False, now=400.0), sent).clear
+
+
+def test_an_fsd_that_upsds_restart_does_not_remove_is_reported_once_and_not_cleared_again() -> None:
+    good = {"my-ups": FSD_OL}
+
+    def after(served: dict[str, Served], now: float) -> forced.Pass:  # our upsmon's shutdown is over
+        return a_pass(served, {"my-ups": ()}, shutdown_ran=True, upsmon=False, now=now)
+
+    memory = forced.Memory(online_since=0.0, power_cycled=frozenset({"my-ups"}))
+    clear = forced.decide_forced(after(good, 400.0), memory)
+    assert clear.clear and clear.memory.cleared == {"my-ups"} and clear.memory.online_since is None
+    # upsd not answering yet, then restarted with the driver not heard yet: nothing known.
+    silent = forced.decide_forced(dataclasses.replace(after(good, 401.0), served=None), clear.memory)
+    assert silent.memory.cleared == {"my-ups"} and not silent.clear
+    waiting = forced.decide_forced(after({"my-ups": Served("ok", "WAIT")}, 401.0), clear.memory)
+    assert waiting.kept == frozenset() and waiting.memory.cleared == {"my-ups"}
+    # The driver reports FSD itself: kept, reported once, and upsd not restarted again.
+    passes = [after(good, now) for now in (402.0, 500.0, 9000.0)]
+    kept = fsd_episode(*passes, memory=waiting.memory)
+    assert [f.kept for f in kept] == [frozenset({"my-ups"}), frozenset(), frozenset()]
+    assert not any(f.clear for f in kept)
+    assert "the driver reports it itself" in str(kept[-1].held_off)
+    assert kept[-1].power_cycle == ()  # the same FSD: never sent again
+    # The driver stops reporting it: forgotten; a later FSD is a new one.
+    over = forced.decide_forced(after({"my-ups": OL}, 9001.0), kept[-1].memory)
+    assert over.memory.kept == frozenset() and over.memory.power_cycled == frozenset()
+    # A clear that worked (no FSD after the restart) is forgotten at once.
+    worked = forced.decide_forced(after({"my-ups": OL}, 401.0), clear.memory)
+    assert worked.memory.cleared == frozenset() and worked.kept == frozenset()
 
 
 def test_upsmon_is_not_started_again_while_fsd_is_set() -> None:
@@ -64,38 +218,65 @@ def test_upsmon_is_not_started_again_while_fsd_is_set() -> None:
     assert any(isinstance(s, StartUpsmon) for s in make_plan(d, act_ol).steps)
 
 
-def test_calling_fsd_off_restarts_upsd_then_starts_upsmon() -> None:
+def test_calling_fsd_off_restarts_upsd_and_upsmon_starts_on_the_next_pass_without_fsd() -> None:
     d = desired(ups())
     act = dataclasses.replace(running(d, {"my-ups": "usbhid-ups"}, upsmon=False), served={"my-ups": FSD_OL})
     plan = make_plan(d, act, clear_fsd=True)
-    kinds = [type(s) for s in plan.steps]
-    assert kinds == [StopUpsd, StartUpsd, StartUpsmon]
-    start_upsmon = plan.steps[2]
-    assert 1 in start_upsmon.needs  # upsmon only once the new upsd (no FSD) serves
+    assert [type(s) for s in plan.steps] == [StopUpsd, StartUpsd]
     assert "FSD called off" in plan.steps[0].reason
+    # Not in the same pass: a driver that reports FSD itself keeps it through the restart,
+    # and a upsmon started then would shut down again. The next pass, FSD gone, starts it.
+    after = dataclasses.replace(act, served={"my-ups": Served("ok", "OL")})
+    assert [type(s) for s in make_plan(d, after).steps] == [StartUpsmon]
+    assert not any(isinstance(s, StartUpsmon) for s in make_plan(d, act).steps)  # FSD stayed: it waits
 
 
 def test_the_decision_tracks_the_time_on_line_and_calls_fsd_off() -> None:
-    obs = observation(device(), served={"my-ups": FSD_OL})
-    sup = Supervision(fsd_clear_after=300, now=100.0)
+    obs = dataclasses.replace(observation(device(), served={"my-ups": FSD_OL}), logins={"my-ups": ()})
+    sup = Supervision(fsd_clear_after=300, now=100.0, may_power_cycle=True)
     d = decide(obs, sup, inputs())
     assert d.forced.active and d.supervision.online_since == 100.0 and not d.forced.clear
     d2 = decide(obs, dataclasses.replace(d.supervision, now=401.0), inputs())
-    assert d2.forced.clear
+    assert d2.forced.clear and d2.forced.skipped == {
+        "my-ups": "no host is halting: no secondary was logged in when FSD was set"
+    }
     # A UPS back on battery starts the clock over.
-    on_battery = observation(device(), served={"my-ups": FSD_OB})
+    on_battery = dataclasses.replace(obs, facts=dataclasses.replace(obs.facts, served={"my-ups": FSD_OB}))
     d3 = decide(on_battery, dataclasses.replace(d.supervision, now=401.0), inputs())
     assert not d3.forced.clear and d3.supervision.online_since is None
 
 
-def test_the_power_cycle_follows_the_shutdown_flag_and_a_new_fsd_is_a_new_episode() -> None:
-    obs = dataclasses.replace(observation(device(), served={"my-ups": FSD_OB}), shutdown_ran=True)
-    d = decide(obs, Supervision(fsd_clear_after=300), inputs())
+def test_the_power_cycle_follows_a_secondarys_logout_never_from_apply_and_a_new_fsd_is_a_new_episode() -> None:
+    obs = dataclasses.replace(
+        observation(device(), served={"my-ups": FSD_OB}), shutdown_ran=True, logins={"my-ups": ()}
+    )
+    pi_was_there = forced.Memory(at_fsd={"my-ups": (PI,)})
+    run = Supervision(fsd_clear_after=300, may_power_cycle=True, fsd=pi_was_there)
+    d = decide(obs, run, inputs())
     assert d.forced.power_cycle == ("my-ups",)
-    sent = Supervision(fsd_clear_after=300, power_cycled=frozenset({"my-ups"}))
+    sent = supervision.after_pass(d.supervision, ["my-ups"], (), (), (), power_cycled=d.forced.power_cycle)
     assert decide(obs, sent, inputs()).forced.power_cycle == ()
+    # `apply` during the same FSD (its own Supervision, no history): never sends it again.
+    assert decide(obs, Supervision(), inputs()).forced.power_cycle == ()
+    assert decide(obs, Supervision(fsd=pi_was_there), inputs()).forced.power_cycle == ()
     over = decide(observation(device(), served={"my-ups": OL}), sent, inputs())
     assert over.supervision.power_cycled == frozenset()  # FSD over: the next one cycles again
+
+
+def test_a_ups_that_does_not_power_this_host_is_not_power_cycled_unless_its_rule_asks() -> None:
+    obs = dataclasses.replace(
+        observation(device(), served={"my-ups": FSD_OB}), shutdown_ran=True, logins={"my-ups": ()}
+    )
+    run = Supervision(fsd_clear_after=300, may_power_cycle=True, fsd=forced.Memory(at_fsd={"my-ups": (PI,)}))
+    for rule, cycled in [
+        (DeviceRule(0, vendorid="051d", powers_host=False), False),
+        (DeviceRule(0, vendorid="051d", powers_host=False, power_cycle=True), True),
+        (DeviceRule(0, vendorid="051d", power_cycle=False), False),
+    ]:
+        user = dataclasses.replace(inputs().user, rules=(rule,))
+        d = decide(obs, run, dataclasses.replace(inputs(), user=user))
+        assert (d.forced.power_cycle == ("my-ups",)) is cycled, rule
+        assert ("my-ups" in d.forced.skipped) is not cycled, rule
 
 
 def test_a_ups_without_shutdown_return_is_named() -> None:
@@ -116,15 +297,19 @@ def _upsmon_conf(text: str, d: Decision) -> Decision:
 
 def test_health_names_each_break_in_the_shutdown_path() -> None:
     d = decide(observation(device(), served={"my-ups": OL}), Supervision(), inputs())
-    broken = health.shutdown_path(d, "my-ups", {}, 0)
+    broken = health.shutdown_path(d, ()).broken
     assert "upsmon is not running" in broken  # (nothing runs in a hand-made observation)
     assert "upsmon.conf does not watch my-ups" in broken
+    host = (Secondary(HOST_UPSMON, "my-ups", from_host=True),)
     watched = _upsmon_conf("MINSUPPLIES 0\nMONITOR my-ups@127.0.0.1:3493 1 upsmon pw primary\n", d)
-    broken = health.shutdown_path(watched, "my-ups", {"my-ups": 0}, 1)
+    watched = dataclasses.replace(watched, obs=dataclasses.replace(watched.obs, logins={"my-ups": ()}))
+    broken = health.shutdown_path(watched, host).broken
     assert "MINSUPPLIES is 0: no UPS can shut this host down" in broken
-    assert any("my-ups: 0 upsmon login(s), 1 expected" in b for b in broken)
+    assert any("the host's own upsmon is not logged in to my-ups" in b for b in broken)
     fine = _upsmon_conf("MINSUPPLIES 1\nMONITOR my-ups@127.0.0.1:3493 1 upsmon pw primary\n", d)
-    assert health.shutdown_path(fine, "my-ups", {"my-ups": 1}, 1) == ["upsmon is not running"]
+    fine = dataclasses.replace(fine, obs=dataclasses.replace(fine.obs, logins={"my-ups": ("127.0.0.1",)}))
+    # (our upsmon is not running: the one login from loopback may be the host's)
+    assert health.shutdown_path(fine, host).broken == ("upsmon is not running",)
 
 
 def test_secondary_users_and_the_shutdown_table_are_validated() -> None:
@@ -157,3 +342,33 @@ def test_a_secondary_user_reaches_upsd_users_and_its_password_is_a_secret() -> N
     assert "[pi-host]" in text and "upsmon secondary" in text.split("[pi-host]")[1]
     primary = text.split("[upsmon]")[1].split("[")[0]
     assert "instcmds = shutdown.return" in primary and "actions = SET" in primary
+
+
+def test_a_rules_power_cycle_key_is_true_or_false() -> None:
+    rule = {"match": {"vendorid": "051d"}, "powers_host": False, "power_cycle": True}
+    assert parse({"device": [rule]}).rules[0].power_cycle is True
+    assert parse({"device": [{"match": {"vendorid": "051d"}}]}).rules[0].power_cycle is None
+    with pytest.raises(ConfigError, match=r"device\[0\]\.power_cycle must be true or false"):
+        parse({"device": [{"match": {"vendorid": "051d"}, "power_cycle": "yes"}]})
+
+
+def test_a_skip_is_reported_once_per_reason_and_a_kept_fsd_once_and_a_refusal_is_a_notice() -> None:
+    obs = dataclasses.replace(
+        observation(device(), served={"my-ups": FSD_OB}), shutdown_ran=True, logins={"my-ups": ()}
+    )
+    run = Supervision(fsd_clear_after=300, may_power_cycle=True)
+    first = decide(obs, run, inputs())
+    again = decide(obs, first.supervision, inputs())
+    kinds = [e.kind for e in report.forced(None, first)]
+    assert kinds == ["power_cycle.skipped"] and report.forced(first, again) == []
+    kept = dataclasses.replace(again, forced=dataclasses.replace(again.forced, kept=frozenset({"my-ups"})))
+    assert [e.kind for e in report.forced(again, kept)] == ["fsd.kept"]
+    refused = events.PowerCycleRefused("my-ups", "shutdown.return", "not sent: ups.delay.start is 30 s ...")
+    assert refused.kind == "ups.no_power_cycle"
+    notice = notices.notice_for(refused, frozenset())
+    assert notice is not None and notice.name == "no_power_cycle"
+    message = notices.compose(notice, "pi-test", notices.Readings(), notices.Policy(15, 120))
+    assert message.title == "[pi-test] my-ups: no power cycle" and "ups.delay.start is 30 s" in message.body
+    assert message.type == "failure" and "halted hosts stay off" in message.body
+    # The one at start (no shutdown.return) stays in the log: it is no news at each start.
+    assert notices.notice_for(events.NoPowerCycle("my-ups", "load.off"), frozenset()) is None

@@ -19,9 +19,10 @@ from reconcile import cli, logfmt, settings
 from reconcile.act.verdict import VerdictFile
 from reconcile.cycle import Agent
 from reconcile.decide import health
-from reconcile.decide.decision import Decision, decide
+from reconcile.decide.decision import Decision, Observation, decide
 from reconcile.decide.supervision import Supervision
 from reconcile.model import Daemon, ProcId, Served, Verdict
+from reconcile.userconfig import HOST_UPSMON, Secondary
 from testbed import REPO
 from tests.unit.test_decision_and_events import device, inputs, observation
 
@@ -44,38 +45,41 @@ def decision(served: dict[str, Served] | None, upsd: bool = True, upsmon: bool =
 
 
 def test_the_verdict_is_healthy_when_upsd_serves_every_ups_and_the_shutdown_path_is_whole() -> None:
-    assert health.verdict(decision({"my-ups": OL}), "my-ups", {}, 0) == Verdict(True, "healthy: upsd serves my-ups")
+    assert health.verdict(decision({"my-ups": OL}), ()) == Verdict(True, "healthy: upsd serves my-ups")
     # A second UPS upsd serves (not on this bus) is named too; none at all says so.
     both = decision({"my-ups": OL, "my-ups-2": OL})
-    assert health.verdict(both, "my-ups", {}, 0).text == "healthy: upsd serves my-ups, my-ups-2"
+    assert health.verdict(both, ()).text == "healthy: upsd serves my-ups, my-ups-2"
     empty = dataclasses.replace(decision({}), attached=())
-    assert health.verdict(empty, "my-ups", {}, 0) == Verdict(True, "healthy: upsd serves no UPS")
+    assert health.verdict(empty, ()) == Verdict(True, "healthy: upsd serves no UPS")
 
 
 def test_the_verdict_says_upsd_is_not_answering_and_whether_it_runs() -> None:
-    running = health.verdict(decision(None), "my-ups", {}, 0)
+    running = health.verdict(decision(None), ())
     assert running == Verdict(False, "unhealthy: upsd is not answering")
-    gone = health.verdict(decision(None, upsd=False), "my-ups", {}, 0)
+    gone = health.verdict(decision(None, upsd=False), ())
     assert gone == Verdict(False, "unhealthy: upsd is not answering (not running)")
 
 
 def test_the_verdict_names_each_ups_without_fresh_data() -> None:
-    stale = health.verdict(decision({"my-ups": Served("DATA-STALE", None)}), "my-ups", {}, 0)
+    stale = health.verdict(decision({"my-ups": Served("DATA-STALE", None)}), ())
     assert stale == Verdict(False, "unhealthy: my-ups DATA-STALE")
-    assert health.verdict(decision({}), "my-ups", {}, 0).text == "unhealthy: my-ups not served"
+    assert health.verdict(decision({}), ()).text == "unhealthy: my-ups not served"
     d = decision({"my-ups": OL})
     held = dataclasses.replace(d, attached=(), held=d.attached)
-    assert health.verdict(held, "my-ups", {}, 0).text == "unhealthy: my-ups held: vanished while on battery"
+    assert health.verdict(held, ()).text == "unhealthy: my-ups held: vanished while on battery"
 
 
 def test_the_verdict_names_the_breaks_in_the_shutdown_path() -> None:
-    no_upsmon = health.verdict(decision({"my-ups": OL}, upsmon=False), "my-ups", {}, 0)
+    no_upsmon = health.verdict(decision({"my-ups": OL}, upsmon=False), ())
     assert no_upsmon == Verdict(False, "unhealthy: shutdown path: upsmon is not running")
-    # Expected secondaries: ours and one more must be logged in to the first UPS.
-    lonely = health.verdict(decision({"my-ups": OL}), "my-ups", {"my-ups": 1}, 1)
+    # The host's own upsmon expected: logged in from the host (tests/unit/test_shutdown_path.py).
+    host = (Secondary(HOST_UPSMON, "my-ups", from_host=True),)
+    alone = dataclasses.replace(decision({"my-ups": OL}), obs=observed(logins={"my-ups": ("127.0.0.1",)}))
+    lonely = health.verdict(alone, host)
     assert not lonely.healthy
-    assert lonely.text.startswith("unhealthy: shutdown path: my-ups: 1 upsmon login(s), 2 expected")
-    assert health.verdict(decision({"my-ups": OL}), "my-ups", {"my-ups": 2}, 1).healthy
+    assert lonely.text.startswith("unhealthy: shutdown path: the host's own upsmon is not logged in to my-ups")
+    both = dataclasses.replace(alone, obs=observed(logins={"my-ups": ("127.0.0.1", "172.17.0.1")}))
+    assert health.verdict(both, host).healthy
 
 
 def test_a_failed_pass_is_one_unhealthy_line() -> None:
@@ -84,32 +88,44 @@ def test_a_failed_pass_is_one_unhealthy_line() -> None:
     assert not health.STOPPED.healthy and health.STOPPED.text == "unhealthy: the agent stopped"
 
 
-def fake_agent(d: Decision, clients: dict[str, int], expect: int) -> Agent:
-    observer = SimpleNamespace(ask_commands=True, scan_bus=lambda: (), logins=lambda _d: clients)
+def observed(logins: dict[str, tuple[str, ...]]) -> Observation:
+    """One UPS (my-ups) on line, upsd listing `logins`, the container's gateway 172.17.0.1."""
+    obs = observation(device(), served={"my-ups": OL})
+    return dataclasses.replace(obs, logins=logins, gateways=("172.17.0.1",))
+
+
+def fake_agent(d: Decision, secondaries: tuple[Secondary, ...]) -> Agent:
+    observer = SimpleNamespace(ask_commands=True, scan_bus=lambda: ())
     return cast(
         Agent,
         SimpleNamespace(
             observer=observer,
             reconcile_once=lambda _bus, act: SimpleNamespace(decision=d),
             settings=SimpleNamespace(ups_name="my-ups"),
-            inputs=SimpleNamespace(user=SimpleNamespace(expect_secondaries=expect)),
+            inputs=SimpleNamespace(user=SimpleNamespace(shutdown_secondaries=secondaries)),
         ),
     )
 
 
 @pytest.mark.parametrize(
-    ("d", "clients", "expect", "code", "line"),
+    ("d", "secondaries", "code", "line"),
     [
-        (decision({"my-ups": OL}), {}, 0, 0, "healthy: upsd serves my-ups"),
-        (decision(None, upsd=False), {}, 0, 1, "unhealthy: upsd is not answering (not running)"),
-        (decision({"my-ups": Served("DATA-STALE", None)}), {}, 0, 1, "unhealthy: my-ups DATA-STALE"),
-        (decision({"my-ups": OL}, upsmon=False), {}, 0, 1, "unhealthy: shutdown path: upsmon is not running"),
+        (decision({"my-ups": OL}), (), 0, "healthy: upsd serves my-ups"),
+        (decision(None, upsd=False), (), 1, "unhealthy: upsd is not answering (not running)"),
+        (decision({"my-ups": Served("DATA-STALE", None)}), (), 1, "unhealthy: my-ups DATA-STALE"),
+        (decision({"my-ups": OL}, upsmon=False), (), 1, "unhealthy: shutdown path: upsmon is not running"),
+        (
+            decision({"my-ups": OL}),
+            (Secondary("nas", "my-ups"),),
+            1,
+            "unhealthy: shutdown path: upsd did not list its logins (LIST CLIENT): not known whether nas logged in",
+        ),
     ],
 )
 def test_cmd_health_prints_the_verdict_and_exits_by_it(
-    d: Decision, clients: dict[str, int], expect: int, code: int, line: str, capsys: pytest.CaptureFixture[str]
+    d: Decision, secondaries: tuple[Secondary, ...], code: int, line: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    agent = fake_agent(d, clients, expect)
+    agent = fake_agent(d, secondaries)
     assert cli.cmd_health(agent) == code
     assert capsys.readouterr().out == line + "\n"
     assert agent.observer.ask_commands is False  # health needs no LIST CMD

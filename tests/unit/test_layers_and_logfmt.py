@@ -193,6 +193,7 @@ def test_benchmarks_and_testbed_never_import_the_tests() -> None:
 # uses only the base layer (the agent's own parsers, so both accept the same values).
 FLEET_LAYERS = {
     **{"config": 0, "digest": 0, "facts": 1, "image": 0, "keys": 0, "clients": 1, "render": 2, "data": 3, "ops": 3},
+    **{"hostups": 0},
     **{"rollback": 4, "host_nut": 4, "steps": 5, "report": 0, "status": 4},
 }
 AGENT_FOR_FLEET = {"reconcile.settings", "reconcile.userconfig", "reconcile.nutsyntax"}

@@ -110,6 +110,7 @@ def test_the_state_json_from_upsds_variables() -> None:
         "replace_battery": False,
         "connected": True,
         "model": "Back-UPS ES 700G",
+        "last_command": None,  # no button pressed yet (tests/unit/test_buttons.py presses them)
     }
     nothing = ha.state_record({}, False)
     assert nothing["connected"] is False and nothing["status"] is None and nothing["on_battery"] is None

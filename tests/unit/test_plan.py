@@ -99,11 +99,12 @@ def test_cold_start_writes_everything_then_starts_upsd_then_upsmon() -> None:
         "write ups.conf",
         "write upsd.conf",
         "write upsd.users",
+        "write upssched.conf",
         "start_upsd",
         "write upsmon.conf",
         "start_upsmon",
     ]
-    assert needs(plan) == [[], [], [], [], [0, 1, 2, 3], [4], [4, 5]]
+    assert needs(plan) == [[], [], [], [], [], [0, 1, 2, 3], [5], [5, 6]]
 
 
 def test_plug_order_section_driver_reload_monitor_reload() -> None:

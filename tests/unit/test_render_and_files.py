@@ -33,7 +33,7 @@ def build_one(usb: UsbDevice, statepath: str = "/run/nut") -> tuple[NutConfig, t
 def test_every_file_has_the_header_and_parses() -> None:
     usb = UsbDevice("1-1", "051d", "0002", 1, 2, 'A"B#\\[x]', "APC", "Back-UPS")
     files = render_all(build_one(usb)[0])
-    assert set(files) == {"nut.conf", "ups.conf", "upsd.conf", "upsd.users", "upsmon.conf"}
+    assert set(files) == {"nut.conf", "ups.conf", "upsd.conf", "upsd.users", "upssched.conf", "upsmon.conf"}
     for name, text in files.items():
         assert text.startswith(MANAGED_HEADER + "\n"), name
         if name != "nut.conf":

@@ -29,6 +29,23 @@ def test_simulator_writes_a_bus_and_a_data_file(tmp_path: Path) -> None:
     assert scan(tmp_path / "sys") == []
 
 
+def test_the_simulated_ups_takes_the_pinned_name_of_a_users_rule_that_matches_it(tmp_path: Path) -> None:
+    """The fleet drills a pinned-name Pi (host_ups) on the demo: a rule for the simulated
+    device pins its name as it would a real UPS's; a rule for another device does not."""
+    sim = Simulator(tmp_path, 100)
+    rules = parse(
+        {
+            "device": [
+                {"match": {"vendorid": "0764"}, "name": "other-ups"},
+                {"match": {"vendorid": "051d", "productid": "0002"}, "name": "cabin-ups", "powers_host": False},
+            ]
+        }
+    ).rules
+    pinned = sim.rule(rules)
+    assert (pinned.name, pinned.powers_host, pinned.driver) == ("cabin-ups", False, "dummy-ups")
+    assert (sim.rule(rules[:1]).name, sim.rule().name) == (None, None)
+
+
 def test_simulate_moves_the_bus_under_the_agent_dir() -> None:
     s = load({"SIMULATE": "1", "NUT_STATEPATH": "/x/state", "RECONCILE_STATE": "/x/agent"})
     assert str(s.usb_sysfs_root) == "/x/agent/simulate/sys"
