@@ -40,6 +40,9 @@ from typing import Any
 from fleet import hostups, keys
 from fleet.config import Secondary, client_secret
 from reconcile.nutsyntax import NutSyntaxError, encode, validate_name, validate_user
+from reconcile.userconfig import HALT_MARGIN as AGENT_HALT_MARGIN
+from reconcile.userconfig import MAX_HALT_SECONDS as MAX_HALT
+from reconcile.userconfig import MIN_HALT_SECONDS as MIN_HALT
 
 CLIENT_GROUP = "nut_clients"
 CLIENT_DEFAULTS: dict[str, Any] = {
@@ -63,7 +66,16 @@ SERVER_DEFAULTS: dict[str, Any] = {
 }
 # Seconds a host is given to halt after FSD before the UPS may cut it (NUT's HOSTSYNC,
 # FINALDELAY and the system's own shutdown): ups_off_delay must exceed the slowest by this.
-HALT_MARGIN = 30
+HALT_MARGIN = AGENT_HALT_MARGIN  # the agent's rule: ups_off_delay >= the slowest halt + this
+
+
+def halt_seconds(value: Any) -> int:
+    """A host's halt_seconds, in the agent's range ([[shutdown.secondary]] halt_seconds)."""
+    if not isinstance(value, int) or isinstance(value, bool) or not MIN_HALT <= value <= MAX_HALT:
+        raise ValueError(f"{value!r} is not a whole number of seconds from {MIN_HALT} to {MAX_HALT}")
+    return value
+
+
 _ADDRESS = re.compile(r"[A-Za-z0-9][A-Za-z0-9.:-]{0,252}", re.ASCII)
 
 
@@ -232,8 +244,10 @@ def load_client(
     if after is not None and (not isinstance(after, int) or isinstance(after, bool) or not 1 <= after <= 86400):
         raise ClientError(host, "shutdown_after", f"{after!r} is not a whole number of seconds from 1 to 86400")
     halt = get("halt_seconds")
-    if not isinstance(halt, int) or isinstance(halt, bool) or not 0 <= halt <= 3600:
-        raise ClientError(host, "halt_seconds", f"{halt!r} is not a whole number of seconds from 0 to 3600")
+    try:
+        halt = halt_seconds(halt)
+    except ValueError as exc:
+        raise ClientError(host, "halt_seconds", str(exc)) from None
     off_delay = of_pi("ups_off_delay")
     if off_delay_checked and isinstance(off_delay, int) and 0 < off_delay < halt + HALT_MARGIN:
         raise ClientError(

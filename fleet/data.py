@@ -19,7 +19,7 @@ from fleet import hostups, keys, render
 from fleet.config import HOST_USER, HostConfig
 from reconcile import settings
 from reconcile.nutsyntax import NutSyntaxError, encode, validate_password
-from reconcile.userconfig import SYNOLOGY_UPS, ConfigError
+from reconcile.userconfig import FSD_CLEAR_MIN, SYNOLOGY_UPS, ConfigError
 from reconcile.userconfig import parse as parse_agent_config
 
 DEFAULTS: dict[str, Any] = {
@@ -214,12 +214,8 @@ def _agent_toml_int(table: str, key: str) -> Callable[[Any], int]:
     return check
 
 
-# Why at least 60: the hosts' upsmons wait HOSTSYNC (15 s) for the secondaries, then
-# FINALDELAY (5 s), then halt; an FSD called off sooner could stop the power cycle that is
-# to bring them back.
-FSD_CLEAR_MIN = 60
-
-
+# The agent's rule (userconfig.FSD_CLEAR_MIN, why there). Checked here too, strictly: the
+# agent only raises an older file's value (so an upgrade keeps NUT), the fleet refuses it.
 def _fsd_clear_after(value: Any) -> int:
     if isinstance(value, int) and not isinstance(value, bool) and value < FSD_CLEAR_MIN:
         raise ValueError(
@@ -317,7 +313,7 @@ KEYS: dict[str, Callable[[Any], Any]] = {
     # Checked with the devices they depend on (fleet/hostups.py), in load().
     "host_ups": lambda value: value,
     "host_minsupplies": lambda value: value,
-    "host_halt_seconds": _seconds,
+    "host_halt_seconds": lambda value: clients_mod.halt_seconds(value),
     "synology_compat": _bool,
     "gate_timeout": _gate_timeout,
     "metrics_port": _metrics_port,

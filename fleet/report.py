@@ -107,6 +107,8 @@ def armed(shutdown: Mapping[str, Any], host_upsmon: str | None) -> tuple[bool | 
     logged in stood in for the Pi's upsmon: with host_shutdown its word is not enough."""
     said = shutdown.get("armed")
     why = [str(b) for b in shutdown.get("broken") or () if isinstance(b, str)]
+    if isinstance(shutdown.get("unarmed"), str):
+        why.append(shutdown["unarmed"])  # nothing broken, but nothing halts the host either
     if host_upsmon is not None and host_upsmon != "running":
         why.append(f"the Pi's own upsmon (nut-client) is {host_upsmon}")
     if not isinstance(said, bool):
@@ -115,7 +117,8 @@ def armed(shutdown: Mapping[str, Any], host_upsmon: str | None) -> tuple[bool | 
     if host_upsmon is not None and said and not why:
         if not isinstance(listed, list):
             return None, ("the agent counts logins: it cannot tell the Pi's own upsmon from another (an older agent)",)
-        if not any(isinstance(s, dict) and s.get("from") == "host" for s in listed):
+        # The Pi's own: from the host, or (nut_listen on one LAN address) marked this_host.
+        if not any(isinstance(s, dict) and (s.get("from") == "host" or s.get("this_host") is True) for s in listed):
             why.append("the agent does not check the Pi's own upsmon's login (no [[shutdown.secondary]] from the host)")
     if said and not why:
         return True, ()

@@ -33,7 +33,7 @@ from reconcile.decide.decision import Decision, device_views
 from reconcile.decide.render import mask_secrets
 from reconcile.model import Plan, Thresholds, WriteFile, describe
 from reconcile.nutsyntax import NutSyntaxError
-from reconcile.observe import upsd_client, usb_libusb
+from reconcile.observe import container, upsd_client, usb_libusb
 from reconcile.outputs import notify
 from reconcile.run import Runner
 from reconcile.settings import Settings, SettingsError
@@ -256,6 +256,8 @@ def cmd_status(agent: Agent, as_json: bool) -> int:
         print(f"secondary: {s['name']} on {s['ups']} (from {where}): {said}")
     for why in sd["broken"]:
         print(f"shutdown path: {why}")
+    if sd["unarmed"]:
+        print(f"not armed: {sd['unarmed']}")
     last_event = result["recent"].get("last_event") if isinstance(result["recent"], dict) else None
     if isinstance(last_event, dict) and last_event.get("kind") in POWER_CYCLE_EVENTS:
         # (the run's power cycle, refused or skipped, outlives the pass that decided it)
@@ -291,18 +293,20 @@ def shutdown_view(agent: Agent, decision: Decision) -> dict[str, Any]:
     and the path is whole (decide/health.shutdown_path, what `health` checks: each
     expected secondary logged in from where it must come), so a low battery halts the
     hosts; `secondaries`: each one, and whether it is logged in (null: not known)."""
-    path = health.shutdown_path(decision, agent.inputs.user.shutdown_secondaries)
+    path = health.shutdown_path(decision, agent.inputs.user.shutdown_secondaries, container.inside())
     return {
         "fsd": sorted(decision.forced.fsd),
         "shutdown_ran": decision.forced.shutdown_ran,
         "power_cycle": decision.power_cycle,
         "broken": list(path.broken),
         "armed": path.armed,
+        "unarmed": path.unarmed or None,
         "secondaries": [
             {
                 "name": s.name,
                 "ups": s.ups,
                 "from": "host" if s.from_host else list(s.addresses) or None,
+                "this_host": s.this_host,
                 "logged_in": logged_in,
             }
             for s, logged_in in path.secondaries

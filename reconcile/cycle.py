@@ -40,7 +40,7 @@ def simulator_for(settings: Settings) -> Simulator:
 class PassResult:
     decision: Decision
     outcome: apply.Outcome | None  # None: nothing was carried out (in sync, or not asked to act)
-    power_cycled: tuple[str, ...] = ()  # UPSes sent the power cycle in this pass
+    power_cycled: tuple[str, ...] = ()  # UPSes the power cycle reached in this pass (of decision.forced's)
 
     @property
     def ok(self) -> bool:
@@ -120,7 +120,7 @@ class Agent:
         return PassResult(decision, outcome, sent)
 
     def power_cycle(self, d: Decision, upses: tuple[str, ...], budget: float = powercycle.BUDGET) -> tuple[str, ...]:
-        """act/powercycle.py for `upses`, as the primary upsmon's user, with decide/forced.py's delays."""
+        """act/powercycle.py for `upses` (primary upsmon's login, forced.delays): those it reached."""
         plan = functools.partial(forced.delays, self.inputs.user.ups_off_delay)
         return powercycle.send_all(self.observer.listen, d.primary_login, upses, plan, d.obs.commands, budget)
 

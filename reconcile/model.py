@@ -215,8 +215,9 @@ class NutConfig:
 
     @property
     def driverless(self) -> tuple[str, ...]:
-        """Sections served with no driver started ("Driver not connected"): the primary
-        name while no UPS is attached, and a UPS held after it vanished on battery."""
+        """Sections served with no driver started ("Driver not connected"): a placeholder
+        for each name clients watch that no UPS has now (the primary name, host_ups, each
+        expected secondary's UPS), and a UPS held after it vanished on battery."""
         return tuple(s.name for s in self.sections if s.no_driver)
 
     notices = UPSMON_NOTICES
@@ -337,6 +338,13 @@ class Served:
     @property
     def flags(self) -> frozenset[str]:
         return frozenset((self.status or "").split())
+
+
+# The power cycle after a forced shutdown: the instant command, and the UPS's delays set
+# before it. Why here: decide/forced.py decides and checks them, act/powercycle.py sends
+# them, and act/ never imports decide/.
+POWER_CYCLE_COMMAND = "shutdown.return"
+START_DELAY, OFF_DELAY = "ups.delay.start", "ups.delay.shutdown"
 
 
 @dataclass(frozen=True)

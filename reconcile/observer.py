@@ -173,7 +173,11 @@ class Observer:
         only when a decision reads it: network secondaries are expected ([shutdown]), or a
         UPS is on battery or in FSD (whether a host is really halting decides the power
         cycle). None otherwise, or when upsd does not answer. Why not at every pass: one
-        request per UPS per pass is idle CPU that a Pi with no secondaries never needs."""
+        request per UPS per pass is idle CPU that a Pi with no secondaries never needs.
+        The power-cycle gate (decide/forced.remember_logins) keeps the secondaries of the
+        last pass before FSD that read them: with secondaries configured that is a pass
+        on line too (a UPS may go from OL straight to FSD between two passes); with none
+        configured, only a pass on battery is remembered."""
         if not served or self.session is None:
             return None
         wanted = bool(self.user.shutdown_secondaries) or any(s.flags & {"OB", "FSD"} for s in served.values())

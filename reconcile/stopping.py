@@ -33,7 +33,8 @@ def _power_cycle_on_the_way_down(agent: Agent, power_cycled: frozenset[str]) -> 
         return
     try:
         upses = (*last.attached, *last.held)
-        p = forced_pass(last.obs, last.supervision, agent.inputs, last.owned, upses, last.names, stopping=True)
+        sup, names = last.supervision, last.names
+        p = forced_pass(last.obs, sup, agent.inputs, last.owned, upses, names, last.config, stopping=True)
         memory = dataclasses.replace(last.supervision.fsd, power_cycled=power_cycled)
         cycle, skipped = forced.power_cycle_now(p, memory)
         for ups, why in sorted(skipped.items()):

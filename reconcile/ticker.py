@@ -69,6 +69,7 @@ class Ticker:
             started=outcome.started if outcome else (),
             failed=outcome.failed_starts if outcome else (),
             power_cycled=result.power_cycled,
+            power_cycle_tried=d.forced.power_cycle,
         )
         daemons.reap()
         return d

@@ -65,6 +65,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reconcile import logfmt
 from reconcile.model import DeviceRule, Thresholds, Upssched
 from reconcile.nutsyntax import (
     NutSyntaxError,
@@ -111,6 +112,7 @@ class ConfigError(ValueError):
 # halt_seconds + this (as the fleet's check, fleet/clients.py HALT_MARGIN).
 HALT_MARGIN = 30
 DEFAULT_HALT_SECONDS = 60
+MIN_HALT_SECONDS, MAX_HALT_SECONDS = 1, 3600  # a host halts in no time at all, or an hour at most
 # The secondary expect_secondaries stands for (files written by older rollouts).
 HOST_UPSMON = "the host's own upsmon"
 
@@ -120,13 +122,26 @@ class Secondary:
     """A network upsmon that must be logged in for `health` ([[shutdown.secondary]]):
     `name` for messages, `ups` the UPS it must be logged in to, and where from: the
     container's own host (`from_host`), one of `addresses`, or (neither) any address
-    that is not ours and not the host's. decide/health.py says what that means."""
+    that is not ours and not the host's. decide/health.py says what that means.
+    `this_host`: it is the upsmon that halts the container's own host (`this_host = true`;
+    true whenever from = "host"): with one from its LAN address (nut_listen on that address)
+    it is what makes this host's path armed, though upsd sees it as one address like any."""
 
     name: str
     ups: str
     from_host: bool = False
     addresses: tuple[str, ...] = ()
     halt_seconds: int = DEFAULT_HALT_SECONDS
+    marked_this_host: bool = False  # `this_host = true` given (from addresses)
+
+    @property
+    def this_host(self) -> bool:
+        return self.from_host or self.marked_this_host
+
+
+# The container's SHUTDOWNCMD unless the owner gives one: it only logs (a container cannot
+# halt its host: the host's own upsmon does, a [[shutdown.secondary]] from "host").
+LOGGING_SHUTDOWN_CMD = "/bin/echo nut-reconcile: upsmon asked for a system shutdown"
 
 
 @dataclass(frozen=True)
@@ -135,7 +150,7 @@ class UserConfig:
     maxage: int = 15
     maxconn: int = DEFAULT_MAXCONN  # upsd's MAXCONN as configured; the agent fits it to RLIMIT_NOFILE
     upsmon_enabled: bool = True
-    shutdown_cmd: str = "/bin/echo nut-reconcile: upsmon asked for a system shutdown"
+    shutdown_cmd: str = LOGGING_SHUTDOWN_CMD
     pollfreq: int = 5
     deadtime: int = 15
     passwords: tuple[tuple[str, str], ...] = ()  # (role, password) given by the user
@@ -148,6 +163,9 @@ class UserConfig:
     # The network upsmons `health` wants logged in ([[shutdown.secondary]], and the one
     # expect_secondaries stands for): decide/health.py.
     shutdown_secondaries: tuple[Secondary, ...] = ()
+    # Values an earlier release took, raised to the least that is safe (each a sentence,
+    # logged at start): refusing them would leave an upgraded Pi without NUT.
+    raised: tuple[str, ...] = ()
     synology_compat: bool = False  # monuser's password is SYNOLOGY_PASSWORD (Synology DSM asks for it)
     # upsmon's NOTIFYCMD: set by the agent when notifications are on (NOTIFY_URLS), never
     # from the file; upsmon then hands each notice to the agent (outputs/relay.py).
@@ -177,6 +195,8 @@ def load(path: Path | None, ups_name: str = "my-ups") -> UserConfig:
         user = parse(data, ups_name)
     except (ConfigError, NutSyntaxError) as exc:
         raise ConfigError(f"{path}: {exc}") from None
+    for note in user.raised:  # an older file's value, raised to the least that is safe
+        logfmt.warning("config.raised", file=str(path), why=note)
     if user.synology_compat and ups_name != SYNOLOGY_UPS:
         raise ConfigError(
             f"{path}: upsd.synology_compat: Synology DSM watches the UPS named {SYNOLOGY_UPS!r}, "
@@ -402,6 +422,7 @@ class _Shutdown:
     expect_secondaries: int
     host_ups: tuple[str, ...]
     secondaries: tuple[Secondary, ...]
+    raised: tuple[str, ...] = ()
 
 
 def _host_ups(value: Any, ups_name: str) -> tuple[str, ...]:
@@ -423,7 +444,7 @@ def _secondary(index: int, entry: Any) -> Secondary:
     where = f"shutdown.secondary[{index}]"
     if not isinstance(entry, dict):
         raise ConfigError(f"{where} must be a table")
-    _unknown(entry, {"name", "ups", "from", "halt_seconds"}, where)
+    _unknown(entry, {"name", "ups", "from", "halt_seconds", "this_host"}, where)
     name = entry.get("name")
     if not isinstance(name, str) or not name.strip() or not is_printable_ascii(name):
         raise ConfigError(f"{where}.name must be a non-empty printable ASCII string (the host's name, for messages)")
@@ -446,9 +467,15 @@ def _secondary(index: int, entry: Any) -> Secondary:
             '(e.g. ["192.168.1.20"]), or left out (any address that is neither ours nor the host\'s)'
         )
     halt = entry.get("halt_seconds", DEFAULT_HALT_SECONDS)
-    if not isinstance(halt, int) or isinstance(halt, bool) or not 1 <= halt <= 3600:
-        raise ConfigError(f"{where}: halt_seconds must be a whole number from 1 to 3600 (seconds it takes to halt)")
-    return Secondary(name, ups, origin == "host", tuple(dict.fromkeys(addresses)), halt)
+    if not isinstance(halt, int) or isinstance(halt, bool) or not MIN_HALT_SECONDS <= halt <= MAX_HALT_SECONDS:
+        raise ConfigError(
+            f"{where}: halt_seconds must be a whole number from {MIN_HALT_SECONDS} to {MAX_HALT_SECONDS} "
+            "(seconds it takes to halt)"
+        )
+    this_host = entry.get("this_host", origin == "host")
+    if not isinstance(this_host, bool) or (origin == "host" and not this_host):
+        raise ConfigError(f'{where}: this_host must be true or false (and true with from = "host")')
+    return Secondary(name, ups, origin == "host", tuple(dict.fromkeys(addresses)), halt, this_host and origin != "host")
 
 
 def _shutdown(table: dict[str, Any], ups_name: str, defaults: UserConfig) -> _Shutdown:
@@ -458,11 +485,15 @@ def _shutdown(table: dict[str, Any], ups_name: str, defaults: UserConfig) -> _Sh
     # runtime and the load is lost before the cut, which defeats the point of it.
     off_delay = _whole(table, "ups_off_delay", defaults.ups_off_delay, 0, 3600, "shutdown")
     clear_after = _whole(table, "fsd_clear_after", defaults.fsd_clear_after, 0, 86400, "shutdown")
+    raised: list[str] = []
     if clear_after < FSD_CLEAR_MIN:
-        raise ConfigError(
-            f"shutdown.fsd_clear_after ({clear_after}) must be at least {FSD_CLEAR_MIN}: the primary waits "
-            "HOSTSYNC (15 s) and FINALDELAY (5 s) before the power cycle, and FSD must not be called off sooner"
+        # Raised, not refused: earlier releases took it, and a file an upgrade cannot read
+        # would leave the Pi without NUT. The fleet refuses it (fleet/data.py) before writing.
+        raised.append(
+            f"shutdown.fsd_clear_after {clear_after} is raised to {FSD_CLEAR_MIN}: the primary waits HOSTSYNC "
+            "(15 s) and FINALDELAY (5 s) before the power cycle, and FSD must not be called off sooner"
         )
+        clear_after = FSD_CLEAR_MIN
     expect = _whole(table, "expect_secondaries", defaults.expect_secondaries, 0, 64, "shutdown")
     host_ups = _host_ups(table.get("host_ups"), ups_name)
     entries = table.get("secondary", [])
@@ -483,14 +514,23 @@ def _shutdown(table: dict[str, Any], ups_name: str, defaults: UserConfig) -> _Sh
     if off_delay and secondaries:
         at, slowest = max(enumerate(secondaries), key=lambda pair: pair[1].halt_seconds)
         least = slowest.halt_seconds + HALT_MARGIN
-        if off_delay < least:
-            key = f"shutdown.secondary[{at}]" if at < len(entries) else "shutdown.expect_secondaries"
+        if off_delay < least and at >= len(entries):
+            # Only expect_secondaries (an older file: no halt_seconds of its own) asks for
+            # more: raised, not refused, as fsd_clear_after above. A longer off-delay only
+            # gives the halting Pi more time.
+            raised.append(
+                f"shutdown.ups_off_delay {off_delay} is raised to {least}: the Pi's own upsmon "
+                f"(shutdown.expect_secondaries) is given {slowest.halt_seconds} s to halt, + {HALT_MARGIN}"
+            )
+            off_delay = least
+        elif off_delay < least:
+            key = f"shutdown.secondary[{at}]"
             raise ConfigError(
                 f"shutdown.ups_off_delay ({off_delay}) is less than {slowest.name}'s halt_seconds "
                 f"({slowest.halt_seconds}, {key}) + {HALT_MARGIN}: the UPS would cut its power before it has "
                 f"halted; give ups_off_delay = {least} or more (or 0: never cut the load)"
             )
-    return _Shutdown(off_delay, clear_after, expect, host_ups, tuple(secondaries))
+    return _Shutdown(off_delay, clear_after, expect, host_ups, tuple(secondaries), tuple(raised))
 
 
 def parse(data: dict[str, Any], ups_name: str = "my-ups") -> UserConfig:
@@ -563,5 +603,6 @@ def parse(data: dict[str, Any], ups_name: str = "my-ups") -> UserConfig:
         expect_secondaries=sd.expect_secondaries,
         host_ups=sd.host_ups,
         shutdown_secondaries=sd.secondaries,
+        raised=sd.raised,
         synology_compat=synology,
     )

@@ -22,9 +22,15 @@ Why the delays are set and read back first: usbhid-ups arms both timers at
 `shutdown.return`, and its start delay (30 s by default) must be above the off-delay or
 the UPS may switch off and stay off when mains return during the countdown; an off-delay
 shorter than asked cuts a host still halting. So the command is sent only when the UPS
-reports both as asked (decide/forced.delays_refused); else nothing is sent and the
+reports both as asked (decide/forced.Delays.refused); else nothing is sent and the
 reason is reported (`ups.no_power_cycle`). Every call has a timeout, and the whole
 conversation a budget (the stop's path has little time: Docker kills after 10 s).
+
+What reached the UPS is said apart from what did not (`Sent.reached`): upsd refusing the
+login or its SET and INSTCMD (ERR ACCESS-DENIED), no connection, the budget spent before
+the command, or upsd saying the driver is not there, reached nothing, and the run loop
+tries it again at a later pass; a command upsd passed on to the driver (whatever it
+answered), or a refusal read back from the UPS, is never sent twice in an FSD.
 """
 
 from __future__ import annotations
@@ -35,14 +41,24 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from reconcile import events, logfmt
+from reconcile.model import OFF_DELAY, START_DELAY
+from reconcile.model import POWER_CYCLE_COMMAND as COMMAND
 from reconcile.observe import upsd_client
 from reconcile.waiting import await_value
 
 TIMEOUT = 5.0  # each call to upsd
 BUDGET = 20.0  # the whole conversation for one UPS
 POLL = 0.1  # between GET TRACKING questions while the driver has not answered
-COMMAND = "shutdown.return"
-START_DELAY, OFF_DELAY = "ups.delay.start", "ups.delay.shutdown"
+# upsd's answers that it did not pass a request on to the UPS: the login is not allowed
+# it (upsd takes any USERNAME and PASSWORD, and checks them at SET and INSTCMD), or the
+# driver is not there. Nothing reached the UPS then: it is tried again.
+_NOT_PASSED_ON = (
+    "ERR ACCESS-DENIED",
+    "ERR USERNAME-REQUIRED",
+    "ERR PASSWORD-REQUIRED",
+    "ERR DRIVER-NOT-CONNECTED",
+    "ERR DATA-STALE",
+)
 
 
 class Delays(Protocol):
@@ -70,6 +86,10 @@ class Sent:
     refused: bool = False  # the UPS would not take the delays: nothing was sent
     start_delay: int | None = None  # ups.delay.start read back
     off_delay: int | None = None  # ups.delay.shutdown read back
+    # The UPS answered: upsd passed the command to its driver (whatever the driver said),
+    # or the UPS's delays, read back, refuse it. False: nothing reached it (login refused,
+    # access denied, no connection, out of time first, no driver): tried again (decide/forced.py).
+    reached: bool = False
 
 
 class _Talk:
@@ -78,6 +98,8 @@ class _Talk:
     def __init__(self, conn: upsd_client.Connection, ups: str, deadline: float) -> None:
         self.conn, self.ups, self.deadline = conn, ups, deadline
         self.tracking = False
+        self.not_passed_on = False  # upsd kept a request from the UPS (_NOT_PASSED_ON)
+        self.commanded = False  # upsd passed the command on to the driver
 
     def say(self, line: str, shown: str | None = None, late: bool = False) -> str:
         """One line and upsd's reply. Past the deadline nothing more is asked (`late`: the
@@ -86,13 +108,16 @@ class _Talk:
             raise upsd_client.UpsdError(f"out of time before {shown or line.split(' ', 1)[0]}")
         reply = self.conn.command(line)
         logfmt.debug("power_cycle.said", ups=self.ups, request=shown or line, reply=reply)
+        self.not_passed_on |= reply.startswith(_NOT_PASSED_ON)
         return reply
 
-    def tracked(self, line: str) -> str:
+    def tracked(self, line: str, command: bool = False) -> str:
         """`line` (a SET VAR or INSTCMD), then the driver's answer: SUCCESS, upsd's ERR ...,
         or PENDING when it has not answered by the deadline. Without tracking, upsd's own
-        reply (OK: queued)."""
+        reply (OK: queued). `command`: the line is the power cycle's INSTCMD."""
         reply = self.say(line)
+        if command:
+            self.commanded = not reply.startswith(_NOT_PASSED_ON)
         if not reply.startswith("OK TRACKING "):
             return reply
         tid = reply.split(" ", 2)[2].strip()
@@ -118,6 +143,7 @@ def power_cycle(
     read back. Never raises for upsd's answers: the result says what happened."""
     command = f"INSTCMD {ups} {COMMAND}"
     deadline = time.monotonic() + budget
+    talk: _Talk | None = None
     try:
         with upsd_client.Connection(*at, timeout=min(TIMEOUT, budget)) as conn:
             talk = _Talk(conn, ups, deadline)
@@ -135,12 +161,20 @@ def power_cycle(
             start, off = talk.delay(START_DELAY), talk.delay(OFF_DELAY)
             why = want.refused(start, off)
             if why is not None:
-                return Sent(ups, command, f"not sent: {why} ({'; '.join(answers)})", False, True, start, off)
-            answer = talk.tracked(command)
+                # A refusal is the UPS's own word unless upsd kept a SET or GET from it
+                # (access denied, no driver): a failure like any other then (tried again).
+                said = not talk.not_passed_on
+                reason = f"not sent: {why} ({'; '.join(answers)})"
+                return Sent(ups, command, reason, False, said, start, off, said)
+            answer = talk.tracked(command, command=True)
             if answer == "OK" and not talk.tracking:
-                return Sent(ups, command, "OK (queued: this upsd tracks no command)", True, False, start, off)
-            return Sent(ups, command, answer, answer == "SUCCESS", False, start, off)
+                return Sent(ups, command, "OK (queued: this upsd tracks no command)", True, False, start, off, True)
+            return Sent(ups, command, answer, answer == "SUCCESS", False, start, off, talk.commanded)
     except upsd_client.UpsdError as exc:
+        if talk is not None and talk.commanded:
+            # Sent, its answer lost (the connection, while asking GET TRACKING): the driver
+            # may be doing it, and a second shutdown.return would restart its countdown.
+            return Sent(ups, command, f"sent, the driver's answer lost: {exc}", False, reached=True)
         return Sent(ups, command, f"not sent: {exc}", False)
 
 
@@ -152,11 +186,14 @@ def send_all(
     commands: Mapping[str, frozenset[str]],
     budget: float = BUDGET,
 ) -> tuple[str, ...]:
-    """power_cycle for each of `upses`, each result an `ups.power_cycle` event (or an
-    `ups.no_power_cycle` one when the UPS would not take the delays). `commands`: what
-    each UPS offers (for that event). Returns the UPSes it was sent to, accepted or not,
-    or refused: a power cycle is sent once per FSD. `budget`: for all of them."""
+    """power_cycle for each of `upses`, each result an `ups.power_cycle` event (ok=false
+    when it failed, also when nothing reached the UPS) or an `ups.no_power_cycle` one when
+    the UPS would not take the delays. `commands`: what each UPS offers (for that event).
+    Returns the UPSes it reached (Sent.reached: the UPS answered the command, accepted or
+    not, or refused the delays): the others are tried again (decide/forced.py says how
+    often). `budget`: for all of them."""
     deadline = time.monotonic() + budget
+    reached: list[str] = []
     for ups in upses:
         sent = power_cycle(at, *login, ups, plan, max(0.5, deadline - time.monotonic()))
         if sent.refused:
@@ -166,4 +203,6 @@ def send_all(
             # The off-delay the UPS reports (CyberPower: whole minutes), else the one asked for.
             off = sent.off_delay if sent.off_delay is not None else plan({}).off
             events.emit(events.PowerCycled(ups, off, sent.command, sent.answer, sent.ok, sent.start_delay))
-    return upses
+        if sent.reached:
+            reached.append(ups)
+    return tuple(reached)

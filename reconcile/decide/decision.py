@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from reconcile.decide import classify, desired, forced, identity, ownership, plan, power, supervision
+from reconcile.decide import classify, desired, forced, identity, logins, ownership, plan, power, supervision
 from reconcile.decide.identity import NameBook
 from reconcile.decide.render import render_all, render_upsmon_with
 from reconcile.decide.secrets import choose_secrets
@@ -23,7 +23,7 @@ from reconcile.decide.supervision import Supervision
 from reconcile.model import ActualState, FileState, Ledger, NutConfig, Plan, Secrets, Ups, UsbDevice
 from reconcile.observe.driver_table import DriverTable
 from reconcile.observe.running import Facts
-from reconcile.userconfig import UserConfig, reachable
+from reconcile.userconfig import UserConfig
 
 Bus = tuple[UsbDevice, ...]
 
@@ -160,7 +160,8 @@ def decide(obs: Observation, sup: Supervision, inputs: Inputs) -> Decision:
     healed: tuple[tuple[str, float], ...] = ()
     if sup.stale_after is not None:
         began, healed = supervision.track_stale(obs.facts.served or {}, sup.stale_began, sup.now)
-    fsd = forced.decide_forced(forced_pass(obs, sup, inputs, owned, [*attached, *held.values()], names), sup.fsd)
+    upses = [*attached, *held.values()]
+    fsd = forced.decide_forced(forced_pass(obs, sup, inputs, owned, upses, names, config), sup.fsd)
     the_plan = plan.make_plan(wanted, actual, restart, clear_fsd=fsd.clear)
     held_back: list[str] = []
     if sup.stale_after is not None:
@@ -209,6 +210,7 @@ def forced_pass(
     owned: ownership.Ownership,
     upses: Sequence[Ups],
     names: Mapping[str, str],
+    config: NutConfig,
     stopping: bool = False,
 ) -> forced.Pass:
     """What decide/forced.py reads of this pass: the shutdown flag, whether our upsmon
@@ -229,13 +231,15 @@ def forced_pass(
         shutdown_ran=obs.shutdown_ran,
         upsmon_running=owned.upsmon is not None,
         logins=obs.logins,
-        # Where our upsmon's login comes from: the address it dials (its MONITOR line).
-        own_address=reachable(user.listen[0][0]),
+        # Where our upsmon's login comes from (the one answer `health` reads too).
+        own_address=logins.own_address(config),
         now=sup.now,
         clear_after=sup.fsd_clear_after,
         may_send=sup.may_power_cycle,
         stopping=stopping,
         blocked=never,
+        # Sections with no driver that are no UPS of ours (a held one is): placeholders.
+        placeholders=frozenset(config.driverless) - {names[u.key] for u in upses if u.key in names},
     )
 
 

@@ -137,10 +137,14 @@ def build(
         # Why a problem, not silence: the owner asked for it (the agent sets upssched up
         # whenever a rule has on_battery_max_seconds: this is a caller that did not).
         problems += [Problem(t.ups, "on_battery_max_seconds not enforced: upssched is not set up") for t in timers]
-    placeholders: set[str] = set()
-    if primary_name not in power:
-        sections.append(placeholder(primary_name))
-        placeholders.add(primary_name)
+    # A placeholder for every name a client is told to watch that no UPS has now: UPS_NAME,
+    # the UPSes that power this host (host_ups) and each expected secondary's. Why the
+    # others too: a pinned name unplugged (pi-cabin's cabin-ups before it is plugged in, or
+    # during a USB drop) would otherwise be "Unknown UPS", and upsd refuses a login to an
+    # unknown UPS, so the Pi's upsmon could not log in; with a placeholder it reads
+    # "Driver not connected", is logged in, and sees the UPS as soon as its driver starts.
+    wanted = (primary_name, *user.host_ups, *(s.ups for s in user.shutdown_secondaries))
+    sections += [placeholder(name) for name in dict.fromkeys(wanted) if name not in power]
     sections.sort(key=lambda s: s.name)
     host, port = user.listen[0]
     host = reachable(host)

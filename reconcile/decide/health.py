@@ -29,11 +29,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from reconcile.decide import logins as login_addresses
 from reconcile.decide.decision import Decision
 
 # Why in model.py: act/verdict.py records it, and act/ never imports decide/.
 from reconcile.model import Verdict as Verdict
-from reconcile.userconfig import HOST_UPSMON, Secondary, canonical_ip
+from reconcile.userconfig import HOST_UPSMON, LOGGING_SHUTDOWN_CMD, Secondary
 
 # What `run` records as it stops: a stopping container must not read as healthy.
 STOPPED = Verdict(False, "unhealthy: the agent stopped")
@@ -69,11 +70,25 @@ def serving(d: Decision) -> dict[str, str]:
 class ShutdownPath:
     """What `shutdown_path` found: why the path is broken (empty: whole), whether each
     expected secondary is logged in (None: not known, upsd did not list the logins),
-    and `armed`: our upsmon runs and nothing is broken, so a low battery halts the hosts."""
+    and `armed`: our upsmon runs, nothing is broken, and something halts this host (a
+    secondary from the host is expected, or SHUTDOWNCMD is the owner's own, not the
+    container's logging one), so a low battery halts the hosts. `unarmed`: why not armed
+    though nothing is broken (`health` stays healthy: a container alone can serve NUT)."""
 
     broken: tuple[str, ...] = ()
     secondaries: tuple[tuple[Secondary, bool | None], ...] = ()
     armed: bool = False
+    unarmed: str = ""
+
+
+# Why armed is more than "nothing broken": with compose.yaml alone, no secondary is
+# expected and the container's SHUTDOWNCMD only logs, so every check passes while nothing
+# would ever halt the Pi. "Armed" must say what a low battery would really do.
+NOTHING_HALTS = (
+    "nothing halts this host: a container's SHUTDOWNCMD cannot halt its host, and no "
+    'secondary from the host is expected ([[shutdown.secondary]] from = "host": the host\'s own upsmon; '
+    "on a Pi: sudo .venv/bin/pyinfra @local deploy.py -y)"
+)
 
 
 Want = Callable[[str], bool]
@@ -98,13 +113,14 @@ def _match(wants: Sequence[Want], logins: Sequence[str]) -> list[bool]:
     return [place(w, set()) for w in range(len(wants))]
 
 
-def _address(text: str) -> str:
-    return canonical_ip(text) or text.strip()
+# One spelling of an address, and where our upsmon's login comes from: decide/logins.py,
+# the one answer the power-cycle gate (decide/forced.py) reads too.
+_address = login_addresses.address
 
 
 def _our_address(d: Decision) -> str:
     """Where upsd sees our upsmon come from: the address it dials (MONITOR ...@host:port)."""
-    return _address(d.config.monitor_host.rsplit(":", 1)[0])
+    return login_addresses.own_address(d.config)
 
 
 # The addresses a client on this host dialling loopback arrives from (Linux answers every
@@ -116,9 +132,11 @@ def _listed(ups: str, logins: Sequence[str]) -> str:
     return f"logins on {ups}: {', '.join(logins)}" if logins else f"no login on {ups}"
 
 
-def shutdown_path(d: Decision, secondaries: Sequence[Secondary]) -> ShutdownPath:
+def shutdown_path(d: Decision, secondaries: Sequence[Secondary], contained: bool = True) -> ShutdownPath:
     """The shutdown path as the module's doc says, from this decision (its observation's
-    LIST CLIENT logins and gateways) and the secondaries the owner expects."""
+    LIST CLIENT logins and gateways) and the secondaries the owner expects. `contained`:
+    the agent runs in a container (observe/container.py), so its SHUTDOWNCMD, whatever it
+    names, never halts the host (True unless known otherwise: never armed by a guess)."""
     if not d.config.upsmon_enabled:
         return ShutdownPath()
     broken = []
@@ -133,7 +151,12 @@ def shutdown_path(d: Decision, secondaries: Sequence[Secondary]) -> ShutdownPath
     if any(u.powers_host for u in d.attached) and minsupplies < 1:
         broken.append(f"MINSUPPLIES is {minsupplies}: no UPS can shut this host down")
     found, more = _secondaries(d, secondaries, watched if running else set())
-    return ShutdownPath(tuple(broken + more), found, running and not broken and not more)
+    # In a container no SHUTDOWNCMD halts the host (the README's "/sbin/shutdown -h +0"
+    # copied into config.toml halts only the container's view): only the host's own upsmon.
+    own_cmd = not contained and d.config.shutdown_cmd != LOGGING_SHUTDOWN_CMD
+    halts = any(s.this_host for s in secondaries) or own_cmd
+    whole = running and not broken and not more
+    return ShutdownPath(tuple(broken + more), found, whole and halts, "" if halts else NOTHING_HALTS)
 
 
 def _secondaries(

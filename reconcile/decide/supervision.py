@@ -42,7 +42,7 @@ class Supervision:
 
     @property
     def power_cycled(self) -> frozenset[str]:
-        """The UPSes sent the power cycle (or refused it) in this FSD."""
+        """The UPSes the power cycle reached (or that refused it) in this FSD."""
         return self.fsd.power_cycled
 
 
@@ -113,12 +113,14 @@ def after_pass(
     started: Iterable[str],
     failed: Iterable[str],
     power_cycled: Iterable[str] = (),
+    power_cycle_tried: Iterable[str] = (),
 ) -> Supervision:
     """The backoff after a pass (`on_bus`: the names of the UPSes attached or held;
     `stopped`: drivers the pass stopped; `started`/`failed`: the backoff keys of the
-    starts that succeeded and failed), and the UPSes sent the power cycle in this FSD
-    (`power_cycled`: by this pass), so that none is sent it twice."""
-    memory = forced.sent(sup.fsd, power_cycled)
+    starts that succeeded and failed), and the power cycles of this FSD: `power_cycled`,
+    the UPSes this pass's reached (none is sent it twice), of `power_cycle_tried`, those
+    it was sent to (the others are tried again, up to forced.POWER_CYCLE_TRIES times)."""
+    memory = forced.sent(sup.fsd, power_cycled, power_cycle_tried)
     if memory is not sup.fsd:
         sup = replace(sup, fsd=memory)
     backoff = sup.backoff

@@ -8,6 +8,7 @@ secondaries on the network shut down too) and runs the shutdown command.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -19,6 +20,9 @@ from typing import Any
 
 import pytest
 
+from reconcile import events, store
+from reconcile.act import powercycle
+from reconcile.decide import forced
 from reconcile.logfmt import format_fields
 from reconcile.nutsyntax import tokenize
 from reconcile.settings import notify_program
@@ -519,6 +523,56 @@ def test_a_halting_host_gets_the_power_cycle_start_delay_first_both_read_back_th
     assert "event=ups.power_cycle" not in result.stdout + result.stderr
     assert sandbox.run_output().count("event=ups.power_cycle ") == 1
     assert [w[0] for w in received(record)].count("INSTCMD") == 1
+
+
+def test_a_halting_host_gone_before_the_agents_first_pass_in_fsd_still_gets_the_power_cycle(sandbox: Sandbox) -> None:
+    """The UPS goes from OL straight to OB LB, and the host's own upsmon (an expected
+    secondary) sees FSD and logs out to halt before the agent's first pass in FSD: no pass
+    saw the UPS on battery (the agent's passes are held here by its lock, as a slow pass
+    would be). The last pass on line read the host's login, so the host counts as halting
+    and the UPS gets the power cycle (it was skipped: "no secondary was logged in")."""
+    record = sandbox.root / "received.log"
+    expected = '\n[[shutdown.secondary]]\nname = "pi-test"\nups = "my-ups"\nfrom = "host"\n'
+    path = stub_running(sandbox, record, expected)
+    with host_secondary(sandbox) as host_flag:
+        assert await_true(lambda: logged_in(sandbox) == 2, AWAIT), sandbox.run_output()
+        # Two more passes, so that a whole one read the logins after the host's login.
+        ticks = sandbox.run_output().count("event=tick ")
+        assert sandbox.await_log("event=tick ", count=ticks + 2, timeout=AWAIT), sandbox.run_output()
+        with store.locked(sandbox.agent):
+            set_status(path, "OB LB", "4")
+            assert await_true(host_flag.exists, AWAIT), (sandbox.root / "host-upsmon.log").read_text()
+            assert await_true(lambda: logged_in(sandbox) <= 1, AWAIT), sandbox.run_output()  # the host's gone
+        assert "on battery (OB" not in sandbox.run_output()  # no pass saw it on battery before FSD
+        sent = 'event=ups.power_cycle ups=my-ups off_delay=120 command="INSTCMD my-ups shutdown.return" answer=SUCCESS'
+        assert sandbox.await_log(sent, timeout=AWAIT), sandbox.run_output()
+    assert "event=power_cycle.skipped" not in sandbox.run_output()
+    assert received(record)[-1] == ["INSTCMD", "shutdown.return"], record.read_text()
+
+
+def test_a_power_cycle_upsd_keeps_from_the_ups_is_not_taken_as_sent_and_is_reported(sandbox: Sandbox) -> None:
+    """act/powercycle.send_all against the real upsd: a login upsd does not allow the
+    SET and INSTCMD (it takes any PASSWORD and answers ERR ACCESS-DENIED at SET) reaches
+    nothing: not returned (so the run loop tries it again), a failed ups.power_cycle
+    event, the driver sent nothing. The primary's own login reaches the UPS."""
+    record = sandbox.root / "received.log"
+    stub_running(sandbox, record)
+    password = json.loads((sandbox.agent / "secrets.json").read_text())["upsmon"]
+    plan = functools.partial(forced.delays, 120)
+    at = ("127.0.0.1", sandbox.port)
+    seen: list[events.Event] = []
+    unsubscribe = events.subscribe(seen.append)
+    try:
+        kept = powercycle.send_all(at, ("upsmon", password + "-wrong"), ("my-ups",), plan, {})
+        nothing = received(record)
+        reached = powercycle.send_all(at, ("upsmon", password), ("my-ups",), plan, {})
+    finally:
+        unsubscribe()
+    assert kept == () and nothing == [] and reached == ("my-ups",)
+    cycled = [e for e in seen if isinstance(e, events.PowerCycled)]
+    assert [e.ok for e in cycled] == [False, True], cycled
+    assert cycled[0].answer.startswith("not sent: ") and "ACCESS-DENIED" in cycled[0].answer, cycled[0]
+    assert received(record)[-1] == ["INSTCMD", "shutdown.return"], record.read_text()
 
 
 @pytest.mark.parametrize(

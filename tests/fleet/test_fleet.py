@@ -445,7 +445,8 @@ def test_a_nut_client_host_goes_down_first_after_its_time_on_battery_then_the_pi
     pi1, nas1 = fleet.pis["pi1"], fleet.pis["nas1"]
     fleet.clients = {"nas1"}
     stamp = f"/bin/sh -c 'date +%s.%N >> {RECORD}'"
-    fleet.data["pi1"] = {**fleet.data.get("pi1", {}), "host_shutdown_cmd": stamp}
+    # fsd_clear_after 60 (the least the fleet takes): mains back, FSD is called off within the wait below.
+    fleet.data["pi1"] = {**fleet.data.get("pi1", {}), "host_shutdown_cmd": stamp, "fsd_clear_after": 60}
     fleet.data["nas1"] = {
         "ups_server": "pi1",
         "ups_server_address": pi1.address(),
@@ -614,9 +615,10 @@ def test_the_fleet_status_shows_each_pis_ups_and_one_not_running_fails_the_comma
     (the demo's my-ups on line, its charge, the agent's and NUT's versions, the shutdown path
     armed); a Pi whose own upsmon is stopped is not armed; a Pi whose container is stopped
     is a row saying so, and the command exits 1."""
-    # After an earlier test's low battery, a Pi's own upsmon has run its SHUTDOWNCMD and
-    # exited, as on a real halt (that Pi is rightly not armed): start it, as its boot would.
-    for name in PIS:
+    # After an earlier test's low battery, a Pi's own upsmon (and a nut_clients host's, which
+    # its Pi expects logged in) has run its SHUTDOWNCMD and exited, as on a real halt (that
+    # Pi is rightly not armed): start it, as its boot would.
+    for name in sorted({*PIS, *fleet.clients}):
         fleet.pis[name].sh("/etc/init.d/nut-client start >/dev/null 2>&1 || true")
 
     def armed() -> bool:

@@ -130,3 +130,59 @@ def test_a_client_watches_the_pinned_name_and_a_typo_in_its_ups_server_stops_its
     assert after == before  # nothing written, nothing recreated
     assert pi.sh(f"cat {here}/.next/config.toml") == before[0]  # not even staged
     assert nas.address() in logins(pi, PINNED)  # still protected
+
+
+RECORD = "/var/log/host-shutdowns"
+
+
+def status(pi: Pi) -> str:
+    """upsc's ups.status of the pinned name, asked inside the Pi's container (not its SSL notice)."""
+    out = pi.sh(f"docker exec ups-nut-smart upsc {PINNED}@127.0.0.1:3493 ups.status 2>&1", check=False)
+    return "\n".join(line for line in out.splitlines() if "Init SSL" not in line).strip()
+
+
+def test_a_low_battery_drill_on_the_pinned_name_halts_the_client_and_the_pi_and_mains_back_call_fsd_off(
+    cabin: Fleet,
+) -> None:
+    """pi-cabin.lan end to end: the drill puts cabin-ups (the pinned name) on low battery,
+    the container's upsmon sets FSD on it, and both its secondaries, the Pi's own upsmon and
+    the nut_clients host's, run their (recording) SHUTDOWNCMD. Mains back: the agent calls
+    FSD off on cabin-ups after fsd_clear_after."""
+    pi, nas = cabin.pis[PI], cabin.pis[NAS]
+    stamp = f"/bin/sh -c 'date +%s.%N >> {RECORD}'"
+    cabin.clients = {NAS}
+    # fsd_clear_after 60: the least the fleet takes (the hosts have halted by then).
+    cabin.data[PI] = {**cabin.data[PI], "host_shutdown_cmd": stamp, "fsd_clear_after": 60}
+    cabin.data[NAS] = {  # the previous test left a mistyped ups_server
+        "ups_server": PI,
+        "ups_server_address": pi.address(),
+        "nut_address": nas.address(),
+        "host_shutdown_cmd": stamp,
+    }
+    result = cabin.pyinfra("-y", hosts=(PI, NAS))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert await_true(lambda: nas.address() in logins(pi, PINNED), 60), logins(pi, PINNED)
+    for host in (pi, nas):
+        host.sh(f"rm -f {RECORD}")
+    logs = "docker logs ups-nut-smart 2>&1"
+    ran = f"test -s {RECORD} && echo ran"
+    drill = "docker exec ups-nut-smart nut-reconcile drill"
+    pi.sh(f"{drill} low-battery")
+    try:
+        assert await_true(lambda: pi.sh(ran, check=False).strip() == "ran", 120), pi.sh(logs)
+        assert await_true(lambda: nas.sh(ran, check=False).strip() == "ran", 60), nas.sh(
+            "tail -30 /var/log/syslog /var/log/messages 2>/dev/null", check=False
+        )
+        assert status(pi).split()[0] == "FSD", status(pi)
+        pi.sh(f"{drill} on-line")
+        assert await_true(lambda: f"event=fsd.cleared ups={PINNED}" in pi.sh(logs), 120), pi.sh(logs)
+        assert await_true(lambda: status(pi) == "OL CHRG", 60), status(pi)
+        for host in (pi, nas):  # one shutdown each, none after FSD was called off
+            assert len(host.sh(f"cat {RECORD}").splitlines()) == 1, host.name
+    finally:
+        pi.sh(f"{drill} auto", check=False)
+        # Their upsmon exited after the shutdown command, as on a real halt: run it again.
+        for host in (pi, nas):
+            host.sh("/etc/init.d/nut-client start", check=False)
+    assert await_true(lambda: (pi.nut() or {}).get("health") == "healthy", 90), pi.sh(logs)
+    assert await_true(lambda: nas.address() in logins(pi, PINNED), 60), logins(pi, PINNED)

@@ -256,3 +256,26 @@ def test_a_secondary_on_the_placeholder_while_the_ups_has_a_pinned_name_fails_he
     secondaries.append(Secondary(sandbox, "on-cabin", ups="cabin-ups"))
     assert await_true(lambda: logins(sandbox, "cabin-ups") == ["127.0.0.1", "127.0.0.1"], AWAIT)
     assert health(sandbox) == (0, "healthy: upsd serves cabin-ups, my-ups\n")
+
+
+def test_a_pinned_host_ups_not_plugged_is_served_as_a_placeholder_the_hosts_upsmon_logs_in_to(
+    sandbox: Sandbox, secondaries: list[Secondary]
+) -> None:
+    """pi-cabin deployed before its UPS is plugged in (or during a USB drop): host_ups =
+    "cabin-ups" is served with no driver ("Driver not connected", not "Unknown UPS"), so the
+    host's upsmon logs in to it and health passes; plugged, the same name gets its driver,
+    the login stays, and our upsmon logs in beside it."""
+    sandbox.dummy_rule(sandbox.data_file(), name="cabin-ups")
+    pi = '\n[[shutdown.secondary]]\nname = "pi-cabin.lan"\nups = "cabin-ups"\nfrom = "host"\n'
+    sandbox.write_config(f'\n[users.nas]\npassword = "{PASSWORD}"\n\n[shutdown]\nhost_ups = "cabin-ups"\n{pi}')
+    sandbox.cli("apply", check=True)
+    assert sandbox.converged({"cabin-ups": "Driver not connected", "my-ups": "Driver not connected"}) is None
+    secondaries.append(Secondary(sandbox, "pi", ups="cabin-ups"))
+    assert await_true(lambda: logins(sandbox, "cabin-ups") == ["127.0.0.1"], AWAIT), secondaries[-1].log.read_text()
+    assert health(sandbox) == (0, "healthy: upsd serves cabin-ups, my-ups\n")
+
+    sandbox.bus.plug("1-1")
+    sandbox.cli("apply", check=True)
+    assert sandbox.await_upsc("OL", target="cabin-ups")
+    assert await_true(lambda: logins(sandbox, "cabin-ups") == ["127.0.0.1", "127.0.0.1"], AWAIT)
+    assert health(sandbox) == (0, "healthy: upsd serves cabin-ups, my-ups\n")

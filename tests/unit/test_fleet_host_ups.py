@@ -190,6 +190,9 @@ def test_nut_listen_on_one_address_points_the_pis_upsmon_there(listen: str, dial
     assert monitors(render.host_upsmon(config)) == [f"my-ups@{dialled}:3494"]
     assert f'"{listen}:3494:3494"' in render.compose(config)  # and that is where compose publishes it
     assert [s["from"] for s in shutdown(config)["secondary"]] == [origin]
+    # From an address, it is still the Pi's own: marked so, the agent counts it as what
+    # halts this host (armed), as from = "host".
+    assert [s.get("this_host", s["from"] == "host") for s in shutdown(config)["secondary"]] == [True]
     assert "# The Pi's own upsmon" in render.agent_config(config)
     with pytest.raises(data.DataError, match="is less than this Pi's host_halt_seconds"):
         load(nut_listen=listen, host_halt_seconds=100)
@@ -221,7 +224,7 @@ def test_a_nut_client_watches_its_pis_host_ups_and_the_pi_expects_it_logged_in()
 @pytest.mark.parametrize(
     ("given", "pi", "message"),
     [
-        ({"halt_seconds": -1}, {}, "host nas: data halt_seconds: -1 is not a whole number of seconds from 0 to 3600"),
+        ({"halt_seconds": -1}, {}, "host nas: data halt_seconds: -1 is not a whole number of seconds from 1 to 3600"),
         (
             {"halt_seconds": 100},
             {},

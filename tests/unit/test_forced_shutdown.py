@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import socket
 
 import pytest
 
 from reconcile import events
-from reconcile.decide import forced, health, report, supervision
-from reconcile.decide.decision import Decision, decide
+from reconcile.act import powercycle
+from reconcile.decide import forced, health, logins, report, supervision
+from reconcile.decide.decision import Decision, decide, forced_pass
 from reconcile.decide.plan import make_plan
 from reconcile.decide.supervision import Supervision
 from reconcile.model import DeviceRule, Served, StartUpsd, StartUpsmon, StopUpsd, WriteFile
@@ -91,11 +94,120 @@ def test_the_power_cycle_is_sent_when_a_secondary_there_at_fsd_logs_out_after_ou
     ran = a_pass({"my-ups": FSD_OB}, {"my-ups": ()}, shutdown_ran=True, upsmon=False)
     again = a_pass({"my-ups": FSD_OB}, {"my-ups": ()}, shutdown_ran=True, upsmon=False)
     f_ob, f_fsd, f_ran, f_again = fsd_episode(on_battery, fsd, ran, again)
-    assert f_ob.power_cycle == () and f_ob.memory.on_battery == {"my-ups": (PI,)}
+    assert f_ob.power_cycle == () and f_ob.memory.before_fsd == {"my-ups": (PI,)}
     # Our upsmon is in its HOSTSYNC wait: nothing yet, nothing skipped.
     assert f_fsd.power_cycle == () and f_fsd.skipped == {} and f_fsd.memory.at_fsd == {"my-ups": (PI,)}
     assert f_ran.power_cycle == ("my-ups",)
     assert f_again.power_cycle == ()  # sent once per FSD
+
+
+def test_a_ups_going_from_on_line_straight_to_fsd_cycles_for_a_secondary_that_left_before_the_first_fsd_pass() -> None:
+    # OL, then OB LB and FSD between two passes: the Pi's upsmon saw FSD and logged out
+    # before the agent's first pass in FSD. The last pass on line read it logged in.
+    on_line = a_pass({"my-ups": Served("ok", "OL CHRG")}, {"my-ups": (OURS, PI)})
+    fsd = a_pass({"my-ups": FSD_OB}, {"my-ups": (OURS,)})
+    ran = a_pass({"my-ups": FSD_OB}, {"my-ups": ()}, shutdown_ran=True, upsmon=False)
+    f_ol, f_fsd, f_ran = fsd_episode(on_line, fsd, ran)
+    assert f_ol.memory.before_fsd == {"my-ups": (PI,)} and f_fsd.memory.at_fsd == {"my-ups": (PI,)}
+    assert f_ran.power_cycle == ("my-ups",) and f_ran.skipped == {}
+
+
+def test_each_pass_before_fsd_that_reads_the_logins_replaces_what_was_remembered() -> None:
+    nas = "192.168.1.20"
+    ol = Served("ok", "OL")
+    # The Pi logs in, then out (rebooted) while on line: the later reading wins.
+    there, gone = fsd_episode(
+        a_pass({"my-ups": ol}, {"my-ups": (OURS, PI)}), a_pass({"my-ups": ol}, {"my-ups": (OURS, nas)})
+    )
+    assert there.memory.before_fsd == {"my-ups": (PI,)} and gone.memory.before_fsd == {"my-ups": (nas,)}
+    # Not read on a pass on battery (upsd did not answer LIST CLIENT): what was read stays.
+    kept = forced.decide_forced(a_pass({"my-ups": OB}, None), gone.memory)
+    assert kept.memory.before_fsd == {"my-ups": (nas,)}
+    # Not read on a pass on line (with no secondary configured, logins are read only on
+    # battery or in FSD): an earlier outage's reading is stale, forgotten.
+    stale = forced.decide_forced(a_pass({"my-ups": ol}, None), kept.memory)
+    assert stale.memory.before_fsd == {}
+    # A UPS whose driver does not answer keeps what was known (FSD may be set unseen).
+    silent = forced.decide_forced(a_pass({"my-ups": Served("DATA-STALE", None)}, {"my-ups": (OURS,)}), gone.memory)
+    assert silent.memory.before_fsd == {"my-ups": (nas,)}
+
+
+def test_our_upsmons_login_is_told_apart_in_any_spelling_upsd_lists_it() -> None:
+    # upsd listening on "::" lists an IPv4 client as ::ffff:a.b.c.d.
+    assert forced.secondaries(("::ffff:127.0.0.1", "::ffff:172.17.0.1"), OURS, True) == (PI,)
+    f = fsd_episode(
+        a_pass({"my-ups": OL}, {"my-ups": ("::ffff:127.0.0.1", f"::ffff:{PI}")}),
+        a_pass({"my-ups": FSD_OB}, {"my-ups": ("::ffff:127.0.0.1",)}),
+        a_pass({"my-ups": FSD_OB}, {"my-ups": ()}, shutdown_ran=True, upsmon=False),
+    )
+    assert f[1].memory.at_fsd == {"my-ups": (PI,)} and f[2].power_cycle == ("my-ups",)
+
+
+@pytest.mark.parametrize(
+    ("listen", "own"), [(("0.0.0.0", 3493), "127.0.0.1"), (("::", 3493), "::1"), (("192.168.1.5", 3493), "192.168.1.5")]
+)
+def test_the_gate_and_health_read_one_answer_for_our_upsmons_address(listen: tuple[str, int], own: str) -> None:
+    user = dataclasses.replace(inputs().user, listen=(listen,))
+    given = dataclasses.replace(inputs(), user=user)
+    d = decide(observation(device(), served={"my-ups": OL}), Supervision(), given)
+    p = forced_pass(d.obs, d.supervision, given, d.owned, d.attached, d.names, d.config)
+    assert logins.own_address(d.config) == own
+    assert p.own_address == own == health._our_address(d)
+
+
+def test_a_power_cycle_that_never_reached_the_ups_is_tried_again_a_few_times_then_given_up() -> None:
+    memory = forced.Memory(at_fsd={"my-ups": (PI,)})
+    halting = a_pass({"my-ups": FSD_OB}, {"my-ups": ()}, shutdown_ran=True, upsmon=False)
+    for n in range(forced.POWER_CYCLE_TRIES):
+        f = forced.decide_forced(halting, memory)
+        assert f.power_cycle == ("my-ups",) and f.skipped == {}, n
+        memory = forced.sent(f.memory, (), f.power_cycle)  # login refused, connection refused, ...
+        assert memory.tries == {"my-ups": n + 1}
+    given_up = forced.decide_forced(halting, memory)
+    assert given_up.power_cycle == ()
+    assert given_up.skipped["my-ups"].startswith(f"given up: tried {forced.POWER_CYCLE_TRIES} times in this FSD")
+    # Given up is settled: FSD may be called off once mains are back (not held for it).
+    back = dataclasses.replace(halting, served={"my-ups": FSD_OL}, now=1000.0)
+    clear = forced.decide_forced(back, dataclasses.replace(memory, online_since=0.0))
+    assert clear.clear and clear.held_off is None
+    # The stop (the host is halting) is the last chance: one more try.
+    assert forced.power_cycle_now(dataclasses.replace(halting, stopping=True), memory)[0] == ("my-ups",)
+    # A new FSD tries afresh.
+    over = forced.decide_forced(dataclasses.replace(halting, served={"my-ups": OL}), memory)
+    assert over.memory.tries == {} and over.memory.power_cycled == frozenset()
+
+
+def test_a_power_cycle_that_reached_the_ups_is_never_tried_again_in_that_fsd() -> None:
+    memory = forced.Memory(at_fsd={"my-ups": (PI,), "nas-ups": (PI,)})
+    served = {"my-ups": FSD_OB, "nas-ups": FSD_OB}
+    halting = a_pass(served, {"my-ups": (), "nas-ups": ()}, shutdown_ran=True, upsmon=False)
+    f = forced.decide_forced(halting, memory)
+    assert f.power_cycle == ("my-ups", "nas-ups")
+    memory = forced.sent(f.memory, ("my-ups",), f.power_cycle)  # the first answered, the second never got it
+    assert memory.power_cycled == {"my-ups"} and memory.tries == {"nas-ups": 1}
+    assert forced.decide_forced(halting, memory).power_cycle == ("nas-ups",)
+    assert forced.sent(memory, (), ()) is memory
+    # What the run loop carries (Supervision): the same counting.
+    sup = supervision.after_pass(
+        Supervision(fsd=f.memory), [], (), (), (), power_cycled=("my-ups",), power_cycle_tried=f.power_cycle
+    )
+    assert sup.power_cycled == {"my-ups"} and sup.fsd.tries == {"nas-ups": 1}
+
+
+def test_send_all_returns_only_the_upses_it_reached_and_reports_each_failure() -> None:
+    with socket.socket() as s:  # a port nothing listens on: connection refused
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    seen: list[events.Event] = []
+    unsubscribe = events.subscribe(seen.append)
+    try:
+        plan = functools.partial(forced.delays, 120)
+        reached = powercycle.send_all(("127.0.0.1", port), ("upsmon", "pw"), ("my-ups",), plan, {}, budget=2.0)
+    finally:
+        unsubscribe()
+    assert reached == ()
+    cycled = [e for e in seen if isinstance(e, events.PowerCycled)]
+    assert len(cycled) == 1 and not cycled[0].ok and cycled[0].answer.startswith("not sent: "), cycled
 
 
 def test_no_power_cycle_when_no_host_is_halting_and_poweredownflag_alone_is_not_enough() -> None:
@@ -244,6 +356,24 @@ def test_the_decision_tracks_the_time_on_line_and_calls_fsd_off() -> None:
     on_battery = dataclasses.replace(obs, facts=dataclasses.replace(obs.facts, served={"my-ups": FSD_OB}))
     d3 = decide(on_battery, dataclasses.replace(d.supervision, now=401.0), inputs())
     assert not d3.forced.clear and d3.supervision.online_since is None
+
+
+def test_a_pinned_name_pi_calls_fsd_off_though_its_my_ups_placeholder_never_answers() -> None:
+    """pi-cabin: the UPS is cabin-ups (a rule pins the name) and my-ups is a placeholder
+    ("Driver not connected", by design). Mains back, the clock on line must run all the
+    same, else FSD is never called off and every upsmon stays stopped. A held UPS (gone
+    on battery) is no placeholder: it still keeps FSD (the pure rule above)."""
+    pinned = dataclasses.replace(
+        inputs(), user=parse({"device": [{"match": {"vendorid": "051d", "productid": "0002"}, "name": "cabin-ups"}]})
+    )
+    served = {"cabin-ups": FSD_OL, "my-ups": Served("DRIVER-NOT-CONNECTED", None)}
+    obs = dataclasses.replace(observation(device(), served=served), logins={"cabin-ups": ()})
+    sup = Supervision(fsd_clear_after=300, now=100.0, may_power_cycle=True)
+    d = decide(obs, sup, pinned)
+    assert "my-ups" in d.config.driverless and d.supervision.online_since == 100.0
+    assert decide(obs, dataclasses.replace(d.supervision, now=401.0), pinned).forced.clear
+    assert forced.all_good(served, frozenset({"my-ups"})) and not forced.all_good(served)
+    assert not forced.all_good({"my-ups": Served("DRIVER-NOT-CONNECTED", None)}, frozenset({"my-ups"}))
 
 
 def test_the_power_cycle_follows_a_secondarys_logout_never_from_apply_and_a_new_fsd_is_a_new_episode() -> None:
