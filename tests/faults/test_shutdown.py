@@ -141,24 +141,7 @@ def test_the_hosts_own_upsmon_as_secondary_shuts_the_host_down_on_the_primarys_f
     the container's primary. Run here in a mount namespace of its own, so that its PID file
     (compiled into Debian's upsmon as /run/nut/upsmon.pid) is not the primary's."""
     primary_flag = serving_on_line(sandbox)
-    monuser = json.loads((sandbox.agent / "secrets.json").read_text())["monuser"]
-    host = sandbox.root / "host-nut"
-    host.mkdir()
-    host_flag = sandbox.root / "host-shutdown-ran"
-    (host / "upsmon.conf").write_text(
-        f"MONITOR my-ups@127.0.0.1:{sandbox.port} 1 monuser {monuser} secondary\n"
-        f'SHUTDOWNCMD "/bin/touch {host_flag}"\nPOLLFREQ 1\nPOLLFREQALERT 1\n'
-    )
-    os.chmod(host / "upsmon.conf", 0o600)
-    env = {**os.environ, "NUT_CONFPATH": str(host), "NUT_STATEPATH": str(host)}
-    with open(sandbox.root / "host-upsmon.log", "w") as log:
-        secondary = subprocess.Popen(
-            ["unshare", "-m", "sh", "-c", "mount -t tmpfs tmpfs /run/nut && exec /lib/nut/upsmon -p -F"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
+    with host_secondary(sandbox) as host_flag:
         log_text = sandbox.root / "host-upsmon.log"
         # Both upsmons logged in to upsd for my-ups: the primary and the host's secondary.
         assert await_true(lambda: logged_in(sandbox) == 2, AWAIT), log_text.read_text()
@@ -166,10 +149,6 @@ def test_the_hosts_own_upsmon_as_secondary_shuts_the_host_down_on_the_primarys_f
         assert await_true(host_flag.exists, AWAIT), log_text.read_text()
         # The primary waited for the secondary to log out, then shut down too.
         assert await_true(primary_flag.exists, AWAIT), (sandbox.agent / "upsmon.log").read_text()
-    finally:
-        if secondary.poll() is None:
-            secondary.kill()
-        secondary.wait(5)
 
 
 @pytest.mark.parametrize(
